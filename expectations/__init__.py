@@ -1,0 +1,1 @@
+"""Great Expectations suites that validate Meterline's warehouse tables in place."""

@@ -1,0 +1,53 @@
+{#-
+  Money in Meterline (docs/money.md):
+  - precise amounts are decimal(38,12), quantities decimal(38,9): never float;
+  - amounts are rounded in exactly one place, `round_money`, half-up (away from zero) to the
+    currency's ISO 4217 exponent (seeds/currencies.csv: JPY 0, USD 2, KWD 3);
+  - rounded amounts are stored as decimal(38,3): 3 is the largest exponent we bill in (a seed
+    test enforces it).
+-#}
+{% macro precise_money_type() %}decimal(38, 12){% endmacro %}
+{% macro rounded_money_type() %}decimal(38, 3){% endmacro %}
+{% macro quantity_type() %}decimal(38, 9){% endmacro %}
+
+{% macro to_precise_money(expression) -%}
+    cast({{ expression }} as {{ precise_money_type() }})
+{%- endmacro %}
+
+{% macro round_money(amount, minor_unit) -%}
+    {#- A constant scale per branch keeps every engine in exact decimal arithmetic (a
+        column-valued scale makes some engines fall back to double). -#}
+    {#- Each branch is cast on its own: a CASE takes one branch's type for all of them, and
+        decimal(38,0) from the first branch would silently round USD to whole dollars. -#}
+    case {{ minor_unit }}
+        when 0 then cast(round({{ amount }}, 0) as {{ rounded_money_type() }})
+        when 2 then cast(round({{ amount }}, 2) as {{ rounded_money_type() }})
+        when 3 then cast(round({{ amount }}, 3) as {{ rounded_money_type() }})
+    end
+{%- endmacro %}
+
+{#- Exact division, rounded half-up to 12 decimals (a precise amount or rate).
+    DuckDB divides decimals in DOUBLE, which would put a float into money, so its variant does
+    the division in 128-bit integers. The numerator may have at most 12 decimals and the
+    denominator at most 9 (money and quantity types). -#}
+{% macro divide_exactly(numerator, denominator) -%}
+    {{ return(adapter.dispatch('divide_exactly', 'meterline')(numerator, denominator)) }}
+{%- endmacro %}
+
+{% macro default__divide_exactly(numerator, denominator) -%}
+    cast(({{ numerator }}) / ({{ denominator }}) as {{ precise_money_type() }})
+{%- endmacro %}
+
+{% macro duckdb__divide_exactly(numerator, denominator) -%}
+    {#- n/d = N/(D*1e3) with N = n*1e12 and D = d*1e9 as integers; the result scaled by 1e12
+        is N*1e9/D, rounded half away from zero. -#}
+    cast(
+        sign(cast({{ numerator }} as {{ precise_money_type() }})) * sign(cast({{ denominator }} as {{ quantity_type() }}))
+        * (
+            (2 * abs(cast(cast({{ numerator }} as {{ precise_money_type() }}) * 1000000000000 as hugeint)) * 1000000000
+             + abs(cast(cast({{ denominator }} as {{ quantity_type() }}) * 1000000000 as hugeint)))
+            // (2 * abs(cast(cast({{ denominator }} as {{ quantity_type() }}) * 1000000000 as hugeint)))
+        )
+        as decimal(38, 0)
+    ) * cast(0.000000000001 as decimal(13, 12))
+{%- endmacro %}

@@ -1,0 +1,26 @@
+{#- Converting between UTC and a customer's local wall-clock time. Timestamps are stored as
+    naive UTC; billing periods are computed on local time and stored back in UTC. -#}
+
+{% macro from_utc(utc_timestamp, timezone) -%}
+    {{ return(adapter.dispatch('from_utc', 'meterline')(utc_timestamp, timezone)) }}
+{%- endmacro %}
+
+{% macro default__from_utc(utc_timestamp, timezone) -%}
+    cast((({{ utc_timestamp }}) at time zone 'UTC') at time zone {{ timezone }} as timestamp)
+{%- endmacro %}
+
+{% macro spark__from_utc(utc_timestamp, timezone) -%}
+    from_utc_timestamp({{ utc_timestamp }}, {{ timezone }})
+{%- endmacro %}
+
+{% macro to_utc(local_timestamp, timezone) -%}
+    {{ return(adapter.dispatch('to_utc', 'meterline')(local_timestamp, timezone)) }}
+{%- endmacro %}
+
+{% macro default__to_utc(local_timestamp, timezone) -%}
+    cast((({{ local_timestamp }}) at time zone {{ timezone }}) at time zone 'UTC' as timestamp)
+{%- endmacro %}
+
+{% macro spark__to_utc(local_timestamp, timezone) -%}
+    to_utc_timestamp({{ local_timestamp }}, {{ timezone }})
+{%- endmacro %}

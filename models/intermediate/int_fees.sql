@@ -1,0 +1,120 @@
+-- One row per fee, the future invoice line: a subscription's base fee for a billing period,
+-- or a charge's usage fee for a billing period. Amounts are rounded here, once per fee, by
+-- round_money (half-up to the currency's minor unit); the precise amount is kept beside it.
+-- invoice_at is when the fee is invoiced: usage and arrears base fees at the end of their
+-- service, in-advance base fees at its start.
+with billing_periods as (
+    select * from {{ ref('int_billing_periods') }}
+),
+
+plans as (
+    select * from {{ ref('stg_catalog__plans') }}
+),
+
+charges as (
+    select * from {{ ref('stg_catalog__charges') }}
+),
+
+rated_tiers as (
+    select * from {{ ref('int_charge_tiers_rated') }}
+),
+
+usage as (
+    select * from {{ ref('int_usage') }}
+),
+
+charge_fees as (
+    select
+        rated_tiers.invoice_line_id,
+        rated_tiers.billing_period_id,
+        rated_tiers.charge_id,
+        max(rated_tiers.units) as units,
+        {{ to_precise_money('sum(rated_tiers.tier_amount)') }} as precise_amount
+    from rated_tiers
+    group by 1, 2, 3
+),
+
+usage_fees as (
+    select
+        charge_fees.invoice_line_id,
+        'charge' as fee_kind,
+        billing_periods.billing_period_id,
+        charge_fees.charge_id,
+        charges.metric_code,
+        charges.charge_model,
+        charges.invoice_display_name as description,
+        charge_fees.units,
+        charge_fees.precise_amount,
+        coalesce(usage.event_count, 0) as event_count,
+        cast(1 as {{ precise_money_type() }}) as proration_factor,
+        billing_periods.service_end_at as invoice_at
+    from charge_fees
+    inner join billing_periods
+        on charge_fees.billing_period_id = billing_periods.billing_period_id
+    inner join charges
+        on charge_fees.charge_id = charges.charge_id
+    left join usage
+        on charge_fees.invoice_line_id = usage.invoice_line_id
+),
+
+subscription_fees as (
+    select
+        {{ dbt.hash("billing_periods.billing_period_id || '|subscription'") }} as invoice_line_id,
+        'subscription' as fee_kind,
+        billing_periods.billing_period_id,
+        cast(null as {{ dbt.type_string() }}) as charge_id,
+        cast(null as {{ dbt.type_string() }}) as metric_code,
+        cast(null as {{ dbt.type_string() }}) as charge_model,
+        plans.invoice_display_name as description,
+        -- Whole-day proration: billed days / days in the full period (docs/money.md).
+        cast(1 as {{ quantity_type() }}) as units,
+        {{ divide_exactly("plans.base_amount * billing_periods.billed_days", "billing_periods.days_in_period") }}
+            as precise_amount,
+        0 as event_count,
+        {{ divide_exactly("billing_periods.billed_days", "billing_periods.days_in_period") }} as proration_factor,
+        case when plans.is_pay_in_advance
+            then billing_periods.service_start_at else billing_periods.service_end_at end as invoice_at
+    from billing_periods
+    inner join plans
+        on billing_periods.plan_code = plans.plan_code
+    where plans.base_amount > 0
+),
+
+all_fees as (
+    select * from usage_fees
+    union all
+    select * from subscription_fees
+),
+
+final as (
+    select
+        all_fees.invoice_line_id,
+        {{ dbt.hash("billing_periods.customer_id || '|' || billing_periods.currency || '|' || cast(all_fees.invoice_at as " ~ dbt.type_string() ~ ")") }}
+            as invoice_id,
+        all_fees.fee_kind,
+        all_fees.billing_period_id,
+        billing_periods.subscription_id,
+        billing_periods.customer_id,
+        billing_periods.plan_code,
+        all_fees.charge_id,
+        all_fees.metric_code,
+        all_fees.charge_model,
+        all_fees.description,
+        billing_periods.currency,
+        billing_periods.minor_unit,
+        billing_periods.service_start_at,
+        billing_periods.service_end_at,
+        billing_periods.service_start_date,
+        billing_periods.service_last_date,
+        all_fees.invoice_at,
+        all_fees.units,
+        all_fees.event_count,
+        all_fees.proration_factor,
+        all_fees.precise_amount,
+        {{ round_money('all_fees.precise_amount', 'billing_periods.minor_unit') }} as amount
+    from all_fees
+    inner join billing_periods
+        on all_fees.billing_period_id = billing_periods.billing_period_id
+)
+
+select * from final

@@ -1,0 +1,15 @@
+-- One row per coupon applied to a customer.
+with source as (
+    select * from {{ source('catalog', 'applied_coupons') }}
+),
+
+final as (
+    select
+        source.applied_coupon_id,
+        source.external_customer_id as customer_id,
+        source.coupon_code,
+        source.applied_at
+    from source
+)
+
+select * from final

@@ -1,0 +1,639 @@
+"""The catalog: price book (YAML), customers and subscriptions (CSV). See docs/catalog.md.
+
+`read_catalog` validates everything and raises `CatalogError` naming file, row or key, and
+field at the first problem; `write_catalog` then replaces the `catalog.*` tables that dbt
+reads. Nothing reaches the warehouse unless the whole catalog is valid.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from orchestration.settings import PROJECT_DIR
+from orchestration.warehouse import Warehouse
+
+CODE_PATTERN = re.compile(r"^[a-z0-9_]+$")
+
+
+class CatalogError(ValueError):
+    """An invalid catalog. The message names file, row or key, and field."""
+
+    def __init__(self, file: Path | str, location: str, message: str):
+        self.file = str(file)
+        self.location = location
+        super().__init__(f"{file}: {location}: {message}" if location else f"{file}: {message}")
+
+
+# ---------------------------------------------------------------- field types
+
+
+def _decimal_string(value: Any) -> Decimal:
+    """Money must arrive as text: a YAML float has already lost exactness."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"{value!r} is not a decimal string (write amounts in quotes, e.g. \"0.002\")")
+    try:
+        parsed = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a decimal string") from None
+    if not parsed.is_finite():
+        raise ValueError(f"{value!r} is not a finite decimal")
+    return parsed
+
+
+def _non_negative_amount(value: Any) -> Decimal:
+    parsed = _decimal_string(value)
+    if parsed < 0:
+        raise ValueError(f"{value!r} must not be negative")
+    return parsed
+
+
+def _code(value: Any) -> str:
+    if not isinstance(value, str) or not CODE_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not a code (lower case letters, digits and _)")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (expected an IANA name like 'Europe/Paris')") from None
+    if value not in _known_timezones():
+        raise ValueError(f"unknown time zone {value!r} (expected an IANA name like 'Europe/Paris')")
+    return value
+
+
+_TIMEZONES: set[str] | None = None
+
+
+def _known_timezones() -> set[str]:
+    global _TIMEZONES
+    if _TIMEZONES is None:
+        _TIMEZONES = available_timezones() | {"UTC"}
+    return _TIMEZONES
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- price book models
+
+
+class BillingEntity(_Strict):
+    code: str
+    name: str
+    timezone: str = "UTC"
+    invoice_prefix: str
+    address: str | None = None
+
+    check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
+    check_tz = field_validator("timezone")(classmethod(lambda cls, v: _timezone(v)))
+
+
+class BillableMetric(_Strict):
+    code: str
+    name: str
+    aggregation: Literal["count", "sum"]
+    field: str | None = None
+    description: str | None = None
+
+    check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
+
+    @model_validator(mode="after")
+    def _field_matches_aggregation(self) -> BillableMetric:
+        if self.aggregation == "sum" and not self.field:
+            raise ValueError("field: a sum metric needs the property to sum")
+        if self.aggregation == "count" and self.field:
+            raise ValueError("field: a count metric counts events and takes no field")
+        return self
+
+
+class GraduatedRange(_Strict):
+    from_value: Decimal
+    to_value: Decimal | None
+    per_unit_amount: Decimal
+    flat_amount: Decimal
+
+    check_bounds = field_validator("from_value", "to_value", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _non_negative_amount(v))
+    )
+    check_amounts = field_validator("per_unit_amount", "flat_amount", mode="before")(
+        classmethod(lambda cls, v: _non_negative_amount(v))
+    )
+
+
+class StandardProperties(_Strict):
+    amount: Decimal
+    check_amount = field_validator("amount", mode="before")(classmethod(lambda cls, v: _non_negative_amount(v)))
+
+
+class GraduatedProperties(_Strict):
+    graduated_ranges: list[GraduatedRange]
+
+    @field_validator("graduated_ranges")
+    @classmethod
+    def _ranges_chain(cls, ranges: list[GraduatedRange]) -> list[GraduatedRange]:
+        if not ranges:
+            raise ValueError("at least one range is needed")
+        if ranges[0].from_value != 0:
+            raise ValueError("[0] > from_value: the first range starts at 0")
+        for index, (previous, current) in enumerate(zip(ranges, ranges[1:]), start=1):
+            if previous.to_value is None:
+                raise ValueError(f"[{index - 1}] > to_value: only the last range may be open (null)")
+            if current.from_value != previous.to_value + 1:
+                raise ValueError(
+                    f"[{index}] > from_value: {current.from_value} does not chain: expected the previous "
+                    f"to_value + 1 = {previous.to_value + 1}"
+                )
+        for index, current in enumerate(ranges):
+            if current.to_value is not None and current.to_value < current.from_value:
+                raise ValueError(f"[{index}] > to_value: smaller than from_value")
+        if ranges[-1].to_value is not None:
+            raise ValueError(f"[{len(ranges) - 1}] > to_value: the last range must be open (null)")
+        return ranges
+
+
+class Charge(_Strict):
+    metric: str
+    charge_model: Literal["standard", "graduated"]
+    properties: dict[str, Any]
+    invoice_display_name: str | None = None
+
+    @model_validator(mode="after")
+    def _properties_fit_model(self) -> Charge:
+        model = StandardProperties if self.charge_model == "standard" else GraduatedProperties
+        model.model_validate(self.properties)  # errors carry the properties' own location
+        return self
+
+    @property
+    def standard(self) -> StandardProperties:
+        return StandardProperties.model_validate(self.properties)
+
+    @property
+    def graduated(self) -> GraduatedProperties:
+        return GraduatedProperties.model_validate(self.properties)
+
+
+class Plan(_Strict):
+    code: str
+    name: str
+    interval: Literal["monthly"]
+    currency: str
+    amount: Decimal
+    pay_in_advance: bool
+    invoice_display_name: str | None = None
+    charges: list[Charge] = []
+
+    check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
+    check_amount = field_validator("amount", mode="before")(classmethod(lambda cls, v: _non_negative_amount(v)))
+
+
+class Coupon(_Strict):
+    code: str
+    name: str
+    coupon_type: Literal["percentage", "fixed_amount"]
+    percentage_rate: Decimal | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    frequency: Literal["once", "recurring", "forever"]
+    frequency_duration: int | None = None
+
+    check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
+    check_money = field_validator("percentage_rate", "amount", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _non_negative_amount(v))
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Coupon:
+        if self.coupon_type == "percentage":
+            if self.percentage_rate is None or self.percentage_rate > 100:
+                raise ValueError("percentage_rate: a percentage coupon needs a rate from 0 to 100")
+            if self.amount is not None or self.currency is not None:
+                raise ValueError("amount: a percentage coupon takes no amount or currency")
+        else:
+            if self.amount is None or not self.currency:
+                raise ValueError("amount: a fixed_amount coupon needs amount and currency")
+            if self.percentage_rate is not None:
+                raise ValueError("percentage_rate: a fixed_amount coupon takes no rate")
+        if self.frequency == "recurring" and (self.frequency_duration or 0) < 1:
+            raise ValueError("frequency_duration: a recurring coupon needs a number of invoices >= 1")
+        if self.frequency != "recurring" and self.frequency_duration is not None:
+            raise ValueError("frequency_duration: only recurring coupons take a duration")
+        return self
+
+
+# ---------------------------------------------------------------- CSV rows
+
+
+@dataclass(frozen=True)
+class Customer:
+    external_customer_id: str
+    name: str
+    email: str | None
+    country: str | None
+    currency: str
+    timezone: str | None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    external_subscription_id: str
+    external_customer_id: str
+    plan_code: str
+    started_at: datetime  # naive UTC
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AppliedCoupon:
+    external_customer_id: str
+    coupon_code: str
+    applied_at: datetime  # naive UTC
+
+
+@dataclass(frozen=True)
+class Catalog:
+    directory: Path
+    billing_entity: BillingEntity
+    metrics: tuple[BillableMetric, ...]
+    plans: tuple[Plan, ...]
+    coupons: tuple[Coupon, ...]
+    customers: tuple[Customer, ...]
+    subscriptions: tuple[Subscription, ...]
+    applied_coupons: tuple[AppliedCoupon, ...]
+    fingerprint: str
+    """sha256 of the files' bytes, in a fixed order: the price-book version."""
+
+    @property
+    def metrics_by_code(self) -> dict[str, BillableMetric]:
+        return {m.code: m for m in self.metrics}
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_yaml(path: Path, top_key: str, required: bool = True) -> Any:
+    if not path.exists():
+        if required:
+            raise CatalogError(path, "", "file is missing (see docs/catalog.md)")
+        return []
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise CatalogError(path, "", f"not valid YAML: {error}") from None
+    if not isinstance(document, dict) or top_key not in document:
+        raise CatalogError(path, "", f"expected a top-level key '{top_key}'")
+    return document[top_key]
+
+
+def _format_location(top_key: str, items: list[Any], loc: tuple[Any, ...]) -> str:
+    """('plans', 1, 'charges', 0, 'amount') -> "plans[1] (code 'developer') > charges[0] > amount"."""
+    parts: list[str] = [top_key]
+    for index, step in enumerate(loc):
+        if isinstance(step, int):
+            parts[-1] += f"[{step}]"
+            if index == 0 and isinstance(items, list) and step < len(items) and isinstance(items[step], dict):
+                code = items[step].get("code")
+                if code is not None:
+                    parts[-1] += f" (code '{code}')"
+        else:
+            parts.append(str(step))
+    return " > ".join(parts)
+
+
+def _validate_list(path: Path, top_key: str, items: Any, model: type[BaseModel]) -> list[Any]:
+    if not isinstance(items, list):
+        raise CatalogError(path, top_key, "expected a list")
+    parsed = []
+    for index, item in enumerate(items):
+        try:
+            parsed.append(model.model_validate(item))
+        except ValidationError as error:
+            first = error.errors()[0]
+            location = _format_location(top_key, items, (index, *first["loc"]))
+            message = first["msg"].removeprefix("Value error, ")
+            raise CatalogError(path, location, message) from None
+    codes = [p.code for p in parsed]
+    for index, code in enumerate(codes):
+        if codes.index(code) != index:
+            raise CatalogError(path, f"{top_key}[{index}] > code", f"duplicate code {code!r}")
+    return parsed
+
+
+def _parse_instant(value: str, zone: str) -> datetime:
+    """An ISO date (midnight in `zone`) or an ISO timestamp (with offset, else in `zone`) -> naive UTC."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            local = datetime.combine(date.fromisoformat(text), time())
+        else:
+            local = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO date or timestamp") from None
+    if local.tzinfo is None:
+        local = local.replace(tzinfo=ZoneInfo(zone))
+    return local.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _read_csv(path: Path, required_columns: list[str], required: bool = True) -> list[tuple[int, dict[str, str]]]:
+    if not path.exists():
+        if required:
+            raise CatalogError(path, "", "file is missing (see docs/catalog.md)")
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        missing = [c for c in required_columns if c not in header]
+        if missing:
+            raise CatalogError(path, "header", f"missing column(s) {', '.join(missing)}")
+        # Row numbers as a spreadsheet shows them: the header is row 1.
+        return [(number, {k: (v or "").strip() for k, v in row.items() if k is not None})
+                for number, row in enumerate(reader, start=2)]
+
+
+def _row_error(path: Path, number: int, key: str, field: str, message: str) -> CatalogError:
+    return CatalogError(path, f"row {number} ({key}) > {field}", message)
+
+
+def known_currencies() -> dict[str, int]:
+    """Currency code -> ISO 4217 exponent, from the dbt seed (one source of truth)."""
+    with (PROJECT_DIR / "seeds" / "currencies.csv").open(newline="") as handle:
+        return {row["currency_code"]: int(row["minor_unit"]) for row in csv.DictReader(handle)}
+
+
+def read_catalog(
+    directory: Path,
+    *,
+    customers_file: Path | None = None,
+    subscriptions_file: Path | None = None,
+    applied_coupons_file: Path | None = None,
+) -> Catalog:
+    """Read and validate a catalog directory; raise CatalogError at the first problem."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CatalogError(directory, "", "catalog directory not found")
+    currencies = known_currencies()
+
+    entity_path = directory / "billing_entity.yml"
+    entity_doc = _read_yaml(entity_path, "billing_entity")
+    try:
+        entity = BillingEntity.model_validate(entity_doc)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise CatalogError(
+            entity_path, _format_location("billing_entity", [], first["loc"]), first["msg"].removeprefix("Value error, ")
+        ) from None
+
+    metrics_path = directory / "billable_metrics.yml"
+    metrics = _validate_list(metrics_path, "billable_metrics", _read_yaml(metrics_path, "billable_metrics"), BillableMetric)
+    metric_codes = {m.code for m in metrics}
+
+    plans_path = directory / "plans.yml"
+    raw_plans = _read_yaml(plans_path, "plans")
+    plans = _validate_list(plans_path, "plans", raw_plans, Plan)
+    for plan_index, plan in enumerate(plans):
+        where = f"plans[{plan_index}] (code '{plan.code}')"
+        if plan.currency not in currencies:
+            raise CatalogError(plans_path, f"{where} > currency", f"unknown currency {plan.currency!r}")
+        seen: set[str] = set()
+        for charge_index, charge in enumerate(plan.charges):
+            if charge.metric not in metric_codes:
+                raise CatalogError(
+                    plans_path, f"{where} > charges[{charge_index}] > metric", f"unknown billable metric {charge.metric!r}"
+                )
+            if charge.metric in seen:
+                raise CatalogError(
+                    plans_path,
+                    f"{where} > charges[{charge_index}] > metric",
+                    f"a second charge on {charge.metric!r}: a plan prices each metric once",
+                )
+            seen.add(charge.metric)
+    plans_by_code = {p.code: p for p in plans}
+
+    coupons_path = directory / "coupons.yml"
+    coupons = _validate_list(coupons_path, "coupons", _read_yaml(coupons_path, "coupons", required=False), Coupon)
+    for index, coupon in enumerate(coupons):
+        if coupon.currency is not None and coupon.currency not in currencies:
+            raise CatalogError(coupons_path, f"coupons[{index}] (code '{coupon.code}') > currency", "unknown currency")
+    coupon_codes = {c.code for c in coupons}
+
+    customers_path = customers_file or directory / "customers.csv"
+    customers: list[Customer] = []
+    seen_customers: set[str] = set()
+    for number, row in _read_csv(customers_path, ["external_customer_id", "name", "currency"]):
+        key = f"external_customer_id '{row['external_customer_id']}'"
+        for field in ("external_customer_id", "name", "currency"):
+            if not row.get(field):
+                raise _row_error(customers_path, number, key, field, "required")
+        if row["external_customer_id"] in seen_customers:
+            raise _row_error(customers_path, number, key, "external_customer_id", "duplicate id")
+        seen_customers.add(row["external_customer_id"])
+        if row["currency"] not in currencies:
+            raise _row_error(customers_path, number, key, "currency", f"unknown currency {row['currency']!r}")
+        zone = row.get("timezone") or None
+        if zone:
+            try:
+                _timezone(zone)
+            except ValueError as error:
+                raise _row_error(customers_path, number, key, "timezone", str(error)) from None
+        customers.append(
+            Customer(row["external_customer_id"], row["name"], row.get("email") or None,
+                     row.get("country") or None, row["currency"], zone)
+        )
+    customers_by_id = {c.external_customer_id: c for c in customers}
+
+    subscriptions_path = subscriptions_file or directory / "subscriptions.csv"
+    subscriptions: list[Subscription] = []
+    seen_subscriptions: set[str] = set()
+    for number, row in _read_csv(
+        subscriptions_path, ["external_subscription_id", "external_customer_id", "plan_code", "started_at"]
+    ):
+        key = f"external_subscription_id '{row['external_subscription_id']}'"
+        for field in ("external_subscription_id", "external_customer_id", "plan_code", "started_at"):
+            if not row.get(field):
+                raise _row_error(subscriptions_path, number, key, field, "required")
+        if row["external_subscription_id"] in seen_subscriptions:
+            raise _row_error(subscriptions_path, number, key, "external_subscription_id", "duplicate id")
+        seen_subscriptions.add(row["external_subscription_id"])
+        customer = customers_by_id.get(row["external_customer_id"])
+        if customer is None:
+            raise _row_error(subscriptions_path, number, key, "external_customer_id",
+                             f"unknown customer {row['external_customer_id']!r}")
+        plan = plans_by_code.get(row["plan_code"])
+        if plan is None:
+            raise _row_error(subscriptions_path, number, key, "plan_code", f"unknown plan {row['plan_code']!r}")
+        if plan.currency != customer.currency:
+            raise _row_error(subscriptions_path, number, key, "plan_code",
+                             f"plan {plan.code!r} is priced in {plan.currency}, customer pays in {customer.currency}")
+        zone = customer.timezone or entity.timezone
+        instants: dict[str, datetime | None] = {}
+        for field in ("started_at", "ended_at"):
+            value = row.get(field)
+            try:
+                instants[field] = _parse_instant(value, zone) if value else None
+            except ValueError as error:
+                raise _row_error(subscriptions_path, number, key, field, str(error)) from None
+        if instants["ended_at"] is not None and instants["ended_at"] <= instants["started_at"]:
+            raise _row_error(subscriptions_path, number, key, "ended_at", "must be after started_at")
+        subscriptions.append(Subscription(row["external_subscription_id"], customer.external_customer_id,
+                                          plan.code, instants["started_at"], instants["ended_at"]))
+    _check_one_active_subscription(subscriptions_path, subscriptions)
+
+    applied_path = applied_coupons_file or directory / "applied_coupons.csv"
+    applied: list[AppliedCoupon] = []
+    for number, row in _read_csv(applied_path, ["external_customer_id", "coupon_code", "applied_at"], required=False):
+        key = f"external_customer_id '{row['external_customer_id']}'"
+        customer = customers_by_id.get(row["external_customer_id"])
+        if customer is None:
+            raise _row_error(applied_path, number, key, "external_customer_id", "unknown customer")
+        if row["coupon_code"] not in coupon_codes:
+            raise _row_error(applied_path, number, key, "coupon_code", f"unknown coupon {row['coupon_code']!r}")
+        coupon = next(c for c in coupons if c.code == row["coupon_code"])
+        if coupon.currency is not None and coupon.currency != customer.currency:
+            raise _row_error(applied_path, number, key, "coupon_code",
+                             f"coupon is in {coupon.currency}, customer pays in {customer.currency}")
+        try:
+            applied_at = _parse_instant(row["applied_at"], customer.timezone or entity.timezone)
+        except ValueError as error:
+            raise _row_error(applied_path, number, key, "applied_at", str(error)) from None
+        applied.append(AppliedCoupon(customer.external_customer_id, coupon.code, applied_at))
+
+    digest = hashlib.sha256()
+    for path in (entity_path, metrics_path, plans_path, coupons_path, customers_path, subscriptions_path, applied_path):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return Catalog(directory, entity, tuple(metrics), tuple(plans), tuple(coupons), tuple(customers),
+                   tuple(subscriptions), tuple(applied), digest.hexdigest())
+
+
+def _check_one_active_subscription(path: Path, subscriptions: list[Subscription]) -> None:
+    """Events may name only a customer; that must resolve to one subscription at any instant."""
+    by_customer: dict[str, list[Subscription]] = {}
+    for subscription in subscriptions:
+        by_customer.setdefault(subscription.external_customer_id, []).append(subscription)
+    for customer, items in by_customer.items():
+        items.sort(key=lambda s: s.started_at)
+        for earlier, later in zip(items, items[1:]):
+            if earlier.ended_at is None or earlier.ended_at > later.started_at:
+                raise CatalogError(
+                    path, f"external_subscription_id '{later.external_subscription_id}' > started_at",
+                    f"customer {customer!r} already has subscription {earlier.external_subscription_id!r} "
+                    "active then (one active subscription per customer in this version)",
+                )
+
+
+# ---------------------------------------------------------------- writing
+
+MONEY = "decimal(38, 12)"
+QUANTITY = "decimal(38, 9)"
+
+CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
+    "catalog.billing_entities": [
+        ("billing_entity_code", "varchar"), ("name", "varchar"), ("timezone", "varchar"),
+        ("invoice_prefix", "varchar"), ("address", "varchar"),
+    ],
+    "catalog.billable_metrics": [
+        ("metric_code", "varchar"), ("name", "varchar"), ("aggregation", "varchar"),
+        ("field_name", "varchar"), ("description", "varchar"),
+    ],
+    "catalog.plans": [
+        ("plan_code", "varchar"), ("name", "varchar"), ("billing_interval", "varchar"), ("currency", "varchar"),
+        ("amount", MONEY), ("is_pay_in_advance", "boolean"), ("invoice_display_name", "varchar"),
+    ],
+    "catalog.charges": [
+        ("charge_id", "varchar"), ("plan_code", "varchar"), ("metric_code", "varchar"),
+        ("charge_model", "varchar"), ("charge_position", "integer"), ("invoice_display_name", "varchar"),
+        ("properties", "varchar"),
+    ],
+    "catalog.charge_tiers": [
+        ("charge_id", "varchar"), ("tier_index", "integer"), ("from_value", QUANTITY), ("to_value", QUANTITY),
+        ("per_unit_amount", MONEY), ("flat_amount", MONEY),
+    ],
+    "catalog.coupons": [
+        ("coupon_code", "varchar"), ("name", "varchar"), ("coupon_type", "varchar"), ("percentage_rate", MONEY),
+        ("amount", MONEY), ("currency", "varchar"), ("frequency", "varchar"), ("frequency_duration", "integer"),
+    ],
+    "catalog.customers": [
+        ("external_customer_id", "varchar"), ("name", "varchar"), ("email", "varchar"), ("country", "varchar"),
+        ("currency", "varchar"), ("timezone", "varchar"), ("billing_entity_code", "varchar"),
+    ],
+    "catalog.subscriptions": [
+        ("external_subscription_id", "varchar"), ("external_customer_id", "varchar"), ("plan_code", "varchar"),
+        ("started_at", "timestamp"), ("ended_at", "timestamp"),
+    ],
+    "catalog.applied_coupons": [
+        ("applied_coupon_id", "varchar"), ("external_customer_id", "varchar"), ("coupon_code", "varchar"),
+        ("applied_at", "timestamp"),
+    ],
+    "catalog.price_book_versions": [
+        ("fingerprint", "varchar"), ("source_directory", "varchar"), ("loaded_at", "timestamp"),
+    ],
+}
+
+
+def _charge_tiers(charge_id: str, charge: Charge) -> list[tuple]:
+    """Every charge model as price tiers, so rating is one tier calculation (standard = one open tier)."""
+    if charge.charge_model == "standard":
+        return [(charge_id, 0, Decimal(0), None, charge.standard.amount, Decimal(0))]
+    return [
+        (charge_id, index, r.from_value, r.to_value, r.per_unit_amount, r.flat_amount)
+        for index, r in enumerate(charge.graduated.graduated_ranges)
+    ]
+
+
+def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]]:
+    entity = catalog.billing_entity
+    charges, tiers = [], []
+    for plan in catalog.plans:
+        for position, charge in enumerate(plan.charges):
+            charge_id = f"{plan.code}:{charge.metric}"
+            charges.append((charge_id, plan.code, charge.metric, charge.charge_model, position,
+                            charge.invoice_display_name, json.dumps(charge.properties, sort_keys=True, default=str)))
+            tiers.extend(_charge_tiers(charge_id, charge))
+    return {
+        "catalog.billing_entities": [(entity.code, entity.name, entity.timezone, entity.invoice_prefix, entity.address)],
+        "catalog.billable_metrics": [(m.code, m.name, m.aggregation, m.field, m.description) for m in catalog.metrics],
+        "catalog.plans": [(p.code, p.name, p.interval, p.currency, p.amount, p.pay_in_advance, p.invoice_display_name)
+                          for p in catalog.plans],
+        "catalog.charges": charges,
+        "catalog.charge_tiers": tiers,
+        "catalog.coupons": [(c.code, c.name, c.coupon_type, c.percentage_rate, c.amount, c.currency, c.frequency,
+                             c.frequency_duration) for c in catalog.coupons],
+        "catalog.customers": [(c.external_customer_id, c.name, c.email, c.country, c.currency, c.timezone, entity.code)
+                              for c in catalog.customers],
+        "catalog.subscriptions": [(s.external_subscription_id, s.external_customer_id, s.plan_code, s.started_at,
+                                   s.ended_at) for s in catalog.subscriptions],
+        "catalog.applied_coupons": [
+            (f"{a.external_customer_id}:{a.coupon_code}:{a.applied_at.isoformat()}", a.external_customer_id,
+             a.coupon_code, a.applied_at) for a in catalog.applied_coupons
+        ],
+        "catalog.price_book_versions": [(catalog.fingerprint, str(catalog.directory), loaded_at)],
+    }
+
+
+def write_catalog(warehouse: Warehouse, catalog: Catalog, loaded_at: datetime) -> None:
+    """Replace every catalog.* table with this (already validated) catalog."""
+    rows = catalog_rows(catalog, loaded_at)
+    for table, columns in CATALOG_TABLES.items():
+        warehouse.replace_table(table, columns, rows[table])
+
+
+def loaded_fingerprint(warehouse: Warehouse) -> str | None:
+    """The fingerprint of the catalog currently in the warehouse, if any."""
+    if not warehouse.table_exists("catalog", "price_book_versions"):
+        return None
+    rows = warehouse.query("select fingerprint from catalog.price_book_versions")
+    return rows[0][0] if rows else None

@@ -1,0 +1,1 @@
+"""Seeded demo data set of an AI API company: price book, catalog CSVs and landing event files."""

@@ -1,0 +1,159 @@
+"""The billing pipeline as plain functions: load the catalog, ingest events, build the models.
+
+The CLI, the Dagster assets, the benchmark and the tests all call these, so there is one
+code path. dbt runs as a subprocess of this interpreter's environment: its memory is its
+own (the benchmark measures it), and a dbt failure cannot leave this process half-imported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from orchestration.catalog import Catalog, read_catalog, write_catalog
+from orchestration.ingest import IngestReport, ensure_raw_tables, ingest_paths
+from orchestration.settings import PROJECT_DIR, Settings
+from orchestration.warehouse import Warehouse, connect
+
+log = logging.getLogger(__name__)
+
+RUNS_TABLE_COLUMNS = [
+    ("run_id", "varchar"), ("as_of", "timestamp"), ("price_book_fingerprint", "varchar"),
+    ("full_refresh", "boolean"), ("started_at", "timestamp"), ("finished_at", "timestamp"),
+]
+
+
+class DbtError(RuntimeError):
+    """A dbt command failed; the message carries the failing nodes from dbt's output."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def format_as_of(as_of: datetime) -> str:
+    if as_of.tzinfo is not None:
+        as_of = as_of.astimezone(timezone.utc).replace(tzinfo=None)
+    return as_of.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).parent / "dbt"
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = None,
+            capture: bool = True) -> subprocess.CompletedProcess:
+    """Run one dbt command against this project and the settings' warehouse."""
+    command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    if as_of is not None:
+        command += ["--vars", json.dumps({"as_of": format_as_of(as_of)})]
+    env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    log.info("running %s", " ".join(command))
+    result = subprocess.run(command, cwd=PROJECT_DIR, env=env, text=True,
+                            stdout=subprocess.PIPE if capture else None,
+                            stderr=subprocess.STDOUT if capture else None)
+    if result.returncode != 0:
+        output = result.stdout or ""
+        failing = [line for line in output.splitlines()
+                   if any(word in line for word in ("ERROR", "FAIL", "Error", "error:"))]
+        summary = "\n".join(failing[-40:]) or output[-4000:]
+        raise DbtError(f"dbt {' '.join(args)} failed (exit {result.returncode}):\n{summary}")
+    return result
+
+
+def load_catalog(settings: Settings, catalog: Catalog, *, loaded_at: datetime | None = None) -> None:
+    """Write a validated catalog into the warehouse (replacing the previous one)."""
+    with connect(settings) as warehouse:
+        write_catalog(warehouse, catalog, loaded_at or utc_now())
+        ensure_raw_tables(warehouse)
+
+
+def loaded_metrics(warehouse: Warehouse):
+    """The billable metrics currently loaded, for validating events at ingestion."""
+    from orchestration.catalog import BillableMetric
+
+    if not warehouse.table_exists("catalog", "billable_metrics"):
+        return {}
+    rows = warehouse.query("select metric_code, name, aggregation, field_name from catalog.billable_metrics")
+    return {code: BillableMetric(code=code, name=name, aggregation=aggregation, field=field)
+            for code, name, aggregation, field in rows}
+
+
+def ingest(settings: Settings, paths: list[Path], *, loaded_at: datetime | None = None,
+           on_file=None) -> IngestReport:
+    with connect(settings) as warehouse:
+        metrics = loaded_metrics(warehouse)
+        return ingest_paths(warehouse, paths, metrics, loaded_at=loaded_at or utc_now(), on_file=on_file)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    as_of: datetime
+    full_refresh: bool
+    reason: str
+
+
+def _previous_run(warehouse: Warehouse) -> tuple[datetime, str] | None:
+    if not warehouse.table_exists("raw", "pipeline_runs"):
+        return None
+    rows = warehouse.query(
+        "select as_of, price_book_fingerprint from raw.pipeline_runs order by finished_at desc limit 1")
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def needs_full_refresh(settings: Settings, as_of: datetime) -> tuple[bool, str]:
+    """Incremental models stay correct while the catalog is unchanged and time only moves on."""
+    with connect(settings) as warehouse:
+        previous = _previous_run(warehouse)
+        fingerprint_rows = (warehouse.query("select fingerprint from catalog.price_book_versions")
+                            if warehouse.table_exists("catalog", "price_book_versions") else [])
+    if previous is None:
+        return True, "first build"
+    previous_as_of, previous_fingerprint = previous
+    current = fingerprint_rows[0][0] if fingerprint_rows else None
+    if current != previous_fingerprint:
+        return True, "the catalog changed since the last build"
+    if as_of.replace(tzinfo=None) < previous_as_of:
+        return True, "as_of is earlier than the last build's"
+    return False, "incremental"
+
+
+def build(settings: Settings, as_of: datetime, *, full_refresh: bool | None = None,
+          select: str | None = None) -> BuildResult:
+    """`dbt build` (seeds, models, tests) as of `as_of`; full refresh when it is needed."""
+    as_of = as_of.replace(tzinfo=None) if as_of.tzinfo is None else as_of.astimezone(timezone.utc).replace(tzinfo=None)
+    if full_refresh is None:
+        full_refresh, reason = needs_full_refresh(settings, as_of)
+    else:
+        reason = "requested" if full_refresh else "incremental (requested)"
+    started = utc_now()
+    args = ["build"] + (["--full-refresh"] if full_refresh else []) + (["--select", select] if select else [])
+    run_dbt(settings, args, as_of=as_of)
+    with connect(settings) as warehouse:
+        record_run(warehouse, as_of, full_refresh, started)
+    return BuildResult(as_of, full_refresh, reason)
+
+
+def record_run(warehouse: Warehouse, as_of: datetime, full_refresh: bool, started: datetime) -> None:
+    warehouse.execute("create schema if not exists raw")
+    ddl = ", ".join(f"{name} {sql_type}" for name, sql_type in RUNS_TABLE_COLUMNS)
+    warehouse.execute(f"create table if not exists raw.pipeline_runs ({ddl})")
+    fingerprint = warehouse.query("select fingerprint from catalog.price_book_versions")[0][0]
+    placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+    warehouse.execute(
+        f"insert into raw.pipeline_runs values ({', '.join([placeholder] * 6)})",
+        [f"{format_as_of(started)}|{format_as_of(as_of)}", as_of, fingerprint, full_refresh, started, utc_now()],
+    )
+
+
+def read_and_load_catalog(settings: Settings, directory: Path, **files: Path | None) -> Catalog:
+    catalog = read_catalog(directory, **files)
+    load_catalog(settings, catalog)
+    return catalog

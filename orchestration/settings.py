@@ -1,0 +1,52 @@
+"""Where things live. Everything is read from the environment when asked, never at import."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+"""The dbt project root (dbt_project.yml, profiles.yml, models/)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    """Working folder: catalog/, landing/, output/ and the DuckDB warehouse live here."""
+    target: str
+    """dbt target: duckdb (default) or postgres."""
+    warehouse_path: Path
+    duckdb_memory_limit: str
+
+    @property
+    def catalog_dir(self) -> Path:
+        return self.home / "catalog"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.home / "output"
+
+    def dbt_env(self) -> dict[str, str]:
+        """Variables profiles.yml reads, for a dbt subprocess or an in-process dbt run."""
+        return {
+            "METERLINE_TARGET": self.target,
+            "METERLINE_WAREHOUSE": str(self.warehouse_path),
+            "METERLINE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
+        }
+
+
+def get_settings(home: Path | str | None = None) -> Settings:
+    """Settings from METERLINE_* variables; `home` overrides METERLINE_HOME."""
+    home_path = Path(home or os.environ.get("METERLINE_HOME") or PROJECT_DIR / "data").resolve()
+    warehouse = os.environ.get("METERLINE_WAREHOUSE")
+    return Settings(
+        home=home_path,
+        target=os.environ.get("METERLINE_TARGET", "duckdb"),
+        warehouse_path=Path(warehouse).resolve() if warehouse else home_path / "warehouse.duckdb",
+        duckdb_memory_limit=os.environ.get("METERLINE_DUCKDB_MEMORY_LIMIT", "4GB"),
+    )

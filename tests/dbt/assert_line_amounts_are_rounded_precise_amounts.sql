@@ -1,0 +1,22 @@
+-- The single rounding place. A failure means a line's amount is not its precise amount
+-- rounded half-up to the currency's minor unit, or a standard charge's precise amount is not
+-- quantity x unit price.
+with lines as (
+    select * from {{ ref('fct_invoice_lines') }}
+),
+
+currencies as (
+    select * from {{ ref('currencies') }}
+),
+
+tiers as (
+    select * from {{ ref('stg_catalog__charge_tiers') }}
+)
+
+select lines.invoice_line_id
+from lines
+inner join currencies on lines.currency = currencies.currency_code
+left join tiers on lines.charge_id = tiers.charge_id and lines.charge_model = 'standard'
+where lines.amount <> {{ round_money('lines.precise_amount', 'currencies.minor_unit') }}
+    or (lines.charge_model = 'standard'
+        and lines.precise_amount <> {{ to_precise_money('lines.quantity * tiers.per_unit_amount') }})
