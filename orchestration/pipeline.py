@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from orchestration.catalog import Catalog, read_catalog, write_catalog
-from orchestration.ingest import IngestReport, ensure_raw_tables, ingest_paths
+from orchestration.ingest import IngestReport, ensure_raw_tables, expand_paths, file_sha256, ingest_paths
 from orchestration.settings import PROJECT_DIR, Settings
 from orchestration.warehouse import Warehouse, connect
 
@@ -51,7 +51,9 @@ def dbt_executable() -> str:
 def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = None,
             capture: bool = True) -> subprocess.CompletedProcess:
     """Run one dbt command against this project and the settings' warehouse."""
-    command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    # Compiled SQL and logs go under the working folder: runs on two folders never share state.
+    command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
+               "--target-path", str(settings.home / "dbt" / "target"), "--log-path", str(settings.home / "dbt" / "logs")]
     if as_of is not None:
         command += ["--vars", json.dumps({"as_of": format_as_of(as_of)})]
     env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
@@ -151,6 +153,36 @@ def record_run(warehouse: Warehouse, as_of: datetime, full_refresh: bool, starte
         f"insert into raw.pipeline_runs values ({', '.join([placeholder] * 6)})",
         [f"{format_as_of(started)}|{format_as_of(as_of)}", as_of, fingerprint, full_refresh, started, utc_now()],
     )
+
+
+def new_landing_files(settings: Settings) -> list[Path]:
+    """Files in the landing folder whose content has not been ingested yet (by sha256).
+
+    A file dropped twice under two names is ingested once; a file whose content changed is
+    ingested again, and deduplication keeps its events from being billed twice.
+    """
+    if not settings.landing_dir.exists():
+        return []
+    files = expand_paths([settings.landing_dir])
+    with connect(settings) as warehouse:
+        ensure_raw_tables(warehouse)
+        seen = {row[0] for row in warehouse.query("select distinct file_sha256 from raw.ingest_batches")}
+    fresh, hashes = [], set()
+    for path in files:
+        digest = file_sha256(path)
+        if digest not in seen and digest not in hashes:
+            fresh.append(path)
+            hashes.add(digest)
+    return fresh
+
+
+def export(settings: Settings) -> dict[str, Path]:
+    """Write every invoice as JSON and CSV under <home>/output."""
+    from orchestration.exports import fetch_invoices, write_invoice_files
+
+    with connect(settings, read_only=settings.target == "duckdb") as warehouse:
+        invoices = fetch_invoices(warehouse)
+    return write_invoice_files(settings.output_dir, invoices)
 
 
 def read_and_load_catalog(settings: Settings, directory: Path, **files: Path | None) -> Catalog:

@@ -186,3 +186,15 @@ def connect(settings: Settings, *, read_only: bool = False) -> Iterator[Warehous
         yield warehouse
     finally:
         warehouse.close()
+
+
+def postgres_url_from_env() -> str:
+    """SQLAlchemy URL of the Postgres target (for Great Expectations)."""
+    from urllib.parse import quote
+
+    env = os.environ
+    return (
+        f"postgresql+psycopg2://{quote(env.get('METERLINE_PG_USER', 'postgres'))}:"
+        f"{quote(env.get('METERLINE_PG_PASSWORD', ''))}@{env.get('METERLINE_PG_HOST', 'localhost')}:"
+        f"{env.get('METERLINE_PG_PORT', '5432')}/{env.get('METERLINE_PG_DATABASE', 'meterline')}"
+    )

@@ -1,17 +1,13 @@
 """The raw.events Great Expectations suite, run inside a real DuckDB warehouse file.
 
-A PostgreSQL run of the same suite is included; it is skipped when no PostgreSQL
-server binaries are installed.
+A PostgreSQL run of the same suite is included (a throwaway server from
+orchestration.local_postgres); it is skipped when no PostgreSQL server binaries
+are installed.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -296,62 +292,16 @@ def test_missing_table_raises(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory):
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server binaries not installed")
-    pytest.importorskip("psycopg2")
+def postgres_url():
+    from orchestration.local_postgres import LocalPostgresError, find_pg_bin, local_postgres
 
-    prefix: list[str] = []
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        # postgres refuses to run as root: run it as the postgres user, in a directory
-        # that user can reach (pytest's tmp dirs are private to root).
-        runuser = shutil.which("runuser")
-        if not runuser:
-            pytest.skip("running as root without runuser")
-        prefix = [runuser, "-u", "postgres", "--"]
-        base = Path(tempfile.mkdtemp(prefix="meterline-pg-"))
-        shutil.chown(base, "postgres")
-    else:
-        base = tmp_path_factory.mktemp("pg")
-    data, sock = base / "data", base / "sock"
-    sock.mkdir()
-    if prefix:
-        shutil.chown(sock, "postgres")
-    port = _free_port()
-
-    def run(*cmd: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=60)
-
-    init = run(initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    if init.returncode != 0:
-        pytest.skip(f"initdb failed: {init.stderr.strip()[:300]}")
-    options = f"-p {port} -k {sock} -c listen_addresses='' -c fsync=off"
-    start = run(pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log.txt"), "-w", "start")
-    if start.returncode != 0:
-        pytest.skip(f"pg_ctl start failed: {start.stderr.strip()[:300]}")
     try:
-        yield f"postgresql+psycopg2://postgres@/postgres?host={sock}&port={port}"
-    finally:
-        run(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
-        if prefix:
-            shutil.rmtree(base, ignore_errors=True)
+        find_pg_bin()
+    except LocalPostgresError as exc:
+        pytest.skip(f"no PostgreSQL server binaries: {exc}")
+    with local_postgres("meterline_gx") as server:
+        yield server.url
 
 
 def _load_postgres(url: str, rows: list[dict[str, object]]) -> None:

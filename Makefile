@@ -1,0 +1,50 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is set up here.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: run test dev manifest bench docs clean help
+
+help:
+	@echo "make run    set up, generate the demo data and bill it on DuckDB, show the result"
+	@echo "make test   set up and run the test suite (starts its own PostgreSQL server)"
+	@echo "make dev    open the Dagster UI over the same warehouse"
+	@echo "make bench  benchmark 1M events (EVENTS=10000000 for more)"
+	@echo "make docs   dbt docs generate (catalog and lineage of every model)"
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+# dagster-dbt reads target/manifest.json when the definitions load: prepare it explicitly.
+target/manifest.json: $(STAMP) dbt_project.yml $(shell find models macros seeds tests/dbt -type f 2>/dev/null)
+	$(BIN)/dbt parse --project-dir . --profiles-dir . --quiet
+	touch target/manifest.json
+
+manifest: target/manifest.json
+
+run: manifest
+	$(BIN)/meterline demo
+
+test: manifest
+	$(BIN)/python -m pytest
+
+dev: manifest
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -m orchestration.definitions
+
+EVENTS ?= 1000000
+bench: manifest
+	$(BIN)/meterline bench --events $(EVENTS)
+
+docs: manifest
+	METERLINE_HOME=$(CURDIR)/data $(BIN)/dbt docs generate --project-dir . --profiles-dir .
+
+clean:
+	rm -rf $(VENV) target logs data .dagster_home bench

@@ -1,0 +1,279 @@
+"""The `meterline` command line. Exit codes: 0 success, 1 a pipeline or data failure,
+2 invalid input (a bad catalog, a missing file, a bad option)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orchestration import pipeline
+from orchestration.catalog import CatalogError, read_catalog
+from orchestration.settings import Settings, get_settings
+from orchestration.warehouse import connect
+
+app = typer.Typer(help="Meterline: usage metering and billing computed in your warehouse.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+errors = Console(stderr=True)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+HomeOption = Annotated[Optional[Path], typer.Option(
+    "--home", help="Working folder (catalog/, landing/, output/, warehouse). Default: $METERLINE_HOME or ./data.")]
+AsOfOption = Annotated[Optional[str], typer.Option(
+    "--as-of", help="The run's clock, ISO UTC (e.g. 2026-11-21T12:00:00Z). Default: now.")]
+
+
+def _settings(home: Path | None) -> Settings:
+    return get_settings(home)
+
+
+def _parse_as_of(value: str | None) -> datetime:
+    if not value:
+        return pipeline.utc_now()
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        errors.print(f"[red]--as-of {value!r} is not an ISO timestamp[/red]")
+        raise typer.Exit(2) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(timezone.utc)
+    return parsed.replace(tzinfo=None)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    errors.print(f"[bold red]error:[/bold red] {message}")
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _print_ingest_report(report) -> None:
+    table = Table(title="Ingestion", show_edge=False)
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    table.add_row("accepted", f"{report.accepted:,}")
+    for reason, count in sorted(report.rejected_by_reason.items()):
+        table.add_row(f"rejected: {reason}", f"{count:,}")
+    console.print(table)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Event files (.parquet, .jsonl, .csv) or folders of them.")],
+    home: HomeOption = None,
+) -> None:
+    """Load event files into raw.events; malformed rows go to raw.event_rejects with a reason."""
+    settings = _settings(home)
+    try:
+        with connect(settings) as warehouse:
+            if not pipeline.loaded_metrics(warehouse):
+                _fail("no catalog is loaded: run `meterline run --catalog DIR` (or `meterline demo`) first", 2)
+        files = pipeline.expand_paths(paths)
+    except FileNotFoundError as error:
+        _fail(str(error), 2)
+    report = _ingest_with_progress(settings, files)
+    _print_ingest_report(report)
+    console.print("Run [bold]meterline run[/bold] to bill them.")
+
+
+def _ingest_with_progress(settings: Settings, files: list[Path]):
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("Ingesting files", total=len(files))
+        return pipeline.ingest(settings, files, on_file=lambda _: progress.advance(task))
+
+
+@app.command()
+def run(
+    catalog: Annotated[Optional[Path], typer.Option(help="Catalog folder. Default: <home>/catalog.")] = None,
+    home: HomeOption = None,
+    as_of: AsOfOption = None,
+    full_refresh: Annotated[Optional[bool], typer.Option(
+        "--full-refresh/--incremental", help="Force a full rebuild, or force incremental. Default: decide.")] = None,
+) -> None:
+    """Validate the catalog, ingest new files from <home>/landing, build the models, write invoices."""
+    settings = _settings(home)
+    run_pipeline(settings, catalog or settings.catalog_dir, _parse_as_of(as_of), full_refresh)
+
+
+def run_pipeline(settings: Settings, catalog_dir: Path, as_of: datetime, full_refresh: bool | None) -> None:
+    try:
+        with console.status("Validating the catalog"):
+            catalog = read_catalog(catalog_dir)
+    except CatalogError as error:
+        _fail(f"invalid catalog, nothing was built:\n  {error}", 2)
+    pipeline.load_catalog(settings, catalog)
+    new_files = pipeline.new_landing_files(settings)
+    if new_files:
+        _print_ingest_report(_ingest_with_progress(settings, new_files))
+    with console.status("Building the models (dbt build)"):
+        try:
+            result = pipeline.build(settings, as_of, full_refresh=full_refresh)
+        except pipeline.DbtError as error:
+            _fail(str(error))
+    with console.status("Writing invoices"):
+        outputs = pipeline.export(settings)
+    _print_summary(settings, result, outputs)
+
+
+def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None:
+    from orchestration.exports import reconciliation, totals_by_currency
+
+    with connect(settings, read_only=True) as warehouse:
+        closed = totals_by_currency(warehouse, "closed")
+        drafts = totals_by_currency(warehouse, "draft")
+        outcomes = reconciliation(warehouse)
+    console.rule(f"Billing as of {pipeline.format_as_of(result.as_of)} UTC "
+                 f"({'full rebuild' if result.full_refresh else 'incremental'}: {result.reason})")
+    table = Table(title="Invoices", show_edge=False)
+    for column in ("currency", "closed invoices", "total billed", "drafts (open periods)", "draft total"):
+        table.add_column(column, justify="right" if column != "currency" else "left")
+    draft_map = {c: (n, t) for c, n, t in drafts}
+    for currency in sorted({c for c, _, _ in closed} | set(draft_map)):
+        n, total = next(((n, t) for c, n, t in closed if c == currency), (0, 0))
+        dn, dt = draft_map.get(currency, (0, 0))
+        table.add_row(currency, f"{n:,}", f"{total:,}", f"{dn:,}", f"{dt:,}")
+    console.print(table)
+    events = Table(title="Events (every input record is accounted for)", show_edge=False)
+    events.add_column("outcome")
+    events.add_column("reason")
+    events.add_column("records", justify="right")
+    totals: dict[str, int] = {}
+    for outcome, reason, count in outcomes:
+        totals[outcome] = totals.get(outcome, 0) + count
+        events.add_row(outcome, reason, f"{count:,}")
+    console.print(events)
+    console.print("  ".join(f"[bold]{k}[/bold] {v:,}" for k, v in sorted(totals.items())))
+    console.print(f"Invoices written to {outputs['json']} and {outputs['csv']} "
+                  f"(one file per invoice in {outputs['per_invoice']}/)")
+    console.print(f"Warehouse: {settings.warehouse_path}   Try: meterline invoices --format table")
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Number of customers.")] = 60,
+    events: Annotated[int, typer.Option(help="Number of usage events.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")] = 7,
+    home: HomeOption = None,
+    as_of: AsOfOption = None,
+) -> None:
+    """Generate the AI API company demo (catalog + events) into <home>, then run the pipeline."""
+    from orchestration.demo.generator import generate_demo
+
+    settings = _settings(home)
+    clock = _parse_as_of(as_of)
+    for stale in (settings.catalog_dir, settings.landing_dir, settings.output_dir):
+        shutil.rmtree(stale, ignore_errors=True)
+    settings.warehouse_path.unlink(missing_ok=True)
+    with console.status(f"Generating {events:,} events for {customers} customers"):
+        summary = generate_demo(settings.home, customers=customers, events=events, seed=seed,
+                                as_of=clock.replace(tzinfo=timezone.utc), overwrite=True)
+    console.print(f"Demo data: {summary.customers} customers, {summary.events_written:,} events "
+                  f"from {summary.window_start:%Y-%m-%d} to {summary.window_end:%Y-%m-%d %H:%M} UTC in "
+                  f"{settings.landing_dir}")
+    run_pipeline(settings, settings.catalog_dir, clock, full_refresh=True)
+
+
+@app.command()
+def invoices(
+    period: Annotated[Optional[str], typer.Option(help="Billing period month, YYYY-MM.")] = None,
+    customer: Annotated[Optional[str], typer.Option(help="external_customer_id")] = None,
+    status: Annotated[Optional[str], typer.Option(help="draft or closed")] = None,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv")] = OutputFormat.table,
+    home: HomeOption = None,
+) -> None:
+    """Print invoices (JSON: a list of invoices with their lines, amounts as decimal strings)."""
+    from orchestration.exports import fetch_invoices, invoices_to_csv_rows
+
+    settings = _settings(home)
+    try:
+        with connect(settings, read_only=True) as warehouse:
+            found = fetch_invoices(warehouse, period=period, customer=customer, status=status)
+    except FileNotFoundError as error:
+        _fail(str(error), 2)
+    if format is OutputFormat.json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+    elif format is OutputFormat.csv:
+        import csv
+
+        header, rows = invoices_to_csv_rows(found)
+        writer = csv.writer(sys.stdout)
+        writer.writerow(header)
+        writer.writerows(rows)
+    else:
+        table = Table(show_edge=False)
+        for column in ("issued", "customer", "status", "period", "fees", "discount", "tax", "total", "lines",
+                       "invoice_id"):
+            table.add_column(column, justify="right" if column in {"fees", "discount", "tax", "total", "lines"}
+                             else "left")
+        for inv in found:
+            table.add_row(inv["issuing_date"], inv["customer_id"], inv["status"],
+                          f"{inv['period_start']}..{inv['period_end']}", f"{inv['fees_amount']} {inv['currency']}",
+                          inv["discount_amount"], inv["tax_amount"], f"[bold]{inv['total_amount']}[/bold]",
+                          str(len(inv["lines"])), inv["invoice_id"])
+        console.print(table)
+        console.print(f"{len(found)} invoice(s). Details: --format json; a line's events: meterline explain LINE_ID")
+
+
+@app.command()
+def explain(
+    line_id: Annotated[str, typer.Argument(help="An invoice line id (line_id in `meterline invoices --format json`).")],
+    events: Annotated[int, typer.Option(help="How many of the line's events to show.")] = 10,
+    home: HomeOption = None,
+) -> None:
+    """Show the raw events behind an invoice line and the arithmetic from units to amount."""
+    from orchestration.explain import explain_line
+
+    settings = _settings(home)
+    try:
+        with connect(settings, read_only=True) as warehouse:
+            text = explain_line(warehouse, line_id, sample=events)
+    except LookupError as error:
+        _fail(str(error), 2)
+    console.print(text, highlight=False)
+
+
+@app.command()
+def check(catalog: Annotated[Path, typer.Argument(help="Catalog folder to validate.")]) -> None:
+    """Validate a catalog folder without loading it (exit 2 and the first problem if invalid)."""
+    try:
+        found = read_catalog(catalog)
+    except CatalogError as error:
+        _fail(str(error), 2)
+    console.print(f"[green]valid[/green]: {len(found.metrics)} metrics, {len(found.plans)} plans, "
+                  f"{len(found.customers)} customers, {len(found.subscriptions)} subscriptions "
+                  f"(fingerprint {found.fingerprint[:12]})")
+
+
+@app.command()
+def bench(
+    events: Annotated[int, typer.Option(help="Events to generate and bill.")] = 1_000_000,
+    customers: Annotated[int, typer.Option(help="Customers in the generated data.")] = 200,
+    out: Annotated[Path, typer.Option(help="Where to keep the data and write bench.json.")] = Path("bench"),
+) -> None:
+    """Measure the pipeline against a bare DuckDB group-by floor, full and incremental."""
+    from orchestration.bench import run_benchmark
+
+    result = run_benchmark(out.resolve(), events=events, customers=customers, console=console)
+    console.print_json(json.dumps(result))

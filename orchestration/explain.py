@@ -1,0 +1,81 @@
+"""`meterline explain`: the raw events behind an invoice line, and its arithmetic."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from orchestration.exports import format_decimal
+from orchestration.warehouse import Warehouse
+
+LINEAGE_SQL = "select * from marts.fct_invoice_line_events where invoice_line_id = '{line_id}' order by event_at"
+
+
+def _one(warehouse: Warehouse, sql: str, params: list) -> dict | None:
+    rows = warehouse.query(sql, params)
+    if not rows:
+        return None
+    return rows[0]
+
+
+def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str:
+    p = "?" if warehouse.kind == "duckdb" else "%s"
+    columns = ["invoice_id", "status", "fee_kind", "customer_id", "subscription_id", "plan_code", "charge_id",
+               "metric_code", "charge_model", "description", "currency", "service_period_start",
+               "service_period_end", "quantity", "unit_amount", "proration_factor", "precise_amount", "amount",
+               "event_count", "billing_period_id"]
+    row = _one(warehouse, f"select {', '.join(columns)} from marts.fct_invoice_lines where invoice_line_id = {p}",
+               [line_id])
+    if row is None:
+        raise LookupError(f"no invoice line {line_id!r} (ids are in `meterline invoices --format json`)")
+    line = dict(zip(columns, row))
+    out = [
+        f"[bold]Invoice line {line_id}[/bold] ({line['status']})",
+        f"  invoice {line['invoice_id']}  customer {line['customer_id']}  subscription {line['subscription_id']}"
+        f"  plan {line['plan_code']}",
+        f"  {line['description']}: service {line['service_period_start']} .. {line['service_period_end']}",
+        "",
+        "[bold]Arithmetic[/bold]",
+    ]
+    currency = line["currency"]
+    if line["fee_kind"] == "subscription":
+        period = _one(warehouse, f"select billed_days, days_in_period from intermediate.int_billing_periods "
+                                 f"where billing_period_id = {p}", [line["billing_period_id"]])
+        base = _one(warehouse, f"select base_amount, is_pay_in_advance from staging.stg_catalog__plans "
+                               f"where plan_code = {p}", [line["plan_code"]])
+        out.append(f"  base fee {format_decimal(base[0])} {currency} x {period[0]} billed days / {period[1]} days "
+                   f"in the period = {format_decimal(line['precise_amount'])}"
+                   f" ({'in advance' if base[1] else 'in arrears'})")
+    else:
+        out.append(f"  units = {line['metric_code']} over {line['event_count']:,} event(s) = "
+                   f"{format_decimal(line['quantity'])} ({line['charge_model']})")
+        tiers = warehouse.query(
+            f"select tier_index, from_value, to_value, units_in_tier, per_unit_amount, flat_amount, is_reached, "
+            f"tier_amount from intermediate.int_charge_tiers_rated where invoice_line_id = {p} order by tier_index",
+            [line_id])
+        for index, low, high, units, per_unit, flat, reached, amount in tiers:
+            bounds = f"{format_decimal(low)}..{format_decimal(high) if high is not None else 'inf'}"
+            flat_text = f" + flat {format_decimal(flat)}" if reached and flat else ""
+            out.append(f"  tier {index} [{bounds}]: {format_decimal(units)} x {format_decimal(per_unit)}"
+                       f"{flat_text} = {format_decimal(amount)}")
+        out.append(f"  sum of tiers = {format_decimal(line['precise_amount'])}")
+    minor = warehouse.query(f"select minor_unit from reference.currencies where currency_code = {p}", [currency])[0][0]
+    out.append(f"  rounded half-up to {minor} decimal(s): [bold]{line['amount']:.{minor}f} {currency}[/bold]")
+
+    if line["fee_kind"] == "charge":
+        events = warehouse.query(
+            f"select event_id, transaction_id, event_at, units, source_file, source_row "
+            f"from marts.fct_invoice_line_events where invoice_line_id = {p} order by event_at, event_id limit {int(sample)}",
+            [line_id])
+        duplicates = warehouse.query(
+            f"select count(*), sum(case when d.is_payload_conflict then 1 else 0 end) "
+            f"from intermediate.int_event_duplicates d inner join intermediate.int_events_matched m "
+            f"on d.winner_event_id = m.event_id where m.invoice_line_id = {p}", [line_id])[0]
+        out += ["", f"[bold]Events[/bold]: {line['event_count']:,} billed on this line; "
+                    f"{duplicates[0] or 0:,} duplicate(s) lost to them ({duplicates[1] or 0} with a different payload)"]
+        for event_id, transaction_id, event_at, units, source_file, source_row in events:
+            out.append(f"  {event_at:%Y-%m-%d %H:%M:%S}  {transaction_id}  units {format_decimal(Decimal(units))}"
+                       f"  ({source_file}:{source_row}, event {event_id})")
+        if line["event_count"] > len(events):
+            out.append(f"  ... and {line['event_count'] - len(events):,} more")
+        out += ["", "All of them, in SQL:", f"  {LINEAGE_SQL.format(line_id=line_id)};"]
+    return "\n".join(out)

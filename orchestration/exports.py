@@ -1,0 +1,167 @@
+"""Reading invoices out of the marts, and writing them as JSON and CSV files.
+
+Amounts leave the warehouse already rounded (macros/money.sql); here they are only formatted
+as decimal strings with the currency's number of decimals, never re-rounded.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from orchestration.catalog import known_currencies
+from orchestration.warehouse import Warehouse
+
+INVOICE_FIELDS = [
+    "invoice_id", "status", "customer_id", "customer_name", "currency", "issuing_date", "invoice_at",
+    "period_start", "period_end", "fees_amount", "discount_amount", "tax_amount", "total_amount",
+    "event_count", "computed_as_of",
+]
+LINE_FIELDS = [
+    "line_id", "fee_kind", "metric_code", "description", "service_period_start", "service_period_end",
+    "quantity", "unit_amount", "amount", "precise_amount", "event_count",
+]
+MONEY_FIELDS = {"fees_amount", "discount_amount", "tax_amount", "total_amount", "amount"}
+
+
+def format_money(value: Decimal, minor_unit: int) -> str:
+    """A rounded amount as text with exactly the currency's decimals (exact: no rounding here)."""
+    quantized = value.quantize(Decimal(1).scaleb(-minor_unit))
+    if quantized != value:
+        raise ValueError(f"{value} is not rounded to {minor_unit} decimals: rounding belongs to the models")
+    return f"{quantized:f}"
+
+
+def format_decimal(value: Decimal) -> str:
+    """A precise figure without trailing zeros (quantities, unit prices)."""
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def fetch_invoices(
+    warehouse: Warehouse,
+    *,
+    period: str | None = None,
+    customer: str | None = None,
+    status: str | None = None,
+) -> list[dict[str, Any]]:
+    """Invoices with their lines and discounts, in the JSON shape of `meterline invoices`.
+
+    period: 'YYYY-MM', the month in which the invoice's billing period starts.
+    """
+    placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+    where, params = [], []
+    if period:
+        where.append(f"cast(period_start as varchar) like {placeholder}")
+        params.append(f"{period}-%")
+    if customer:
+        where.append(f"customer_id = {placeholder}")
+        params.append(customer)
+    if status:
+        where.append(f"status = {placeholder}")
+        params.append(status)
+    clause = f"where {' and '.join(where)}" if where else ""
+    columns = [c for c in INVOICE_FIELDS]
+    rows = warehouse.query(
+        f"select {', '.join(columns)} from marts.fct_invoices {clause} order by customer_id, invoice_at, invoice_id",
+        params,
+    )
+    invoices = [dict(zip(columns, row)) for row in rows]
+    if not invoices:
+        return []
+    ids = [i["invoice_id"] for i in invoices]
+    id_list = ", ".join([placeholder] * len(ids))
+    line_columns = ["invoice_id", "invoice_line_id", "fee_kind", "metric_code", "description",
+                    "service_period_start", "service_period_end", "quantity", "unit_amount", "amount",
+                    "precise_amount", "event_count"]
+    lines: dict[str, list[dict]] = defaultdict(list)
+    for row in warehouse.query(
+        f"select {', '.join(line_columns)} from marts.fct_invoice_lines where invoice_id in ({id_list}) "
+        "order by invoice_id, fee_kind desc, description, invoice_line_id", ids,
+    ):
+        record = dict(zip(line_columns, row))
+        record["line_id"] = record.pop("invoice_line_id")
+        lines[record.pop("invoice_id")].append(record)
+    discounts: dict[str, list[dict]] = defaultdict(list)
+    for invoice_id, code, name, amount in warehouse.query(
+        f"select invoice_id, coupon_code, coupon_name, discount_amount from marts.fct_invoice_discounts "
+        f"where invoice_id in ({id_list}) and discount_amount > 0 order by invoice_id, applied_coupon_id", ids,
+    ):
+        discounts[invoice_id].append({"coupon_code": code, "name": name, "amount": amount})
+
+    exponents = known_currencies()
+    result = []
+    for invoice in invoices:
+        minor_unit = exponents[invoice["currency"]]
+        document = {k: (format_money(v, minor_unit) if k in MONEY_FIELDS else _plain(v)) for k, v in invoice.items()}
+        document["discounts"] = [
+            {**d, "amount": format_money(d["amount"], minor_unit)} for d in discounts[invoice["invoice_id"]]
+        ]
+        document["lines"] = [
+            {
+                **{k: _plain(v) for k, v in line.items()},
+                "quantity": format_decimal(line["quantity"]),
+                "unit_amount": format_decimal(line["unit_amount"]),
+                "precise_amount": format_decimal(line["precise_amount"]),
+                "amount": format_money(line["amount"], minor_unit),
+            }
+            for line in lines[invoice["invoice_id"]]
+        ]
+        result.append(document)
+    return result
+
+
+def invoices_to_csv_rows(invoices: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """One row per line, with its invoice's header fields in front (a flat line-item table)."""
+    header_fields = [f for f in INVOICE_FIELDS if f not in {"computed_as_of"}]
+    header = header_fields + [f"line_{f}" if not f.startswith("line_") else f for f in LINE_FIELDS]
+    rows = []
+    for invoice in invoices:
+        for line in invoice["lines"]:
+            rows.append([invoice[f] for f in header_fields] + [line[f] for f in LINE_FIELDS])
+    return header, rows
+
+
+def write_invoice_files(output_dir: Path, invoices: list[dict[str, Any]]) -> dict[str, Path]:
+    """invoices.json (all), invoice_lines.csv (flat), and one JSON file per invoice."""
+    per_invoice_dir = output_dir / "invoices"
+    per_invoice_dir.mkdir(parents=True, exist_ok=True)
+    for stale in per_invoice_dir.glob("*.json"):
+        stale.unlink()  # drafts change ids as periods close; the folder mirrors the marts
+    for invoice in invoices:
+        (per_invoice_dir / f"{invoice['issuing_date']}_{invoice['customer_id']}_{invoice['invoice_id'][:12]}.json"
+         ).write_text(json.dumps(invoice, indent=2) + "\n")
+    all_path = output_dir / "invoices.json"
+    all_path.write_text(json.dumps(invoices, indent=2) + "\n")
+    csv_path = output_dir / "invoice_lines.csv"
+    header, rows = invoices_to_csv_rows(invoices)
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return {"json": all_path, "csv": csv_path, "per_invoice": per_invoice_dir}
+
+
+def reconciliation(warehouse: Warehouse) -> list[tuple[str, str, int]]:
+    return warehouse.query("select outcome, reason, event_count from marts.fct_event_reconciliation order by 1, 2")
+
+
+def totals_by_currency(warehouse: Warehouse, status: str = "closed") -> list[tuple[str, int, Decimal]]:
+    placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+    return warehouse.query(
+        f"select currency, count(*), sum(total_amount) from marts.fct_invoices where status = {placeholder} "
+        "group by 1 order by 1", [status],
+    )

@@ -1,0 +1,73 @@
+"""Shared fixtures: the dbt manifest, small working folders, and a local PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from orchestration import pipeline
+from orchestration.settings import PROJECT_DIR, Settings, get_settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SMALL_CATALOG = FIXTURES / "small_catalog"
+SMALL_AS_OF = datetime(2026, 11, 21, 12, 0, 0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dbt_manifest() -> Path:
+    """dagster-dbt reads target/manifest.json when the definitions load: prepare it once."""
+    dbt = Path(sys.executable).parent / "dbt"
+    subprocess.run([str(dbt), "parse", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
+                    "--quiet"], check=True, cwd=PROJECT_DIR)
+    return PROJECT_DIR / "target" / "manifest.json"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read the developer's METERLINE_* settings."""
+    for name in list(os.environ):
+        if name.startswith("METERLINE_"):
+            monkeypatch.delenv(name)
+
+
+def make_home(tmp_path: Path, catalog: Path = SMALL_CATALOG) -> Settings:
+    """A working folder with a copy of `catalog` and an empty landing folder."""
+    home = tmp_path / "home"
+    shutil.copytree(catalog, home / "catalog")
+    (home / "landing").mkdir(parents=True)
+    return get_settings(home)
+
+
+def run_all(settings: Settings, as_of: datetime = SMALL_AS_OF, *, full_refresh: bool | None = None):
+    """What `meterline run` does, without the printing: catalog, new landing files, dbt build, export."""
+    catalog = pipeline.read_and_load_catalog(settings, settings.catalog_dir)
+    report = pipeline.ingest(settings, pipeline.new_landing_files(settings), loaded_at=pipeline.utc_now())
+    result = pipeline.build(settings, as_of, full_refresh=full_refresh)
+    outputs = pipeline.export(settings)
+    return catalog, report, result, outputs
+
+
+@pytest.fixture
+def small_home(tmp_path: Path) -> Settings:
+    return make_home(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator:
+    from orchestration.local_postgres import LocalPostgresError, find_pg_bin, local_postgres
+
+    try:
+        find_pg_bin()
+    except LocalPostgresError as error:
+        if os.environ.get("CI"):
+            raise  # CI must exercise Postgres: a missing server is a failure there, not a skip
+        pytest.skip(f"no PostgreSQL server binaries: {error}")
+    with local_postgres() as server:
+        yield server
