@@ -19,11 +19,11 @@
         column-valued scale makes some engines fall back to double). -#}
     {#- Each branch is cast on its own: a CASE takes one branch's type for all of them, and
         decimal(38,0) from the first branch would silently round USD to whole dollars. -#}
-    case {{ minor_unit }}
+    cast(case {{ minor_unit }}
         when 0 then cast(round({{ amount }}, 0) as {{ rounded_money_type() }})
         when 2 then cast(round({{ amount }}, 2) as {{ rounded_money_type() }})
         when 3 then cast(round({{ amount }}, 3) as {{ rounded_money_type() }})
-    end
+    end as {{ rounded_money_type() }})
 {%- endmacro %}
 
 {#- Exact division, rounded half-up to 12 decimals (a precise amount or rate).

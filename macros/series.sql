@@ -5,7 +5,7 @@
 {%- endmacro %}
 
 {% macro default__integer_series(upper_bound) -%}
-    (select cast(generate_series as integer) as n from generate_series(0, {{ upper_bound }}))
+    (select cast(generate_series as integer) as n from generate_series(0, cast({{ upper_bound }} as integer)))
 {%- endmacro %}
 
 {% macro duckdb__integer_series(upper_bound) -%}

@@ -378,9 +378,9 @@ def ingest_file(
         try:
             if own:
                 warehouse.append_arrow("raw.events",
-                                       con.execute(accepted_sql, [loaded_at, str(path)]).to_arrow_table())
+                                       con.sql(accepted_sql, params=[loaded_at, str(path)]).to_arrow_table())
                 warehouse.append_arrow("raw.event_rejects",
-                                       con.execute(rejected_sql, [str(path), loaded_at]).to_arrow_table())
+                                       con.sql(rejected_sql, params=[str(path), loaded_at]).to_arrow_table())
             else:
                 con.execute(f"insert into raw.events {accepted_sql}", [loaded_at, str(path)])
                 con.execute(f"insert into raw.event_rejects {rejected_sql}", [str(path), loaded_at])

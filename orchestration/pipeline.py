@@ -62,10 +62,13 @@ def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = Non
                             stdout=subprocess.PIPE if capture else None,
                             stderr=subprocess.STDOUT if capture else None)
     if result.returncode != 0:
-        output = result.stdout or ""
-        failing = [line for line in output.splitlines()
-                   if any(word in line for word in ("ERROR", "FAIL", "Error", "error:"))]
-        summary = "\n".join(failing[-40:]) or output[-4000:]
+        lines = (result.stdout or "").splitlines()
+        # dbt prints "<kind> Error in model X (path)" followed by the indented database message.
+        failing: list[str] = []
+        for index, line in enumerate(lines):
+            if any(word in line for word in ("ERROR", "FAIL ", "Error in", "error:")):
+                failing += lines[index:index + 4] if "Error in" in line else [line]
+        summary = "\n".join(dict.fromkeys(failing[-60:])) or "\n".join(lines[-60:])
         raise DbtError(f"dbt {' '.join(args)} failed (exit {result.returncode}):\n{summary}")
     return result
 
