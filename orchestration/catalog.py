@@ -353,15 +353,18 @@ def _read_csv(path: Path, required_columns: list[str], required: bool = True) ->
         if required:
             raise CatalogError(path, "", "file is missing (see docs/catalog.md)")
         return []
-    with path.open(newline="", encoding="utf-8") as handle:
+    # utf-8-sig: spreadsheets often write a byte-order mark before the header.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         missing = [c for c in required_columns if c not in header]
         if missing:
             raise CatalogError(path, "header", f"missing column(s) {', '.join(missing)}")
-        # Row numbers as a spreadsheet shows them: the header is row 1.
-        return [(number, {k: (v or "").strip() for k, v in row.items() if k is not None})
-                for number, row in enumerate(reader, start=2)]
+        # Row numbers as a spreadsheet shows them: the header is row 1, blank lines count.
+        rows = []
+        for row in reader:
+            rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None}))
+        return rows
 
 
 def _row_error(path: Path, number: int, key: str, field: str, message: str) -> CatalogError:
@@ -457,6 +460,7 @@ def read_catalog(
 
     subscriptions_path = subscriptions_file or directory / "subscriptions.csv"
     subscriptions: list[Subscription] = []
+    subscription_rows: dict[str, int] = {}
     seen_subscriptions: set[str] = set()
     for number, row in _read_csv(
         subscriptions_path, ["external_subscription_id", "external_customer_id", "plan_code", "started_at"]
@@ -490,7 +494,8 @@ def read_catalog(
             raise _row_error(subscriptions_path, number, key, "ended_at", "must be after started_at")
         subscriptions.append(Subscription(row["external_subscription_id"], customer.external_customer_id,
                                           plan.code, instants["started_at"], instants["ended_at"]))
-    _check_one_active_subscription(subscriptions_path, subscriptions)
+        subscription_rows[row["external_subscription_id"]] = number
+    _check_one_active_subscription(subscriptions_path, subscriptions, subscription_rows)
 
     applied_path = applied_coupons_file or directory / "applied_coupons.csv"
     applied: list[AppliedCoupon] = []
@@ -519,7 +524,7 @@ def read_catalog(
                    tuple(subscriptions), tuple(applied), digest.hexdigest())
 
 
-def _check_one_active_subscription(path: Path, subscriptions: list[Subscription]) -> None:
+def _check_one_active_subscription(path: Path, subscriptions: list[Subscription], rows: dict[str, int]) -> None:
     """Events may name only a customer; that must resolve to one subscription at any instant."""
     by_customer: dict[str, list[Subscription]] = {}
     for subscription in subscriptions:
@@ -529,7 +534,9 @@ def _check_one_active_subscription(path: Path, subscriptions: list[Subscription]
         for earlier, later in zip(items, items[1:]):
             if earlier.ended_at is None or earlier.ended_at > later.started_at:
                 raise CatalogError(
-                    path, f"external_subscription_id '{later.external_subscription_id}' > started_at",
+                    path,
+                    f"row {rows[later.external_subscription_id]} "
+                    f"(external_subscription_id '{later.external_subscription_id}') > started_at",
                     f"customer {customer!r} already has subscription {earlier.external_subscription_id!r} "
                     "active then (one active subscription per customer in this version)",
                 )

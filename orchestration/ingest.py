@@ -13,10 +13,12 @@ import csv
 import hashlib
 import json
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -104,6 +106,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _exact_json(value: object) -> str:
+    """JSON text that keeps numbers exactly as sent (they were parsed as Decimal, not float)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_exact_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_exact_json(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def _text(value: object) -> str | None:
     """A scalar field as text; objects and lists keep their JSON form so checks can see them."""
     if value is None:
@@ -111,7 +124,7 @@ def _text(value: object) -> str | None:
     if isinstance(value, str):
         return value
     if isinstance(value, (dict, list, bool)):
-        return json.dumps(value)
+        return _exact_json(value)
     return str(value)
 
 
@@ -124,7 +137,7 @@ def _staged_from_mapping(source_row: int, raw_record: str, record: object) -> di
     elif properties is None:
         properties_text = None
     else:
-        properties_text = json.dumps(properties)
+        properties_text = _exact_json(properties)
     return {
         "source_row": source_row, "parse_error": None, "raw_record": raw_record,
         "transaction_id": _text(record.get("transaction_id")),
@@ -154,7 +167,7 @@ def _jsonl_rows(path: Path) -> Iterator[dict]:
             if not text.strip():
                 continue  # blank lines carry no record
             try:
-                record = json.loads(text)
+                record = json.loads(text, parse_float=Decimal)
             except json.JSONDecodeError as error:
                 yield {"source_row": number, "parse_error": f"not JSON: {error.msg} at column {error.colno}",
                        "raw_record": text}
@@ -163,11 +176,13 @@ def _jsonl_rows(path: Path) -> Iterator[dict]:
 
 
 def _csv_rows(path: Path) -> Iterator[dict]:
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         reader = csv.reader(handle)
         header = next(reader, None) or []
         for row in reader:
             number = reader.line_num  # the line the record ends on; the header is line 1
+            if not row:
+                continue  # a blank line carries no record, as in JSON lines
             raw = json.dumps(row)
             if len(row) != len(header):
                 yield {"source_row": number, "raw_record": raw,
@@ -226,8 +241,9 @@ with parsed as (
         nullif(trim(s.external_customer_id), '') as clean_customer_id,
         nullif(trim(s.code), '') as clean_code,
         case
-            -- Unix seconds (optionally with a fraction): exact decimal, never a float.
-            when regexp_full_match(trim(s.timestamp_text), '[0-9]{1,12}(\\.[0-9]{1,6})?')
+            -- Unix seconds (optionally with a fraction): exact decimal, never a float. 9 to 11
+            -- digits (1973 to 5138); a shorter number like 20261005 is not taken for one.
+            when regexp_full_match(trim(s.timestamp_text), '[0-9]{9,11}(\\.[0-9]{1,6})?')
                 then make_timestamp(cast(cast(trim(s.timestamp_text) as decimal(38, 6)) * 1000000 as bigint))
             -- ISO 8601; a value without an offset is UTC.
             else cast(timezone('UTC', try_cast(trim(s.timestamp_text) as timestamptz)) as timestamp)
@@ -317,7 +333,9 @@ def ingest_file(
     """Validate one file and append its rows to raw.events / raw.event_rejects atomically."""
     reader = _reader_for(path)
     sha = file_sha256(path)
-    batch_id = hashlib.sha256(f"{path.resolve()}|{sha}|{loaded_at.isoformat()}".encode()).hexdigest()[:16]
+    # Random, not derived from the file: the same file ingested twice in one call (or in the
+    # same second) is two batches, and event ids (batch-row) must not collide.
+    batch_id = uuid.uuid4().hex[:16]
 
     # Validation runs in DuckDB: the warehouse itself when it is DuckDB (no copy), otherwise
     # an in-memory DuckDB whose results are then appended to the target warehouse.

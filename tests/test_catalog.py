@@ -264,12 +264,12 @@ def test_ended_at_not_after_started_at(catalog_dir: Path, ended_at: str) -> None
 
 
 def test_overlapping_subscriptions_name_the_row(catalog_dir: Path) -> None:
-    # A CSV error names the row (docs/catalog.md): sub_a2 is on row 4.
+    # A CSV error names the row (docs/catalog.md): sub_a2 is inserted before sub_b, on row 3.
     subscriptions = catalog_dir / "subscriptions.csv"
     edit(subscriptions, "sub_b,", "sub_a2,cus_a,starter,2026-10-01,\nsub_b,")
     error = catalog_error(catalog_dir)
     assert "already has subscription 'sub_a' active" in str(error), str(error)
-    assert_names(error, subscriptions, "row 4 (external_subscription_id 'sub_a2')", "started_at: customer 'cus_a'")
+    assert_names(error, subscriptions, "row 3 (external_subscription_id 'sub_a2')", "started_at: customer 'cus_a'")
 
 
 # ---------------------------------------------------------------- applied_coupons.csv

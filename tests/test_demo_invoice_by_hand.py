@@ -13,7 +13,8 @@ file. Nothing of the dbt models is reused; the semantics are those of docs/catal
 * billing time: calendar months in the customer's time zone (the billing entity's when the
   customer has none), from the subscription's start; an in-advance plan bills its base fee at
   the start and at each period start, an arrears plan at each period end; a partial first
-  month is prorated by whole local days; usage is billed at the end of its period;
+  month is prorated by whole local days; usage is billed at the end of its period; a base fee
+  of "0" (the free plan) gives no base fee line;
 * pricing: ``standard`` = units x amount; ``graduated`` = every reached range prices the units
   above the previous ``to_value`` up to its own and adds its ``flat_amount`` (the first range
   always); each line is rounded half-up to the currency's decimals;
@@ -21,6 +22,9 @@ file. Nothing of the dbt models is reused; the semantics are those of docs/catal
   coupon's application, in invoice order, never below zero.
 
 Every closed invoice of each chosen customer must match line by line, to the last digit.
+The reference run has 20k events; a second run at 400k events (the catalog, hence the
+customers, stay the same) makes usage reach the priced graduated ranges and their flat amounts,
+which 20k events never do.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from __future__ import annotations
 import calendar
 import csv
 import json
-from collections import Counter, defaultdict
+import os
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
@@ -45,11 +50,13 @@ from orchestration.demo.generator import generate_demo
 from orchestration.settings import get_settings
 from tests.conftest import run_all
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the whole pipeline
+
 UTC = timezone.utc
 AS_OF = datetime(2026, 11, 21, 12, tzinfo=UTC)
 CURRENCY_DECIMALS = {"JPY": 0, "USD": 2, "EUR": 2}
 ROLES = ("developer_usd_non_utc", "scale_prefer_jpy_eur", "started_inside_window", "coupon_holder",
-         "entity_timezone")
+         "entity_timezone", "deepest_graduated_range")
 
 
 # ------------------------------------------------------------------------------ catalog
@@ -405,32 +412,47 @@ def window_start(as_of: datetime) -> date:
     return date(months // 12, months % 12 + 1, 1)
 
 
-def choose(role: str, catalog: SimpleNamespace, as_of: datetime) -> Customer | None:
+def ranges_reached(customer: Customer, catalog: SimpleNamespace, events: list[Event], as_of: datetime) -> int:
+    """The most graduated ranges any closed usage line of the customer reaches (by hand)."""
+    plan = catalog.plans[customer.plan_code]
+    graduated_metrics = {c["metric"] for c in plan["charges"] if c["charge_model"] == "graduated"}
+    return max((len(line.detail) for inv in hand_invoices(customer, plan, customer_events(customer, events),
+                                                          as_of, catalog.coupons)
+                if inv.at <= as_of for line in inv.lines if line.metric_code in graduated_metrics), default=0)
+
+
+def choose(role: str, catalog: SimpleNamespace, events: list[Event], as_of: datetime) -> Customer | None:
+    """The customer that plays `role`, picked by its properties in the generated catalog."""
     running = [c for c in sorted(catalog.customers.values(), key=lambda c: c.customer_id) if c.end is None]
     inside = window_start(as_of)
 
     def offset_hours(c: Customer) -> float:
         return abs(as_of.astimezone(c.zone).utcoffset().total_seconds()) / 3600
 
-    def closed_invoices(c: Customer) -> int:
+    def closed(c: Customer) -> list[Invoice]:
         plan = catalog.plans[c.plan_code]
-        return sum(inv.at <= as_of for inv in hand_invoices(c, plan, [], as_of, catalog.coupons))
+        return [inv for inv in hand_invoices(c, plan, [], as_of, catalog.coupons) if inv.at <= as_of]
 
-    if role == "developer_usd_non_utc":
+    def paid(c: Customer) -> bool:
+        return bool(_dec(catalog.plans[c.plan_code]["amount"]))
+
+    if role == "developer_usd_non_utc":  # (a) prefer a full history and the largest UTC offset
         pool = [c for c in running if c.plan_code == "developer" and c.currency == "USD"
                 and c.timezone and offset_hours(c) > 0]
         pool.sort(key=lambda c: (c.start_date >= inside, -offset_hours(c), c.customer_id))
-    elif role == "scale_prefer_jpy_eur":
-        pool = [c for c in running if c.plan_code.startswith("scale") and closed_invoices(c) > 0]
+    elif role == "scale_prefer_jpy_eur":  # (b) arrears
+        pool = [c for c in running if c.plan_code.startswith("scale") and closed(c)]
         pool.sort(key=lambda c: ({"JPY": 0, "EUR": 1}.get(c.currency, 2), c.customer_id))
-    elif role == "started_inside_window":
-        pool = [c for c in running if c.start_date >= inside and closed_invoices(c) > 0]
-    elif role == "coupon_holder":
-        pool = [c for c in running if c.coupons and catalog.plans[c.plan_code]["amount"] != "0"
-                and any(inv.at >= min(a for _, a in c.coupons) and inv.at <= as_of
-                        for inv in hand_invoices(c, catalog.plans[c.plan_code], [], as_of, catalog.coupons))]
-    elif role == "entity_timezone":
-        pool = [c for c in running if not c.timezone and catalog.plans[c.plan_code]["amount"] != "0"]
+    elif role == "started_inside_window":  # (c) proration of the first month
+        pool = [c for c in running if c.start_date >= inside and closed(c)]
+    elif role == "coupon_holder":  # a coupon that meets a closed invoice
+        pool = [c for c in running if c.coupons and paid(c)
+                and any(inv.at >= min(a for _, a in c.coupons) for inv in closed(c))]
+    elif role == "entity_timezone":  # no time zone in customers.csv: the billing entity's
+        pool = [c for c in running if not c.timezone and paid(c)]
+    elif role == "deepest_graduated_range":  # the usage that reaches the most priced ranges
+        reached = {c.customer_id: ranges_reached(c, catalog, events, as_of) for c in running}
+        pool = sorted(running, key=lambda c: (-reached[c.customer_id], c.customer_id))
     else:
         raise AssertionError(role)
     return pool[0] if pool else None
@@ -439,20 +461,24 @@ def choose(role: str, catalog: SimpleNamespace, as_of: datetime) -> Customer | N
 # ----------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def billed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    home = tmp_path_factory.mktemp("hand") / "home"
+@pytest.fixture(scope="module", params=[20_000, 400_000], ids=["20k_events", "400k_events"])
+def billed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The demo billed by Meterline. 20k events is the reference run; at 400k events (same
+    catalog: it depends only on seed, customers and as_of) usage reaches the priced ranges."""
+    home = tmp_path_factory.mktemp(f"hand_{request.param}") / "home"
     with pytest.MonkeyPatch.context() as mp:  # never bill into the developer's METERLINE_* setup
-        for name in [n for n in __import__("os").environ if n.startswith("METERLINE_")]:
+        for name in [n for n in os.environ if n.startswith("METERLINE_")]:
             mp.delenv(name)
-        summary = generate_demo(home, customers=12, events=20_000, seed=11, as_of=AS_OF, overwrite=True)
+        summary = generate_demo(home, customers=12, events=request.param, seed=11, as_of=AS_OF, overwrite=True)
         settings = get_settings(home)
         _, report, _, outputs = run_all(settings, as_of=AS_OF.replace(tzinfo=None))
     catalog = load_catalog(summary.catalog_dir)
     events, good_rows, bad_rows = read_landing(summary.landing_dir, catalog.metrics, AS_OF)
     invoices = json.loads(Path(outputs["json"]).read_text())
-    return SimpleNamespace(summary=summary, report=report, catalog=catalog, events=events,
-                           good_rows=good_rows, bad_rows=bad_rows, invoices=invoices)
+    chosen = {role: choose(role, catalog, events, AS_OF) for role in ROLES}
+    return SimpleNamespace(events_param=request.param, summary=summary, report=report, catalog=catalog,
+                           events=events, good_rows=good_rows, bad_rows=bad_rows, invoices=invoices,
+                           chosen=chosen)
 
 
 # -------------------------------------------------------------------------------- tests
@@ -466,20 +492,20 @@ def test_hand_parsing_agrees_with_ingestion_counts(billed: SimpleNamespace) -> N
     assert billed.bad_rows == billed.report.rejected == billed.summary.bad_rows_planted
 
 
-def _fmt_day(value: date) -> str:
-    return value.isoformat()
-
-
 def _line_key(line: dict | Line) -> tuple[str, str]:
     if isinstance(line, Line):
         return line.fee_kind, line.metric_code or ""
     return line["fee_kind"], line["metric_code"] or ""
 
 
+def _stamp(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_closed_invoices_equal_the_hand_computation(billed: SimpleNamespace, role: str) -> None:
     catalog = billed.catalog
-    customer = choose(role, catalog, AS_OF)
+    customer = billed.chosen[role]
     if customer is None:
         pytest.skip(f"no customer fits {role} in this demo catalog")
     plan = catalog.plans[customer.plan_code]
@@ -492,19 +518,20 @@ def test_closed_invoices_equal_the_hand_computation(billed: SimpleNamespace, rol
     who = (f"{customer.customer_id} ({role}: plan {customer.plan_code}, {currency}, "
            f"zone {customer.zone.key}, started {customer.start_date})")
 
+    # One invoice per period end passed since the start, plus the start invoice of an in-advance plan.
     boundaries = sum(1 for inv in expected if inv.issuing_date.day == 1 and inv.issuing_date != customer.start_date)
     advance_start = 1 if plan["pay_in_advance"] else 0
     assert len(expected) == boundaries + advance_start
     assert len(actual) == len(expected), (
         f"{who}: {len(actual)} closed invoices, expected {len(expected)} "
         f"({boundaries} period ends passed + {advance_start} start invoice); Meterline issued "
-        f"{[inv['invoice_at'] for inv in actual]}, by hand {[inv.at.isoformat() for inv in expected]}")
+        f"{[inv['invoice_at'] for inv in actual]}, by hand {[_stamp(inv.at) for inv in expected]}")
 
     problems: list[str] = []
     for hand, meter in zip(expected, actual):
-        label = f"invoice at {hand.at:%Y-%m-%dT%H:%M:%SZ} (issued {hand.issuing_date})"
-        header_hand = (f"{hand.at:%Y-%m-%dT%H:%M:%SZ}", _fmt_day(hand.issuing_date), _fmt_day(hand.period_start),
-                       _fmt_day(hand.period_end))
+        label = f"invoice at {_stamp(hand.at)} (issued {hand.issuing_date})"
+        header_hand = (_stamp(hand.at), hand.issuing_date.isoformat(), hand.period_start.isoformat(),
+                       hand.period_end.isoformat())
         header_meter = (meter["invoice_at"], meter["issuing_date"], meter["period_start"], meter["period_end"])
         if header_hand != header_meter:
             problems.append(f"{label}: (invoice_at, issuing_date, period_start, period_end) "
@@ -519,7 +546,7 @@ def test_closed_invoices_equal_the_hand_computation(billed: SimpleNamespace, rol
             h, m = hand_lines[key], meter_lines[key]
             got = (Decimal(m["quantity"]), Decimal(m["amount"]), m["service_period_start"],
                    m["service_period_end"], m["event_count"])
-            want = (h.quantity, h.amount, _fmt_day(h.service_start), _fmt_day(h.service_end), h.event_count)
+            want = (h.quantity, h.amount, h.service_start.isoformat(), h.service_end.isoformat(), h.event_count)
             if got != want:
                 problems.append(
                     f"{label} line {key}: (quantity, amount, service start, service end, events) "
@@ -533,20 +560,20 @@ def test_closed_invoices_equal_the_hand_computation(billed: SimpleNamespace, rol
     assert not problems, f"{who}: {len(problems)} differences:\n" + "\n".join(problems)
 
 
-def test_the_roles_cover_distinct_situations(billed: SimpleNamespace) -> None:
-    """The chosen customers really exercise what they are chosen for."""
-    catalog = billed.catalog
-    chosen = {role: choose(role, catalog, AS_OF) for role in ROLES}
-    a, b = chosen["developer_usd_non_utc"], chosen["scale_prefer_jpy_eur"]
+def test_the_chosen_customers_exercise_what_they_are_chosen_for(billed: SimpleNamespace) -> None:
+    catalog, chosen = billed.catalog, billed.chosen
+    a, b, c = chosen["developer_usd_non_utc"], chosen["scale_prefer_jpy_eur"], chosen["started_inside_window"]
     assert a is not None and catalog.plans[a.plan_code]["pay_in_advance"] is True
     assert b is not None and catalog.plans[b.plan_code]["pay_in_advance"] is False
+    assert c is not None and c.start_date > window_start(AS_OF), "the demo always starts some subscriptions inside"
     for role, customer in chosen.items():
-        if customer is not None and role != "started_inside_window":
-            own = customer_events(customer, billed.events)
-            assert own, f"{role}: {customer.customer_id} has no events to bill"
-    # The planted re-sends and customer-id-only events reach the chosen customers' bills.
-    ids = {c.customer_id for c in chosen.values() if c is not None}
-    subs = {catalog.customers[i].subscription_id for i in ids}
-    by_cust = Counter(e.customer_id for e in billed.events if e.subscription_id is None and e.customer_id in ids)
-    assert sum(by_cust.values()) > 0, "no customer-id-only event among the chosen customers"
-    assert any(e.subscription_id in subs for e in billed.events)
+        assert customer is not None, f"no customer for {role}"
+        if role != "started_inside_window":
+            assert customer_events(customer, billed.events), f"{role}: {customer.customer_id} has no events"
+    # Events that name only the customer reach the chosen customers' bills.
+    ids = {customer.customer_id for customer in chosen.values()}
+    assert any(e.subscription_id is None and e.customer_id in ids for e in billed.events)
+    # Graduated pricing: at 400k events the deepest usage crosses two range bounds (a flat amount included).
+    deepest = ranges_reached(chosen["deepest_graduated_range"], catalog, billed.events, AS_OF)
+    assert deepest >= (3 if billed.events_param >= 400_000 else 1), (
+        f"{chosen['deepest_graduated_range'].customer_id} reaches only {deepest} graduated range(s)")

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_event_reconciliation'}}}) }}
 -- Conservation of events. A failure means input was lost or counted twice somewhere between
 -- the raw tables and the invoices: the accepted raw events must equal billed + pending +
 -- excluded, and the rejected records must equal the rejected rows of the reconciliation.

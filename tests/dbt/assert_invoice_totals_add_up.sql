@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_invoices'}}}) }}
 -- The invoice identity. A failure means an invoice's header disagrees with its lines:
 -- fees = sum of line amounts, discounts = sum of its coupon discounts, and
 -- total = fees - discounts + taxes, never below zero.

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_invoice_lines'}}}) }}
 -- The single rounding place. A failure means a line's amount is not its precise amount
 -- rounded half-up to the currency's minor unit, or a standard charge's precise amount is not
 -- quantity x unit price.

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_invoice_lines'}}}) }}
 -- Lineage is complete. A failure means an event was matched to an invoice line that does not
 -- exist, so it would be counted as billed without being on any invoice.
 select matched.event_id, matched.invoice_line_id
