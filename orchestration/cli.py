@@ -8,6 +8,7 @@ import logging
 import shutil
 import sys
 from datetime import datetime, timezone
+from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -18,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestration import pipeline
-from orchestration.catalog import CatalogError, read_catalog
+from orchestration.catalog import CatalogError, known_currencies, read_catalog
 from orchestration.settings import Settings, get_settings
 from orchestration.warehouse import connect
 
@@ -150,10 +151,13 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
     for column in ("currency", "closed invoices", "total billed", "drafts (open periods)", "draft total"):
         table.add_column(column, justify="right" if column != "currency" else "left")
     draft_map = {c: (n, t) for c, n, t in drafts}
-    for currency in sorted({c for c, _, _ in closed} | set(draft_map)):
-        n, total = next(((n, t) for c, n, t in closed if c == currency), (0, 0))
-        dn, dt = draft_map.get(currency, (0, 0))
-        table.add_row(currency, f"{n:,}", f"{total:,}", f"{dn:,}", f"{dt:,}")
+    closed_map = {c: (n, t) for c, n, t in closed}
+    exponents = known_currencies()
+    for currency in sorted(set(closed_map) | set(draft_map)):
+        n, total = closed_map.get(currency, (0, Decimal(0)))
+        dn, dt = draft_map.get(currency, (0, Decimal(0)))
+        places = exponents[currency]
+        table.add_row(currency, f"{n:,}", f"{total:,.{places}f}", f"{dn:,}", f"{dt:,.{places}f}")
     console.print(table)
     events = Table(title="Events (every input record is accounted for)", show_edge=False)
     events.add_column("outcome")
