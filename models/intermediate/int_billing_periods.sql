@@ -2,8 +2,6 @@
 -- Period boundaries are the 1st of the month at midnight in the customer's time zone,
 -- converted to UTC; the service part of a period is cut by the subscription's start and end.
 -- Periods are spelled out up to the one that contains the run's as_of.
-{% set as_of = "cast('" ~ var('as_of') ~ "' as timestamp)" %}
-
 with subscriptions as (
     select * from {{ ref('stg_catalog__subscriptions') }}
 ),
@@ -32,14 +30,14 @@ subscriptions_local as (
         {{ dbt.date_trunc('month', from_utc('subscriptions.started_at', 'customers.billing_timezone')) }}
             as first_period_start_local,
         {{ dbt.date_trunc('month', from_utc(
-            'case when subscriptions.ended_at is not null and subscriptions.ended_at < ' ~ as_of
-            ~ ' then subscriptions.ended_at else ' ~ as_of ~ ' end',
+            'case when subscriptions.ended_at is not null and subscriptions.ended_at < ' ~ as_of_timestamp()
+            ~ ' then subscriptions.ended_at else ' ~ as_of_timestamp() ~ ' end',
             'customers.billing_timezone')) }}
             as last_period_start_local
     from subscriptions
     inner join customers
         on subscriptions.customer_id = customers.customer_id
-    where subscriptions.started_at < {{ as_of }}
+    where subscriptions.started_at < {{ as_of_timestamp() }}
 ),
 
 periods_local as (
@@ -106,7 +104,7 @@ final as (
             as days_in_period,
         {{ dbt.datediff('service_days.service_start_date', 'service_days.service_last_date', 'day') }} + 1
             as billed_days,
-        (service_days.service_end_at <= {{ as_of }}) as is_closed
+        (service_days.service_end_at <= {{ as_of_timestamp() }}) as is_closed
     from service_days
     inner join currencies
         on service_days.currency = currencies.currency_code

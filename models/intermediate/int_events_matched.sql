@@ -11,8 +11,6 @@
 -- Incremental: new events only, plus the held-back ones. A changed catalog (subscriptions,
 -- plans) needs a full refresh; `meterline run` does that by itself when the price-book
 -- fingerprint changes.
-{% set as_of = "cast('" ~ var('as_of') ~ "' as timestamp)" %}
-
 with events as (
     select * from {{ ref('int_events_deduplicated') }}
 ),
@@ -96,7 +94,7 @@ classified as (
     select
         matched.*,
         case
-            when matched.event_at >= {{ as_of }} then 'after_cutoff'
+            when matched.event_at >= {{ as_of_timestamp() }} then 'after_cutoff'
             when matched.external_subscription_id is not null and matched.subscription_by_id is null
                 then 'unknown_subscription'
             when matched.external_subscription_id is null and matched.known_customer_id is null

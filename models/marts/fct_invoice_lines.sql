@@ -1,6 +1,4 @@
 -- One row per invoice line: a base fee or a usage fee, with the arithmetic that explains it.
-{% set as_of = "cast('" ~ var('as_of') ~ "' as timestamp)" %}
-
 with fees as (
     select * from {{ ref('int_fees') }}
 ),
@@ -9,7 +7,7 @@ final as (
     select
         fees.invoice_line_id,
         fees.invoice_id,
-        case when fees.invoice_at > {{ as_of }} then 'draft' else 'closed' end as status,
+        case when fees.invoice_at > {{ as_of_timestamp() }} then 'draft' else 'closed' end as status,
         fees.fee_kind,
         fees.customer_id,
         fees.subscription_id,

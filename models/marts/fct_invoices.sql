@@ -2,8 +2,6 @@
 -- the computation order of docs/money.md: fees - discounts + taxes = total.
 -- Status: `draft` while the invoice's date is after the run's as_of (usage still accrues),
 -- `closed` once it has passed.
-{% set as_of = "cast('" ~ var('as_of') ~ "' as timestamp)" %}
-
 with lines as (
     select * from {{ ref('fct_invoice_lines') }}
 ),
@@ -50,7 +48,7 @@ invoice_discounts as (
 final as (
     select
         invoice_fees.invoice_id,
-        case when invoice_fees.invoice_at > {{ as_of }} then 'draft' else 'closed' end as status,
+        case when invoice_fees.invoice_at > {{ as_of_timestamp() }} then 'draft' else 'closed' end as status,
         invoice_fees.customer_id,
         customers.customer_name,
         customers.billing_entity_code,
@@ -69,7 +67,7 @@ final as (
         ) as total_amount,
         cast(invoice_fees.line_count as bigint) as line_count,
         invoice_fees.event_count,
-        {{ as_of }} as computed_as_of
+        {{ as_of_timestamp() }} as computed_as_of
     from invoice_fees
     inner join customers
         on invoice_fees.customer_id = customers.customer_id
