@@ -88,6 +88,14 @@ def write_next_day(landing: Path, source_day: Path, target: Path) -> int:
         return con.execute(f"select count(*) from read_parquet('{target}')").fetchone()[0]
 
 
+def slowest_nodes(settings, top: int = 8) -> list[dict[str, Any]]:
+    """The dbt nodes that took longest in the last build (from dbt's run_results.json)."""
+    path = settings.home / "dbt" / "target" / "run_results.json"
+    results = json.loads(path.read_text())["results"]
+    ranked = sorted(results, key=lambda r: -r["execution_time"])[:top]
+    return [{"node": r["unique_id"].split(".", 2)[-1], "seconds": round(r["execution_time"], 2)} for r in ranked]
+
+
 def run_benchmark(out: Path, *, events: int, customers: int = 200, seed: int = 7,
                   console: Console | None = None) -> dict[str, Any]:
     from orchestration.demo.generator import generate_demo
@@ -111,6 +119,7 @@ def run_benchmark(out: Path, *, events: int, customers: int = 200, seed: int = 7
     _timed("ingest", timings, console, lambda: pipeline.ingest(
         settings, pipeline.new_landing_files(settings), loaded_at=pipeline.utc_now()))
     _timed("build_full", timings, console, lambda: pipeline.build(settings, as_of, full_refresh=True))
+    full_nodes = slowest_nodes(settings)
     full_seconds = timings["load_catalog"] + timings["ingest"] + timings["build_full"]
 
     floor = measure_floor(settings.warehouse_path)
@@ -124,6 +133,7 @@ def run_benchmark(out: Path, *, events: int, customers: int = 200, seed: int = 7
     _timed("build_incremental", timings, console, lambda: pipeline.build(
         settings, as_of + timedelta(days=1), full_refresh=False))
     incremental_seconds = timings["ingest_next_day"] + timings["build_incremental"]
+    incremental_nodes = slowest_nodes(settings)
 
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         raw_events = con.execute("select count(*) from raw.events").fetchone()[0]
@@ -142,6 +152,7 @@ def run_benchmark(out: Path, *, events: int, customers: int = 200, seed: int = 7
         "ratio_build_to_floor": round(timings["build_full"] / floor, 1),
         "ratio_incremental_to_full": round(incremental_seconds / full_seconds, 3),
         "peak_memory_mib": _peak_rss_mib(),
+        "slowest_dbt_nodes": {"full": full_nodes, "incremental": incremental_nodes},
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
                     "duckdb": duckdb.__version__},
         "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

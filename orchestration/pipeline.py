@@ -7,6 +7,7 @@ own (the benchmark measures it), and a dbt failure cannot leave this process hal
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -26,7 +27,20 @@ log = logging.getLogger(__name__)
 RUNS_TABLE_COLUMNS = [
     ("run_id", "varchar"), ("as_of", "timestamp"), ("price_book_fingerprint", "varchar"),
     ("full_refresh", "boolean"), ("started_at", "timestamp"), ("finished_at", "timestamp"),
+    ("code_fingerprint", "varchar"),
 ]
+CODE_PATHS = ("dbt_project.yml", "models", "macros", "seeds")
+
+
+def code_fingerprint() -> str:
+    """sha256 over the dbt project's code: a changed model must rebuild the incremental tables."""
+    digest = hashlib.sha256()
+    for root in CODE_PATHS:
+        path = PROJECT_DIR / root
+        for file in sorted([path] if path.is_file() else (p for p in path.rglob("*") if p.is_file())):
+            digest.update(str(file.relative_to(PROJECT_DIR)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 class DbtError(RuntimeError):
@@ -105,12 +119,25 @@ class BuildResult:
     reason: str
 
 
-def _previous_run(warehouse: Warehouse) -> tuple[datetime, str] | None:
+def _ensure_runs_table(warehouse: Warehouse) -> None:
+    warehouse.execute("create schema if not exists raw")
+    ddl = ", ".join(f"{name} {sql_type}" for name, sql_type in RUNS_TABLE_COLUMNS)
+    warehouse.execute(f"create table if not exists raw.pipeline_runs ({ddl})")
+    existing = {row[0] for row in warehouse.query(
+        "select column_name from information_schema.columns "
+        "where table_schema = 'raw' and table_name = 'pipeline_runs'")}
+    for name, sql_type in RUNS_TABLE_COLUMNS:
+        if name not in existing:  # a warehouse written by an earlier version
+            warehouse.execute(f"alter table raw.pipeline_runs add column {name} {sql_type}")
+
+
+def _previous_run(warehouse: Warehouse) -> tuple[datetime, str, str | None] | None:
     if not warehouse.table_exists("raw", "pipeline_runs"):
         return None
-    rows = warehouse.query(
-        "select as_of, price_book_fingerprint from raw.pipeline_runs order by finished_at desc limit 1")
-    return (rows[0][0], rows[0][1]) if rows else None
+    _ensure_runs_table(warehouse)
+    rows = warehouse.query("select as_of, price_book_fingerprint, code_fingerprint from raw.pipeline_runs "
+                           "order by finished_at desc limit 1")
+    return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
 
 def needs_full_refresh(settings: Settings, as_of: datetime) -> tuple[bool, str]:
@@ -121,10 +148,12 @@ def needs_full_refresh(settings: Settings, as_of: datetime) -> tuple[bool, str]:
                             if warehouse.table_exists("catalog", "price_book_versions") else [])
     if previous is None:
         return True, "first build"
-    previous_as_of, previous_fingerprint = previous
+    previous_as_of, previous_fingerprint, previous_code = previous
     current = fingerprint_rows[0][0] if fingerprint_rows else None
     if current != previous_fingerprint:
         return True, "the catalog changed since the last build"
+    if previous_code != code_fingerprint():
+        return True, "the models changed since the last build"
     if as_of.replace(tzinfo=None) < previous_as_of:
         return True, "as_of is earlier than the last build's"
     return False, "incremental"
@@ -147,14 +176,14 @@ def build(settings: Settings, as_of: datetime, *, full_refresh: bool | None = No
 
 
 def record_run(warehouse: Warehouse, as_of: datetime, full_refresh: bool, started: datetime) -> None:
-    warehouse.execute("create schema if not exists raw")
-    ddl = ", ".join(f"{name} {sql_type}" for name, sql_type in RUNS_TABLE_COLUMNS)
-    warehouse.execute(f"create table if not exists raw.pipeline_runs ({ddl})")
+    _ensure_runs_table(warehouse)
     fingerprint = warehouse.query("select fingerprint from catalog.price_book_versions")[0][0]
     placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+    names = ", ".join(name for name, _ in RUNS_TABLE_COLUMNS)
     warehouse.execute(
-        f"insert into raw.pipeline_runs values ({', '.join([placeholder] * 6)})",
-        [f"{format_as_of(started)}|{format_as_of(as_of)}", as_of, fingerprint, full_refresh, started, utc_now()],
+        f"insert into raw.pipeline_runs ({names}) values ({', '.join([placeholder] * len(RUNS_TABLE_COLUMNS))})",
+        [f"{format_as_of(started)}|{format_as_of(as_of)}", as_of, fingerprint, full_refresh, started, utc_now(),
+         code_fingerprint()],
     )
 
 

@@ -12,7 +12,7 @@ final as (
         arrivals.event_owner_key,
         arrivals.loaded_at,
         -- Same idempotency key, different content: the sender has a bug worth telling them about.
-        (arrivals.payload_hash <> arrivals.winner_payload_hash) as is_payload_conflict
+        arrivals.is_payload_conflict
     from arrivals
     where arrivals.is_duplicate
 )

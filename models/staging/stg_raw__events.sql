@@ -18,9 +18,7 @@ final as (
         source.source_row,
         -- Duplicates are keyed per subscription (or per customer when only that is given).
         coalesce('sub:' || source.external_subscription_id, 'cus:' || source.external_customer_id)
-            as event_owner_key,
-        {{ dbt.hash("source.metric_code || '|' || cast(source.event_at as " ~ dbt.type_string() ~ ") || '|' || source.properties") }}
-            as payload_hash
+            as event_owner_key
     from source
 )
 
