@@ -51,3 +51,22 @@
         as decimal(38, 0)
     ) * cast(0.000000000001 as decimal(13, 12))
 {%- endmacro %}
+
+{#- ceil(numerator / denominator) for non-negative quantities, exactly (package counts). -#}
+{% macro ceil_divide(numerator, denominator) -%}
+    {{ return(adapter.dispatch('ceil_divide', 'meterline')(numerator, denominator)) }}
+{%- endmacro %}
+
+{% macro default__ceil_divide(numerator, denominator) -%}
+    ceil(({{ numerator }}) / ({{ denominator }}))
+{%- endmacro %}
+
+{% macro duckdb__ceil_divide(numerator, denominator) -%}
+    {#- In 128-bit integers at the quantity scale: (N + D - 1) // D. -#}
+    cast(
+        (cast(cast({{ numerator }} as {{ quantity_type() }}) * 1000000000 as hugeint)
+         + cast(cast({{ denominator }} as {{ quantity_type() }}) * 1000000000 as hugeint) - 1)
+        // cast(cast({{ denominator }} as {{ quantity_type() }}) * 1000000000 as hugeint)
+        as decimal(38, 0)
+    )
+{%- endmacro %}

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from orchestration.settings import PROJECT_DIR
 from orchestration.warehouse import Warehouse
@@ -121,70 +121,180 @@ class BillableMetric(_Strict):
         return self
 
 
+def _check_chain(ranges: list[Any]) -> list[Any]:
+    """Ranges chain the established engine's way: the first from 0, each next from the previous
+    to_value + 1, only the last open (to_value null)."""
+    if not ranges:
+        raise ValueError("at least one range is needed")
+    if ranges[0].from_value != 0:
+        raise ValueError("[0] > from_value: the first range starts at 0")
+    for index, (previous, current) in enumerate(zip(ranges, ranges[1:]), start=1):
+        if previous.to_value is None:
+            raise ValueError(f"[{index - 1}] > to_value: only the last range may be open (null)")
+        if current.from_value != previous.to_value + 1:
+            raise ValueError(
+                f"[{index}] > from_value: {current.from_value} does not chain: expected the previous "
+                f"to_value + 1 = {previous.to_value + 1}"
+            )
+    for index, current in enumerate(ranges):
+        if current.to_value is not None and current.to_value < current.from_value:
+            raise ValueError(f"[{index}] > to_value: smaller than from_value")
+    if ranges[-1].to_value is not None:
+        raise ValueError(f"[{len(ranges) - 1}] > to_value: the last range must be open (null)")
+    return ranges
+
+
+_amount = classmethod(lambda cls, v: _non_negative_amount(v))
+_optional_amount = classmethod(lambda cls, v: None if v is None else _non_negative_amount(v))
+
+
 class GraduatedRange(_Strict):
     from_value: Decimal
     to_value: Decimal | None
     per_unit_amount: Decimal
     flat_amount: Decimal
 
-    check_bounds = field_validator("from_value", "to_value", mode="before")(
-        classmethod(lambda cls, v: None if v is None else _non_negative_amount(v))
-    )
-    check_amounts = field_validator("per_unit_amount", "flat_amount", mode="before")(
-        classmethod(lambda cls, v: _non_negative_amount(v))
-    )
+    check_bounds = field_validator("from_value", "to_value", mode="before")(_optional_amount)
+    check_amounts = field_validator("per_unit_amount", "flat_amount", mode="before")(_amount)
+
+
+class PercentageRange(_Strict):
+    from_value: Decimal
+    to_value: Decimal | None
+    rate: Decimal
+    flat_amount: Decimal
+
+    check_bounds = field_validator("from_value", "to_value", mode="before")(_optional_amount)
+    check_amounts = field_validator("rate", "flat_amount", mode="before")(_amount)
 
 
 class StandardProperties(_Strict):
     amount: Decimal
-    check_amount = field_validator("amount", mode="before")(classmethod(lambda cls, v: _non_negative_amount(v)))
+    check_amount = field_validator("amount", mode="before")(_amount)
+
+
+class PackageProperties(_Strict):
+    """ceil((units - free_units) / package_size) packages at `amount` each."""
+
+    amount: Decimal
+    package_size: Decimal
+    free_units: Decimal = Decimal(0)
+
+    check_amounts = field_validator("amount", "package_size", "free_units", mode="before")(_amount)
+
+    @model_validator(mode="after")
+    def _positive_size(self) -> PackageProperties:
+        if self.package_size <= 0:
+            raise ValueError("package_size: must be greater than 0")
+        return self
 
 
 class GraduatedProperties(_Strict):
     graduated_ranges: list[GraduatedRange]
+    check_chain = field_validator("graduated_ranges")(classmethod(lambda cls, v: _check_chain(v)))
 
-    @field_validator("graduated_ranges")
-    @classmethod
-    def _ranges_chain(cls, ranges: list[GraduatedRange]) -> list[GraduatedRange]:
-        if not ranges:
-            raise ValueError("at least one range is needed")
-        if ranges[0].from_value != 0:
-            raise ValueError("[0] > from_value: the first range starts at 0")
-        for index, (previous, current) in enumerate(zip(ranges, ranges[1:]), start=1):
-            if previous.to_value is None:
-                raise ValueError(f"[{index - 1}] > to_value: only the last range may be open (null)")
-            if current.from_value != previous.to_value + 1:
-                raise ValueError(
-                    f"[{index}] > from_value: {current.from_value} does not chain: expected the previous "
-                    f"to_value + 1 = {previous.to_value + 1}"
-                )
-        for index, current in enumerate(ranges):
-            if current.to_value is not None and current.to_value < current.from_value:
-                raise ValueError(f"[{index}] > to_value: smaller than from_value")
-        if ranges[-1].to_value is not None:
-            raise ValueError(f"[{len(ranges) - 1}] > to_value: the last range must be open (null)")
-        return ranges
+
+class VolumeProperties(_Strict):
+    """The one range that the total units reach prices all of them, plus its flat amount."""
+
+    volume_ranges: list[GraduatedRange]
+    check_chain = field_validator("volume_ranges")(classmethod(lambda cls, v: _check_chain(v)))
+
+
+class GraduatedPercentageProperties(_Strict):
+    graduated_percentage_ranges: list[PercentageRange]
+    check_chain = field_validator("graduated_percentage_ranges")(classmethod(lambda cls, v: _check_chain(v)))
+
+
+class PercentageProperties(_Strict):
+    """rate % of the summed amount, + fixed_amount per paying event, after free units."""
+
+    rate: Decimal
+    fixed_amount: Decimal | None = None
+    free_units_per_events: int | None = None
+    free_units_per_total_aggregation: Decimal | None = None
+    per_transaction_min_amount: Decimal | None = None
+    per_transaction_max_amount: Decimal | None = None
+
+    check_rate = field_validator("rate", mode="before")(_amount)
+    check_amounts = field_validator("fixed_amount", "free_units_per_total_aggregation",
+                                    "per_transaction_min_amount", "per_transaction_max_amount",
+                                    mode="before")(_optional_amount)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PercentageProperties:
+        if self.rate > 100:
+            raise ValueError("rate: a percentage from 0 to 100")
+        if self.free_units_per_events is not None and self.free_units_per_events < 0:
+            raise ValueError("free_units_per_events: must not be negative")
+        low, high = self.per_transaction_min_amount, self.per_transaction_max_amount
+        if low is not None and high is not None and low > high:
+            raise ValueError("per_transaction_min_amount: larger than per_transaction_max_amount")
+        return self
+
+
+class DynamicProperties(_Strict):
+    """No price: the amount is the sum of the metric's field, a money amount sent on each event."""
+
+
+CHARGE_PROPERTIES: dict[str, type[_Strict]] = {
+    "standard": StandardProperties,
+    "package": PackageProperties,
+    "graduated": GraduatedProperties,
+    "volume": VolumeProperties,
+    "percentage": PercentageProperties,
+    "graduated_percentage": GraduatedPercentageProperties,
+    "dynamic": DynamicProperties,
+}
+
+# Which aggregations each charge model can price. Percentages and dynamic amounts need a sum
+# of money; a count has no amount to take a percentage of.
+MODEL_AGGREGATIONS: dict[str, set[str]] = {
+    "standard": {"count", "sum"},
+    "package": {"count", "sum"},
+    "graduated": {"count", "sum"},
+    "volume": {"count", "sum"},
+    "percentage": {"sum"},
+    "graduated_percentage": {"sum"},
+    "dynamic": {"sum"},
+}
 
 
 class Charge(_Strict):
     metric: str
-    charge_model: Literal["standard", "graduated"]
-    properties: dict[str, Any]
+    charge_model: Literal["standard", "package", "graduated", "volume", "percentage", "graduated_percentage",
+                          "dynamic"]
+    properties: Any = Field(default=None, validate_default=True)
+    min_amount: Decimal | None = None
+    """Spending minimum per period: a true-up fee tops the charge's fees up to it (prorated)."""
     invoice_display_name: str | None = None
 
-    @model_validator(mode="after")
-    def _properties_fit_model(self) -> Charge:
-        model = StandardProperties if self.charge_model == "standard" else GraduatedProperties
-        model.model_validate(self.properties)  # errors carry the properties' own location
-        return self
+    check_min = field_validator("min_amount", mode="before")(_optional_amount)
 
-    @property
-    def standard(self) -> StandardProperties:
-        return StandardProperties.model_validate(self.properties)
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _properties_fit_model(cls, value: Any, info: ValidationInfo) -> Any:
+        model = CHARGE_PROPERTIES.get(info.data.get("charge_model", ""))
+        if model is None:
+            return value  # the charge_model error is reported on its own
+        try:
+            return model.model_validate(value if value is not None else {})
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = " > ".join(str(part) for part in first["loc"])
+            message = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{where}: {message}" if where else message) from None
 
-    @property
-    def graduated(self) -> GraduatedProperties:
-        return GraduatedProperties.model_validate(self.properties)
+    def ranges(self) -> list[Any]:
+        """Price tiers of the tiered models, in order."""
+        props = self.properties
+        if isinstance(props, GraduatedProperties):
+            return props.graduated_ranges
+        if isinstance(props, VolumeProperties):
+            return props.volume_ranges
+        if isinstance(props, GraduatedPercentageProperties):
+            return props.graduated_percentage_ranges
+        return []
 
 
 class Plan(_Strict):
@@ -325,6 +435,11 @@ def _validate_list(path: Path, top_key: str, items: Any, model: type[BaseModel])
             first = error.errors()[0]
             location = _format_location(top_key, items, (index, *first["loc"]))
             message = first["msg"].removeprefix("Value error, ")
+            if first["loc"] and first["loc"][-1] == "properties" and ": " in message:
+                # A charge's properties are checked by their own model; its field path comes
+                # first in the message: "properties > graduated_ranges: [1] > from_value: ...".
+                field, message = message.split(": ", 1)
+                location = f"{location} > {field}"
             raise CatalogError(path, location, message) from None
     codes = [p.code for p in parsed]
     for index, code in enumerate(codes):
@@ -403,6 +518,7 @@ def read_catalog(
     metrics_path = directory / "billable_metrics.yml"
     metrics = _validate_list(metrics_path, "billable_metrics", _read_yaml(metrics_path, "billable_metrics"), BillableMetric)
     metric_codes = {m.code for m in metrics}
+    metrics_by_code = {m.code: m for m in metrics}
 
     plans_path = directory / "plans.yml"
     raw_plans = _read_yaml(plans_path, "plans")
@@ -424,6 +540,13 @@ def read_catalog(
                     f"a second charge on {charge.metric!r}: a plan prices each metric once",
                 )
             seen.add(charge.metric)
+            aggregation = metrics_by_code[charge.metric].aggregation
+            if aggregation not in MODEL_AGGREGATIONS[charge.charge_model]:
+                raise CatalogError(
+                    plans_path, f"{where} > charges[{charge_index}] > charge_model",
+                    f"{charge.charge_model} cannot price metric {charge.metric!r} ({aggregation} aggregation); "
+                    f"it needs: {', '.join(sorted(MODEL_AGGREGATIONS[charge.charge_model]))}",
+                )
     plans_by_code = {p.code: p for p in plans}
 
     coupons_path = directory / "coupons.yml"
@@ -563,7 +686,13 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
     "catalog.charges": [
         ("charge_id", "varchar"), ("plan_code", "varchar"), ("metric_code", "varchar"),
         ("charge_model", "varchar"), ("charge_position", "integer"), ("invoice_display_name", "varchar"),
-        ("properties", "varchar"),
+        ("properties", "varchar"), ("min_amount", MONEY),
+        # package
+        ("package_size", QUANTITY), ("free_units", QUANTITY),
+        # percentage
+        ("rate", MONEY), ("fixed_amount", MONEY), ("free_units_per_events", "integer"),
+        ("free_units_per_total_aggregation", MONEY), ("per_transaction_min_amount", MONEY),
+        ("per_transaction_max_amount", MONEY),
     ],
     "catalog.charge_tiers": [
         ("charge_id", "varchar"), ("tier_index", "integer"), ("from_value", QUANTITY), ("to_value", QUANTITY),
@@ -592,13 +721,36 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
 
 
 def _charge_tiers(charge_id: str, charge: Charge) -> list[tuple]:
-    """Every charge model as price tiers, so rating is one tier calculation (standard = one open tier)."""
-    if charge.charge_model == "standard":
-        return [(charge_id, 0, Decimal(0), None, charge.standard.amount, Decimal(0))]
-    return [
-        (charge_id, index, r.from_value, r.to_value, r.per_unit_amount, r.flat_amount)
-        for index, r in enumerate(charge.graduated.graduated_ranges)
-    ]
+    """Price tiers of a charge. Tiered models keep their ranges (a graduated percentage's rate
+    becomes a per-unit amount, rate / 100, exactly); standard is one open tier at its price,
+    package one tier at its package price, dynamic one tier at 1 (the units are the amount).
+    Percentage is priced from its own columns (it needs the events one by one)."""
+    props = charge.properties
+    if isinstance(props, (StandardProperties, PackageProperties)):
+        return [(charge_id, 0, Decimal(0), None, props.amount, Decimal(0))]
+    if isinstance(props, DynamicProperties):
+        return [(charge_id, 0, Decimal(0), None, Decimal(1), Decimal(0))]
+    if isinstance(props, GraduatedPercentageProperties):
+        return [(charge_id, i, r.from_value, r.to_value, r.rate * Decimal("0.01"), r.flat_amount)
+                for i, r in enumerate(props.graduated_percentage_ranges)]
+    return [(charge_id, i, r.from_value, r.to_value, r.per_unit_amount, r.flat_amount)
+            for i, r in enumerate(charge.ranges())]
+
+
+def _charge_row(charge_id: str, plan: Plan, position: int, charge: Charge) -> tuple:
+    props = charge.properties
+    package = props if isinstance(props, PackageProperties) else None
+    percentage = props if isinstance(props, PercentageProperties) else None
+    return (
+        charge_id, plan.code, charge.metric, charge.charge_model, position, charge.invoice_display_name,
+        props.model_dump_json(), charge.min_amount,
+        package.package_size if package else None, package.free_units if package else None,
+        percentage.rate if percentage else None, percentage.fixed_amount if percentage else None,
+        percentage.free_units_per_events if percentage else None,
+        percentage.free_units_per_total_aggregation if percentage else None,
+        percentage.per_transaction_min_amount if percentage else None,
+        percentage.per_transaction_max_amount if percentage else None,
+    )
 
 
 def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]]:
@@ -607,8 +759,7 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
     for plan in catalog.plans:
         for position, charge in enumerate(plan.charges):
             charge_id = f"{plan.code}:{charge.metric}"
-            charges.append((charge_id, plan.code, charge.metric, charge.charge_model, position,
-                            charge.invoice_display_name, json.dumps(charge.properties, sort_keys=True, default=str)))
+            charges.append(_charge_row(charge_id, plan, position, charge))
             tiers.extend(_charge_tiers(charge_id, charge))
     return {
         "catalog.billing_entities": [(entity.code, entity.name, entity.timezone, entity.invoice_prefix, entity.address)],

@@ -26,7 +26,7 @@ from orchestration.warehouse import connect
 app = typer.Typer(help="Meterline: usage metering and billing computed in your warehouse.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # an error names file, row, field: never break that line
 
 
 class OutputFormat(str, Enum):
@@ -226,18 +226,22 @@ def invoices(
         writer.writerow(header)
         writer.writerows(rows)
     else:
-        table = Table(show_edge=False)
-        for column in ("issued", "customer", "status", "period", "fees", "discount", "tax", "total", "lines",
-                       "invoice_id"):
-            table.add_column(column, justify="right" if column in {"fees", "discount", "tax", "total", "lines"}
-                             else "left")
-        for inv in found:
-            table.add_row(inv["issuing_date"], inv["customer_id"], inv["status"],
-                          f"{inv['period_start']}..{inv['period_end']}", f"{inv['fees_amount']} {inv['currency']}",
-                          inv["discount_amount"], inv["tax_amount"], f"[bold]{inv['total_amount']}[/bold]",
-                          str(len(inv["lines"])), inv["invoice_id"])
-        console.print(table)
-        console.print(f"{len(found)} invoice(s). Details: --format json; a line's events: meterline explain LINE_ID")
+        _print_invoice_table(found)
+
+
+def _print_invoice_table(found: list[dict]) -> None:
+    table = Table(show_edge=False)
+    for column in ("issued", "customer", "status", "period", "fees", "discount", "tax", "total", "lines",
+                   "invoice_id"):
+        table.add_column(column, justify="right" if column in {"fees", "discount", "tax", "total", "lines"}
+                         else "left")
+    for inv in found:
+        table.add_row(inv["issuing_date"], inv["customer_id"], inv["status"],
+                      f"{inv['period_start']}..{inv['period_end']}", f"{inv['fees_amount']} {inv['currency']}",
+                      inv["discount_amount"], inv["tax_amount"], f"[bold]{inv['total_amount']}[/bold]",
+                      str(len(inv["lines"])), inv["invoice_id"])
+    console.print(table)
+    console.print(f"{len(found)} invoice(s). Details: --format json; a line's events: meterline explain LINE_ID")
 
 
 @app.command()
@@ -256,6 +260,39 @@ def explain(
     except LookupError as error:
         _fail(str(error), 2)
     console.print(text, highlight=False)
+
+
+@app.command()
+def simulate(
+    catalog: Annotated[Path, typer.Option(help="Catalog folder with the price book to try.")],
+    events: Annotated[list[Path], typer.Option(help="Event file or folder (repeat for several).")],
+    customers: Annotated[Optional[Path], typer.Option(help="customers.csv instead of the catalog's.")] = None,
+    subscriptions: Annotated[Optional[Path], typer.Option(help="subscriptions.csv instead of the catalog's.")] = None,
+    applied_coupons: Annotated[Optional[Path], typer.Option(help="applied_coupons.csv instead of the catalog's.")] = None,
+    as_of: AsOfOption = None,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = OutputFormat.table,
+) -> None:
+    """Bill some events with a price book in a scratch warehouse and print the invoices.
+
+    The configured warehouse is not touched. JSON output has the shape of `meterline invoices`.
+    """
+    try:
+        with errors.status("Simulating in a scratch warehouse"):
+            result = pipeline.simulate(catalog, events, as_of=_parse_as_of(as_of), customers=customers,
+                                       subscriptions=subscriptions, applied_coupons=applied_coupons)
+    except CatalogError as error:
+        _fail(f"invalid catalog:\n  {error}", 2)
+    except FileNotFoundError as error:
+        _fail(str(error), 2)
+    except pipeline.DbtError as error:
+        _fail(str(error))
+    if result.ingest.rejected:
+        errors.print(f"{result.ingest.rejected} input record(s) rejected: "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(result.ingest.rejected_by_reason.items())))
+    if format is OutputFormat.json:
+        sys.stdout.write(json.dumps(result.invoices, indent=2) + "\n")
+    else:
+        _print_invoice_table(result.invoices)
 
 
 @app.command()

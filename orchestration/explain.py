@@ -45,6 +45,27 @@ def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str
         out.append(f"  base fee {format_decimal(base[0])} {currency} x {period[0]} billed days / {period[1]} days "
                    f"in the period = {format_decimal(line['precise_amount'])}"
                    f" ({'in advance' if base[1] else 'in arrears'})")
+    elif line["fee_kind"] == "true_up":
+        minimum = _one(warehouse, f"select c.min_amount, p.billed_days, p.days_in_period "
+                                  f"from staging.stg_catalog__charges c, intermediate.int_billing_periods p "
+                                  f"where c.charge_id = {p} and p.billing_period_id = {p}",
+                       [line["charge_id"], line["billing_period_id"]])
+        out.append(f"  spending minimum {format_decimal(minimum[0])} x {minimum[1]} / {minimum[2]} days, less the "
+                   f"charge's own fees = {format_decimal(line['precise_amount'])}")
+    elif line["charge_model"] == "percentage":
+        parts = _one(warehouse, f"select units, event_count, free_units, free_events, percentage_amount, "
+                                f"fixed_fee_amount, has_transaction_limits from intermediate.int_percentage_fees "
+                                f"where invoice_line_id = {p}", [line_id])
+        rate = _one(warehouse, f"select rate, fixed_amount from staging.stg_catalog__charges where charge_id = {p}",
+                    [line["charge_id"]])
+        out.append(f"  amount = {line['metric_code']} over {parts[1]:,} event(s) = {format_decimal(parts[0])}; "
+                   f"free: {format_decimal(parts[2])} and {parts[3]} event(s)")
+        out.append(f"  ({format_decimal(parts[0])} - {format_decimal(parts[2])}) x {format_decimal(rate[0])}% = "
+                   f"{format_decimal(parts[4])}; fixed fee {format_decimal(rate[1] or 0)} x paying events = "
+                   f"{format_decimal(parts[5])}")
+        if parts[6]:
+            out.append("  each transaction priced on its own and held between the per-transaction minimum and "
+                       f"maximum: {format_decimal(line['precise_amount'])}")
     else:
         out.append(f"  units = {line['metric_code']} over {line['event_count']:,} event(s) = "
                    f"{format_decimal(line['quantity'])} ({line['charge_model']})")
@@ -52,6 +73,15 @@ def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str
             f"select tier_index, from_value, to_value, units_in_tier, per_unit_amount, flat_amount, is_reached, "
             f"tier_amount from intermediate.int_charge_tiers_rated where invoice_line_id = {p} order by tier_index",
             [line_id])
+        if line["charge_model"] == "package":
+            package = _one(warehouse, f"select c.package_size, c.free_units, t.package_count "
+                                      f"from staging.stg_catalog__charges c inner join "
+                                      f"intermediate.int_charge_tiers_rated t on t.charge_id = c.charge_id "
+                                      f"where t.invoice_line_id = {p}", [line_id])
+            out.append(f"  {format_decimal(line['quantity'])} - {format_decimal(package[1])} free = "
+                       f"{format_decimal(tiers[0][3])} units: ceil(/ {format_decimal(package[0])}) = "
+                       f"{package[2]} package(s) x {format_decimal(tiers[0][4])} = {format_decimal(tiers[0][7])}")
+            tiers = []
         for index, low, high, units, per_unit, flat, reached, amount in tiers:
             bounds = f"{format_decimal(low)}..{format_decimal(high) if high is not None else 'inf'}"
             flat_text = f" + flat {format_decimal(flat)}" if reached and flat else ""

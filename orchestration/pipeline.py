@@ -221,3 +221,47 @@ def read_and_load_catalog(settings: Settings, directory: Path, **files: Path | N
     catalog = read_catalog(directory, **files)
     load_catalog(settings, catalog)
     return catalog
+
+
+@dataclass(frozen=True)
+class Simulation:
+    invoices: list[dict]
+    ingest: IngestReport
+    as_of: datetime
+
+
+def simulate(
+    catalog_dir: Path,
+    events: list[Path],
+    *,
+    as_of: datetime,
+    customers: Path | None = None,
+    subscriptions: Path | None = None,
+    applied_coupons: Path | None = None,
+) -> Simulation:
+    """Bill `events` with the catalog in `catalog_dir` in a scratch DuckDB warehouse.
+
+    Nothing outside the scratch folder is read or written besides the inputs: the configured
+    warehouse (DuckDB file or Postgres) is untouched. Raises CatalogError for an invalid catalog.
+    """
+    import shutil
+    import tempfile
+
+    from orchestration.exports import fetch_invoices
+
+    with tempfile.TemporaryDirectory(prefix="meterline-simulate-") as scratch:
+        home = Path(scratch)
+        shutil.copytree(catalog_dir, home / "catalog")
+        for source, name in ((customers, "customers.csv"), (subscriptions, "subscriptions.csv"),
+                             (applied_coupons, "applied_coupons.csv")):
+            if source is not None:
+                shutil.copyfile(source, home / "catalog" / name)
+        settings = Settings(home=home, target="duckdb", warehouse_path=home / "warehouse.duckdb",
+                            duckdb_memory_limit=os.environ.get("METERLINE_DUCKDB_MEMORY_LIMIT", "4GB"))
+        catalog = read_catalog(settings.catalog_dir)
+        load_catalog(settings, catalog)
+        report = ingest(settings, expand_paths(list(events)))
+        build(settings, as_of, full_refresh=True)
+        with connect(settings, read_only=True) as warehouse:
+            invoices = fetch_invoices(warehouse)
+    return Simulation(invoices, report, as_of)

@@ -70,10 +70,10 @@ def test_valid_fixture_reads_exactly(catalog_dir: Path) -> None:
 
     starter = catalog.plans[0]
     assert starter.amount == Decimal("10.00") and isinstance(starter.amount, Decimal)
-    standard = starter.charges[0].standard.amount
+    standard = starter.charges[0].properties.amount
     assert isinstance(standard, Decimal)
     assert standard == Decimal("0.015") and str(standard) == "0.015"  # exact, not 0.01499999...
-    ranges = starter.charges[1].graduated.graduated_ranges
+    ranges = starter.charges[1].properties.graduated_ranges
     assert [(r.from_value, r.to_value) for r in ranges] == [(0, 1000), (1001, None)]
     assert str(ranges[1].per_unit_amount) == "0.001" and str(ranges[1].flat_amount) == "2.00"
     assert catalog.coupons[0].amount == Decimal("5.00")
@@ -109,7 +109,7 @@ def test_yaml_float_amount_is_rejected(catalog_dir: Path) -> None:
     plans = catalog_dir / "plans.yml"
     edit(plans, 'amount: "0.015"', "amount: 0.1")
     error = catalog_error(catalog_dir)
-    assert_names(error, plans, f"{PLAN_STARTER} > charges[0]", "amount: 0.1 is not a decimal string")
+    assert_names(error, plans, f"{PLAN_STARTER} > charges[0] > properties", "amount: 0.1 is not a decimal string")
     assert "quotes" in str(error)
 
 
@@ -124,7 +124,7 @@ def test_non_decimal_amount_string_is_rejected(catalog_dir: Path) -> None:
     plans = catalog_dir / "plans.yml"
     edit(plans, 'amount: "0.15"', 'amount: "1,5"')
     error = catalog_error(catalog_dir)
-    assert_names(error, plans, f"{PLAN_JPY} > charges[0]", "amount: '1,5' is not a decimal string")
+    assert_names(error, plans, f"{PLAN_JPY} > charges[0] > properties", "amount: '1,5' is not a decimal string")
 
 
 # ---------------------------------------------------------------- graduated ranges
@@ -151,7 +151,7 @@ def test_graduated_ranges_must_chain(catalog_dir: Path, old: str, new: str, expe
     error = catalog_error(catalog_dir)
     text = str(error)
     assert error.file == str(plans)
-    assert f"{plans}: {PLAN_STARTER} > charges[1] > graduated_ranges" in text, text
+    assert f"{plans}: {PLAN_STARTER} > charges[1] > properties > graduated_ranges: " in text, text
     assert expected in text, text
 
 
@@ -335,7 +335,8 @@ def test_cli_run_with_broken_plans_exits_2_and_builds_nothing(tmp_path: Path) ->
     # space of a wrapped line: joining the lines gives the message back.
     stderr = result.stderr.replace("\n", "")
     plans = home / "catalog" / "plans.yml"
-    assert f"{plans}: {PLAN_STARTER} > charges[0] > amount: 0.1 is not a decimal string" in stderr, result.stderr
+    assert f"{plans}: {PLAN_STARTER} > charges[0] > properties > amount: 0.1 is not a decimal string" in stderr, \
+        result.stderr
 
     warehouse = home / "warehouse.duckdb"
     if warehouse.exists():

@@ -1,7 +1,15 @@
 -- One row per charge fee and price tier: the units that fall in the tier and what they cost.
 -- A charge fee is one subscription x billing period x charge, whether or not it had events.
--- Graduated: tier k prices the units above the previous tier's to_value, up to its own; every
--- reached tier adds its flat amount, the first even at zero units. Standard is one open tier.
+-- The tiered charge models, as the established engine prices them (docs/charge-models.md):
+-- - graduated: tier k prices the units above the previous tier's to_value, up to its own;
+--   every reached tier adds its flat amount, the first even at zero units;
+-- - graduated_percentage: the same slices at rate / 100 per unit of amount; a tier's flat
+--   amount only when units fall in it;
+-- - volume: the one tier whose range holds the total (from_value <= ceil(units) <= ... <= to_value)
+--   prices every unit, plus its flat amount, even at zero units;
+-- - standard: one open tier; dynamic: one open tier at 1 (the units are the amount);
+-- - package: ceil((units - free_units) / package_size) packages at the tier's price.
+-- Percentage charges are priced per event in int_percentage_fees.
 with billing_periods as (
     select * from {{ ref('int_billing_periods') }}
 ),
@@ -23,6 +31,9 @@ charge_fees as (
         {{ dbt.hash("billing_periods.billing_period_id || '|' || charges.charge_id") }} as invoice_line_id,
         billing_periods.billing_period_id,
         charges.charge_id,
+        charges.charge_model,
+        charges.package_size,
+        charges.free_units,
         coalesce(usage.units, cast(0 as {{ quantity_type() }})) as units
     from billing_periods
     inner join charges
@@ -30,6 +41,7 @@ charge_fees as (
     left join usage
         on usage.billing_period_id = billing_periods.billing_period_id
         and usage.charge_id = charges.charge_id
+    where charges.charge_model <> 'percentage'
 ),
 
 tier_units as (
@@ -37,6 +49,9 @@ tier_units as (
         charge_fees.invoice_line_id,
         charge_fees.billing_period_id,
         charge_fees.charge_id,
+        charge_fees.charge_model,
+        charge_fees.package_size,
+        charge_fees.free_units,
         charge_fees.units,
         tiers.tier_index,
         tiers.from_value,
@@ -45,6 +60,13 @@ tier_units as (
         tiers.flat_amount,
         cast(
             case
+                when charge_fees.charge_model = 'package' then
+                    case when charge_fees.units > charge_fees.free_units
+                        then charge_fees.units - charge_fees.free_units else 0 end
+                when charge_fees.charge_model = 'volume' then
+                    case when tiers.from_value <= ceil(charge_fees.units)
+                        and (tiers.to_value is null or charge_fees.units <= tiers.to_value)
+                        then charge_fees.units else 0 end
                 when charge_fees.units <= tiers.lower_bound then 0
                 when tiers.to_value is null or charge_fees.units < tiers.to_value
                     then charge_fees.units - tiers.lower_bound
@@ -52,7 +74,13 @@ tier_units as (
             end
             as {{ quantity_type() }}
         ) as units_in_tier,
-        (tiers.tier_index = 0 or charge_fees.units > tiers.lower_bound) as is_reached
+        case
+            when charge_fees.charge_model = 'volume' then
+                tiers.from_value <= ceil(charge_fees.units)
+                and (tiers.to_value is null or charge_fees.units <= tiers.to_value)
+            when charge_fees.charge_model = 'graduated_percentage' then charge_fees.units > tiers.lower_bound
+            else tiers.tier_index = 0 or charge_fees.units > tiers.lower_bound
+        end as is_reached
     from charge_fees
     inner join tiers
         on charge_fees.charge_id = tiers.charge_id
@@ -60,10 +88,26 @@ tier_units as (
 
 final as (
     select
-        tier_units.*,
+        tier_units.invoice_line_id,
+        tier_units.billing_period_id,
+        tier_units.charge_id,
+        tier_units.charge_model,
+        tier_units.units,
+        tier_units.tier_index,
+        tier_units.from_value,
+        tier_units.to_value,
+        tier_units.per_unit_amount,
+        tier_units.flat_amount,
+        tier_units.units_in_tier,
+        tier_units.is_reached,
+        case when tier_units.charge_model = 'package'
+            then {{ ceil_divide('tier_units.units_in_tier', 'tier_units.package_size') }}
+        end as package_count,
         {{ to_precise_money(
-            "tier_units.units_in_tier * tier_units.per_unit_amount"
-            ~ " + case when tier_units.is_reached then tier_units.flat_amount else 0 end") }}
+            "case when tier_units.charge_model = 'package'"
+            ~ " then " ~ ceil_divide('tier_units.units_in_tier', 'tier_units.package_size') ~ " * tier_units.per_unit_amount"
+            ~ " else tier_units.units_in_tier * tier_units.per_unit_amount"
+            ~ " + case when tier_units.is_reached then tier_units.flat_amount else 0 end end") }}
             as tier_amount
     from tier_units
 )

@@ -1,5 +1,5 @@
 -- One row per fee, the future invoice line: a subscription's base fee for a billing period,
--- or a charge's usage fee for a billing period. Amounts are rounded here, once per fee, by
+-- a charge's usage fee for a billing period, or the true-up of a charge's spending minimum. Amounts are rounded here, once per fee, by
 -- round_money (half-up to the currency's minor unit); the precise amount is kept beside it.
 -- invoice_at is when the fee is invoiced: usage and arrears base fees at the end of their
 -- service, in-advance base fees at its start.
@@ -19,6 +19,10 @@ rated_tiers as (
     select * from {{ ref('int_charge_tiers_rated') }}
 ),
 
+percentage_fees as (
+    select * from {{ ref('int_percentage_fees') }}
+),
+
 usage as (
     select * from {{ ref('int_usage') }}
 ),
@@ -32,6 +36,16 @@ charge_fees as (
         {{ to_precise_money('sum(rated_tiers.tier_amount)') }} as precise_amount
     from rated_tiers
     group by 1, 2, 3
+
+    union all
+
+    select
+        percentage_fees.invoice_line_id,
+        percentage_fees.billing_period_id,
+        percentage_fees.charge_id,
+        percentage_fees.units,
+        percentage_fees.precise_amount
+    from percentage_fees
 ),
 
 usage_fees as (
@@ -80,10 +94,41 @@ subscription_fees as (
     where plans.base_amount > 0
 ),
 
+-- Spending minimum: when a charge's fees for a period stay under its minimum (prorated like
+-- the base fee), a true-up fee tops them up to it.
+true_up_fees as (
+    select
+        {{ dbt.hash("usage_fees.billing_period_id || '|' || usage_fees.charge_id || '|true_up'") }}
+            as invoice_line_id,
+        'true_up' as fee_kind,
+        usage_fees.billing_period_id,
+        usage_fees.charge_id,
+        usage_fees.metric_code,
+        usage_fees.charge_model,
+        usage_fees.description || ' (minimum spend)' as description,
+        cast(1 as {{ quantity_type() }}) as units,
+        {{ to_precise_money(
+            divide_exactly("charges.min_amount * billing_periods.billed_days", "billing_periods.days_in_period")
+            ~ " - usage_fees.precise_amount") }} as precise_amount,
+        0 as event_count,
+        {{ divide_exactly("billing_periods.billed_days", "billing_periods.days_in_period") }} as proration_factor,
+        usage_fees.invoice_at
+    from usage_fees
+    inner join charges
+        on usage_fees.charge_id = charges.charge_id
+    inner join billing_periods
+        on usage_fees.billing_period_id = billing_periods.billing_period_id
+    where charges.min_amount is not null
+        and {{ divide_exactly("charges.min_amount * billing_periods.billed_days", "billing_periods.days_in_period") }}
+            > usage_fees.precise_amount
+),
+
 all_fees as (
     select * from usage_fees
     union all
     select * from subscription_fees
+    union all
+    select * from true_up_fees
 ),
 
 final as (

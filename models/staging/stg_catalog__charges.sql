@@ -16,7 +16,16 @@ final as (
         charges.charge_position,
         coalesce(charges.invoice_display_name, metrics.name) as invoice_display_name,
         metrics.aggregation,
-        metrics.field_name
+        metrics.field_name,
+        {{ to_precise_money('charges.min_amount') }} as min_amount,
+        cast(charges.package_size as {{ quantity_type() }}) as package_size,
+        cast(coalesce(charges.free_units, 0) as {{ quantity_type() }}) as free_units,
+        {{ to_precise_money('charges.rate') }} as rate,
+        {{ to_precise_money('charges.fixed_amount') }} as fixed_amount,
+        charges.free_units_per_events,
+        {{ to_precise_money('charges.free_units_per_total_aggregation') }} as free_units_per_total_aggregation,
+        {{ to_precise_money('charges.per_transaction_min_amount') }} as per_transaction_min_amount,
+        {{ to_precise_money('charges.per_transaction_max_amount') }} as per_transaction_max_amount
     from charges
     inner join metrics
         on charges.metric_code = metrics.metric_code

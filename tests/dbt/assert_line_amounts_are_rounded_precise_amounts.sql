@@ -19,5 +19,5 @@ from lines
 inner join currencies on lines.currency = currencies.currency_code
 left join tiers on lines.charge_id = tiers.charge_id and lines.charge_model = 'standard'
 where lines.amount <> {{ round_money('lines.precise_amount', 'currencies.minor_unit') }}
-    or (lines.charge_model = 'standard'
+    or (lines.fee_kind = 'charge' and lines.charge_model = 'standard'
         and lines.precise_amount <> {{ to_precise_money('lines.quantity * tiers.per_unit_amount') }})
