@@ -103,22 +103,44 @@ class BillingEntity(_Strict):
     check_tz = field_validator("timezone")(classmethod(lambda cls, v: _timezone(v)))
 
 
+NUMERIC_AGGREGATIONS = {"sum", "max", "latest", "weighted_sum"}
+RECURRING_AGGREGATIONS = {"sum", "unique_count", "weighted_sum"}
+
+
 class BillableMetric(_Strict):
     code: str
     name: str
-    aggregation: Literal["count", "sum"]
+    aggregation: Literal["count", "sum", "max", "latest", "unique_count", "weighted_sum"]
     field: str | None = None
+    recurring: bool = False
+    """Recurring metrics carry their level across the periods of a subscription (seats, storage)."""
+    rounding_function: Literal["round", "ceil", "floor"] | None = None
+    rounding_precision: int | None = None
+    """Decimals kept by the rounding of units; negative rounds to tens, hundreds..."""
     description: str | None = None
 
     check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
 
     @model_validator(mode="after")
     def _field_matches_aggregation(self) -> BillableMetric:
-        if self.aggregation == "sum" and not self.field:
-            raise ValueError("field: a sum metric needs the property to sum")
+        if self.aggregation != "count" and not self.field:
+            raise ValueError(f"field: a {self.aggregation} metric needs the property it aggregates")
         if self.aggregation == "count" and self.field:
             raise ValueError("field: a count metric counts events and takes no field")
+        if self.recurring and self.aggregation not in RECURRING_AGGREGATIONS:
+            raise ValueError(f"recurring: only {', '.join(sorted(RECURRING_AGGREGATIONS))} metrics can recur")
+        if self.rounding_precision is not None and self.rounding_function is None:
+            raise ValueError("rounding_precision: needs a rounding_function (round, ceil or floor)")
+        if self.rounding_precision is not None and not -9 <= self.rounding_precision <= 9:
+            raise ValueError("rounding_precision: from -9 to 9")
         return self
+
+    @property
+    def rounding_step(self) -> Decimal | None:
+        """10^-precision: units are rounded to a multiple of it."""
+        if self.rounding_function is None:
+            return None
+        return Decimal(1).scaleb(-(self.rounding_precision or 0))
 
 
 def _check_chain(ranges: list[Any]) -> list[Any]:
@@ -248,12 +270,13 @@ CHARGE_PROPERTIES: dict[str, type[_Strict]] = {
 }
 
 # Which aggregations each charge model can price. Percentages and dynamic amounts need a sum
-# of money; a count has no amount to take a percentage of.
+# of money (a count, a maximum or a latest level has no amount to take a percentage of).
+ALL_AGGREGATIONS = {"count", "sum", "max", "latest", "unique_count", "weighted_sum"}
 MODEL_AGGREGATIONS: dict[str, set[str]] = {
-    "standard": {"count", "sum"},
-    "package": {"count", "sum"},
-    "graduated": {"count", "sum"},
-    "volume": {"count", "sum"},
+    "standard": ALL_AGGREGATIONS,
+    "package": ALL_AGGREGATIONS,
+    "graduated": ALL_AGGREGATIONS,
+    "volume": ALL_AGGREGATIONS,
     "percentage": {"sum"},
     "graduated_percentage": {"sum"},
     "dynamic": {"sum"},
@@ -677,7 +700,8 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
     ],
     "catalog.billable_metrics": [
         ("metric_code", "varchar"), ("name", "varchar"), ("aggregation", "varchar"),
-        ("field_name", "varchar"), ("description", "varchar"),
+        ("field_name", "varchar"), ("description", "varchar"), ("is_recurring", "boolean"),
+        ("rounding_function", "varchar"), ("rounding_step", QUANTITY),
     ],
     "catalog.plans": [
         ("plan_code", "varchar"), ("name", "varchar"), ("billing_interval", "varchar"), ("currency", "varchar"),
@@ -763,7 +787,8 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
             tiers.extend(_charge_tiers(charge_id, charge))
     return {
         "catalog.billing_entities": [(entity.code, entity.name, entity.timezone, entity.invoice_prefix, entity.address)],
-        "catalog.billable_metrics": [(m.code, m.name, m.aggregation, m.field, m.description) for m in catalog.metrics],
+        "catalog.billable_metrics": [(m.code, m.name, m.aggregation, m.field, m.description, m.recurring,
+                                      m.rounding_function, m.rounding_step) for m in catalog.metrics],
         "catalog.plans": [(p.code, p.name, p.interval, p.currency, p.amount, p.pay_in_advance, p.invoice_display_name)
                           for p in catalog.plans],
         "catalog.charges": charges,

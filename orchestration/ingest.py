@@ -46,6 +46,7 @@ REASON_CODES = (
     "unknown_metric",
     "missing_value",
     "non_numeric_value",
+    "invalid_operation_type",
 )
 
 RAW_TABLES: dict[str, list[tuple[str, str]]] = {
@@ -257,8 +258,9 @@ typed as (
         try(json_type(p.clean_properties)) as properties_type,
         m.aggregation,
         m.field_name,
-        case when m.aggregation = 'sum'
-            then try(json_extract_string(p.clean_properties, '$.' || m.field_name)) end as metric_value
+        case when m.field_name is not null
+            then try(json_extract_string(p.clean_properties, '$.' || m.field_name)) end as metric_value,
+        try(json_extract_string(p.clean_properties, '$.operation_type')) as operation_type
     from parsed as p
     left join _metrics as m on m.metric_code = p.clean_code
 )
@@ -274,8 +276,10 @@ select
         when t.parsed_event_at > $max_event_at then 'timestamp_in_future'
         when t.properties_type is distinct from 'OBJECT' then 'properties_not_object'
         when t.aggregation is null then 'unknown_metric'
-        when t.aggregation = 'sum' and t.metric_value is null then 'missing_value'
-        when t.aggregation = 'sum' and try_cast(t.metric_value as decimal(38, 9)) is null then 'non_numeric_value'
+        when t.field_name is not null and t.metric_value is null then 'missing_value'
+        when t.aggregation in ('sum', 'max', 'latest', 'weighted_sum')
+            and try_cast(t.metric_value as decimal(38, 9)) is null then 'non_numeric_value'
+        when t.operation_type is not null and t.operation_type not in ('add', 'remove') then 'invalid_operation_type'
     end as reason_code,
     case
         when t.parse_error is not null then t.parse_error
@@ -289,10 +293,14 @@ select
             then 'timestamp ' || t.timestamp_text || ' is later than ' || cast($max_event_at as varchar) || ' UTC'
         when t.properties_type is distinct from 'OBJECT' then 'properties is not a JSON object'
         when t.aggregation is null then 'no billable metric has code ' || t.clean_code
-        when t.aggregation = 'sum' and t.metric_value is null
-            then 'properties.' || t.field_name || ' is missing (metric ' || t.clean_code || ' sums it)'
-        when t.aggregation = 'sum' and try_cast(t.metric_value as decimal(38, 9)) is null
+        when t.field_name is not null and t.metric_value is null
+            then 'properties.' || t.field_name || ' is missing (metric ' || t.clean_code || ' aggregates it: '
+                || t.aggregation || ')'
+        when t.aggregation in ('sum', 'max', 'latest', 'weighted_sum')
+            and try_cast(t.metric_value as decimal(38, 9)) is null
             then 'properties.' || t.field_name || ' = ' || t.metric_value || ' is not a number'
+        when t.operation_type is not null and t.operation_type not in ('add', 'remove')
+            then 'properties.operation_type = ' || t.operation_type || ' (expected add or remove)'
     end as reason_detail
 from typed as t
 """

@@ -101,7 +101,7 @@ def loaded_metrics(warehouse: Warehouse):
     if not warehouse.table_exists("catalog", "billable_metrics"):
         return {}
     rows = warehouse.query("select metric_code, name, aggregation, field_name from catalog.billable_metrics")
-    return {code: BillableMetric(code=code, name=name, aggregation=aggregation, field=field)
+    return {code: BillableMetric.model_construct(code=code, name=name, aggregation=aggregation, field=field)
             for code, name, aggregation, field in rows}
 
 

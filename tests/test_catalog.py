@@ -179,7 +179,7 @@ def test_sum_metric_without_field(catalog_dir: Path) -> None:
     text = str(error)
     assert error.file == str(metrics)
     assert f"{metrics}: billable_metrics[1] (code 'input_tokens')" in text, text
-    assert "field: a sum metric needs the property to sum" in text, text
+    assert "field: a sum metric needs the property it aggregates" in text, text
 
 
 def test_unknown_plan_currency(catalog_dir: Path) -> None:

@@ -110,6 +110,9 @@ def bad_items(future: str = FUTURE) -> list[Item]:
              "non_numeric_value", detail="abc"),
         Item("sum-true", _record("bad-sum-true", code="input_tokens", properties={"tokens": True}),
              "non_numeric_value", detail="true"),
+        Item("bad-operation", _record("bad-operation", code="input_tokens",
+                                      properties={"tokens": 5, "operation_type": "delete"}),
+             "invalid_operation_type", detail="delete"),
     ]
 
 
@@ -288,7 +291,7 @@ def test_every_record_is_accepted_or_rejected_with_its_reason(tmp_path: Path, wa
     expected = {
         "missing_transaction_id": 2, "missing_code": 1, "missing_subscription_and_customer": 1,
         "missing_timestamp": 1, "invalid_timestamp": 1, "timestamp_in_future": 1, "properties_not_object": 2,
-        "unknown_metric": 1, "missing_value": 1, "non_numeric_value": 2,
+        "unknown_metric": 1, "missing_value": 1, "non_numeric_value": 2, "invalid_operation_type": 1,
         "malformed_record": {"jsonl": 2, "csv": 1, "parquet": 0}[fmt],
     }
     assert report.rejected_by_reason == Counter({k: v for k, v in expected.items() if v})

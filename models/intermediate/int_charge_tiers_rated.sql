@@ -22,8 +22,8 @@ tiers as (
     select * from {{ ref('stg_catalog__charge_tiers') }}
 ),
 
-usage as (
-    select * from {{ ref('int_usage') }}
+charge_units as (
+    select * from {{ ref('int_charge_units') }}
 ),
 
 charge_fees as (
@@ -34,13 +34,13 @@ charge_fees as (
         charges.charge_model,
         charges.package_size,
         charges.free_units,
-        coalesce(usage.units, cast(0 as {{ quantity_type() }})) as units
+        coalesce(charge_units.units, cast(0 as {{ quantity_type() }})) as units
     from billing_periods
     inner join charges
         on billing_periods.plan_code = charges.plan_code
-    left join usage
-        on usage.billing_period_id = billing_periods.billing_period_id
-        and usage.charge_id = charges.charge_id
+    left join charge_units
+        on charge_units.billing_period_id = billing_periods.billing_period_id
+        and charge_units.charge_id = charges.charge_id
     where charges.charge_model <> 'percentage'
 ),
 

@@ -119,11 +119,18 @@ final as (
         case when classified.exclusion_reason is null
             then {{ dbt.hash("classified.billing_period_id || '|' || classified.charge_id") }}
         end as invoice_line_id,
+        -- What the event adds: 1 to a count or a unique count, its field's value otherwise.
         case
             when classified.exclusion_reason is not null then null
-            when classified.aggregation = 'count' then cast(1 as {{ quantity_type() }})
+            when classified.aggregation in ('count', 'unique_count') then cast(1 as {{ quantity_type() }})
             else cast({{ json_property_text('classified.properties', 'classified.field_name') }} as {{ quantity_type() }})
         end as units,
+        case when classified.exclusion_reason is null and classified.aggregation = 'unique_count'
+            then {{ json_property_text('classified.properties', 'classified.field_name') }}
+        end as unique_value,
+        case when classified.exclusion_reason is null and classified.aggregation = 'unique_count'
+            then coalesce({{ json_property_text('classified.properties', "'operation_type'") }}, 'add')
+        end as operation_type,
         classified.exclusion_reason,
         cast({{ dbt.current_timestamp() }} as timestamp) as matched_at
     from classified

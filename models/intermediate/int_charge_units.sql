@@ -1,0 +1,116 @@
+-- One row per charge fee (subscription x billing period x charge, with or without events): the
+-- units its charge model prices, by the metric's aggregation (docs/billable-metrics.md):
+-- count: events; sum: their field, carried across periods when recurring; max: the largest
+-- value; latest: the last value (never below 0); unique_count: distinct values added (recurring:
+-- active at some time in the period); weighted_sum: the time-weighted level over the service,
+-- starting from the level carried from earlier periods when recurring. Then the metric's
+-- rounding (round, ceil or floor to a step of 10^-precision).
+with billing_periods as (
+    select * from {{ ref('int_billing_periods') }}
+),
+
+charges as (
+    select * from {{ ref('stg_catalog__charges') }}
+),
+
+usage as (
+    select * from {{ ref('int_usage') }}
+),
+
+unique_counts as (
+    select * from {{ ref('int_unique_count_units') }}
+),
+
+charge_fees as (
+    select
+        {{ dbt.hash("billing_periods.billing_period_id || '|' || charges.charge_id") }} as invoice_line_id,
+        billing_periods.billing_period_id,
+        billing_periods.subscription_id,
+        billing_periods.period_start_at,
+        {{ dbt.datediff('billing_periods.service_start_at', 'billing_periods.service_end_at', 'second') }}
+            as service_seconds,
+        charges.charge_id,
+        charges.aggregation,
+        charges.is_recurring,
+        charges.rounding_function,
+        charges.rounding_step,
+        coalesce(usage.units, 0) as period_sum,
+        coalesce(usage.event_count, 0) as event_count,
+        coalesce(usage.max_value, 0) as max_value,
+        coalesce(usage.latest_value, 0) as latest_value,
+        coalesce(usage.added_value_count, 0) as added_value_count,
+        coalesce(usage.weighted_seconds_value, 0) as weighted_seconds_value,
+        coalesce(unique_counts.active_value_count, 0) as active_value_count
+    from billing_periods
+    inner join charges
+        on billing_periods.plan_code = charges.plan_code
+    left join usage
+        on usage.billing_period_id = billing_periods.billing_period_id
+        and usage.charge_id = charges.charge_id
+    left join unique_counts
+        on unique_counts.billing_period_id = billing_periods.billing_period_id
+        and unique_counts.charge_id = charges.charge_id
+),
+
+carried as (
+    select
+        charge_fees.*,
+        -- The level reached before this period: what recurring metrics start from.
+        coalesce(sum(charge_fees.period_sum) over (
+            partition by charge_fees.subscription_id, charge_fees.charge_id
+            order by charge_fees.period_start_at
+            rows between unbounded preceding and 1 preceding
+        ), 0) as level_before
+    from charge_fees
+),
+
+aggregated as (
+    select
+        carried.*,
+        cast(
+            case carried.aggregation
+                when 'count' then carried.event_count
+                when 'sum' then
+                    case when carried.is_recurring then carried.level_before + carried.period_sum
+                        else carried.period_sum end
+                when 'max' then carried.max_value
+                when 'latest' then case when carried.latest_value < 0 then 0 else carried.latest_value end
+                when 'unique_count' then
+                    case when carried.is_recurring then carried.active_value_count
+                        else carried.added_value_count end
+                when 'weighted_sum' then
+                    case when carried.service_seconds > 0 then {{ divide_exactly(
+                        "case when carried.is_recurring then carried.level_before else 0 end"
+                        ~ " * carried.service_seconds + carried.weighted_seconds_value",
+                        "carried.service_seconds") }}
+                    else 0 end
+            end
+            as {{ quantity_type() }}
+        ) as aggregated_units
+    from carried
+),
+
+final as (
+    select
+        aggregated.invoice_line_id,
+        aggregated.billing_period_id,
+        aggregated.charge_id,
+        aggregated.aggregation,
+        aggregated.event_count,
+        aggregated.aggregated_units,
+        cast(
+            case aggregated.rounding_function
+                when 'round' then round({{ divide_exactly('aggregated.aggregated_units', 'aggregated.rounding_step') }}, 0)
+                    * aggregated.rounding_step
+                when 'ceil' then ceil({{ divide_exactly('aggregated.aggregated_units', 'aggregated.rounding_step') }})
+                    * aggregated.rounding_step
+                when 'floor' then floor({{ divide_exactly('aggregated.aggregated_units', 'aggregated.rounding_step') }})
+                    * aggregated.rounding_step
+                else aggregated.aggregated_units
+            end
+            as {{ quantity_type() }}
+        ) as units
+    from aggregated
+)
+
+select * from final

@@ -1,0 +1,90 @@
+-- One row per billing period and recurring unique_count charge: how many distinct values were
+-- active at some time in the period (seats, licences). A value is active from an `add` until a
+-- `remove`; values active when the period starts carry over from earlier periods of the
+-- subscription, and a value added in the period counts once even if it is removed again.
+with billing_periods as (
+    select * from {{ ref('int_billing_periods') }}
+),
+
+charges as (
+    select * from {{ ref('stg_catalog__charges') }}
+    where aggregation = 'unique_count' and is_recurring
+),
+
+matched_events as (
+    select * from {{ ref('int_events_matched') }}
+    where invoice_line_id is not null and unique_value is not null
+),
+
+periods as (
+    select
+        billing_periods.billing_period_id,
+        billing_periods.subscription_id,
+        billing_periods.service_start_at,
+        billing_periods.service_end_at,
+        charges.charge_id
+    from billing_periods
+    inner join charges
+        on billing_periods.plan_code = charges.plan_code
+),
+
+value_events as (
+    select
+        matched_events.subscription_id,
+        matched_events.charge_id,
+        matched_events.unique_value,
+        matched_events.operation_type,
+        matched_events.event_at,
+        matched_events.event_id
+    from matched_events
+    inner join charges
+        on matched_events.charge_id = charges.charge_id
+),
+
+operations_before as (
+    select
+        periods.billing_period_id,
+        periods.charge_id,
+        value_events.unique_value,
+        value_events.operation_type,
+        row_number() over (
+            partition by periods.billing_period_id, periods.charge_id, value_events.unique_value
+            order by value_events.event_at desc, value_events.event_id desc
+        ) as recency
+    from periods
+    inner join value_events
+        on periods.subscription_id = value_events.subscription_id
+        and periods.charge_id = value_events.charge_id
+        and value_events.event_at < periods.service_start_at
+),
+
+active_values as (
+    select operations_before.billing_period_id, operations_before.charge_id, operations_before.unique_value
+    from operations_before
+    where operations_before.recency = 1 and operations_before.operation_type = 'add'
+
+    union
+
+    select periods.billing_period_id, periods.charge_id, value_events.unique_value
+    from periods
+    inner join value_events
+        on periods.subscription_id = value_events.subscription_id
+        and periods.charge_id = value_events.charge_id
+        and value_events.event_at >= periods.service_start_at
+        and value_events.event_at < periods.service_end_at
+    where value_events.operation_type = 'add'
+),
+
+final as (
+    select
+        periods.billing_period_id,
+        periods.charge_id,
+        count(distinct active_values.unique_value) as active_value_count
+    from periods
+    left join active_values
+        on periods.billing_period_id = active_values.billing_period_id
+        and periods.charge_id = active_values.charge_id
+    group by 1, 2
+)
+
+select * from final

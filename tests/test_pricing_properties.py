@@ -1,0 +1,745 @@
+"""Property-based tests of the pricing SQL: int_charge_tiers_rated and int_percentage_fees.
+
+The two models are compiled once with dbt into a scratch folder; their compiled SELECTs then run
+against small input tables in an in-memory DuckDB, once per generated example, so that many
+price books and usages are checked in seconds without a dbt build per example.
+
+Each property compares the SQL with a Python transcription of docs/charge-models.md computed
+with exact decimals (docs/money.md: `decimal.Decimal`, never float). Precise amounts keep 12
+decimals: a reference amount is rounded once, half-up, to 12 places (`to_precise`), the way
+`to_precise_money` casts. Tiered charges are rated per tier (one row per tier, the fee is the
+sum of the tier amounts, as int_fees sums them), so their reference rounds each tier's amount.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation, localcontext
+from fractions import Fraction
+from pathlib import Path
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+DBT = Path(sys.executable).parent / "dbt"
+MODELS = ("int_charge_tiers_rated", "int_percentage_fees")
+AS_OF = "2026-11-21 00:00:00"
+
+QUANTITY = "decimal(38, 9)"
+MONEY = "decimal(38, 12)"
+PRECISE_TYPE = "DECIMAL(38,12)"
+
+# The relations the two models read, with the columns they use and the real models' types
+# (unit tests in models/intermediate/_charge_models.yml; orchestration/catalog.py CATALOG_TABLES).
+# The per-charge units come from int_usage or, in newer versions, int_charge_units: both exist.
+_UNITS_COLUMNS = [("invoice_line_id", "varchar"), ("billing_period_id", "varchar"), ("charge_id", "varchar"),
+                  ("units", QUANTITY)]
+INPUT_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "int_billing_periods": [("billing_period_id", "varchar"), ("plan_code", "varchar")],
+    "int_usage": _UNITS_COLUMNS,
+    "int_charge_units": _UNITS_COLUMNS,
+    "int_events_matched": [
+        ("invoice_line_id", "varchar"), ("billing_period_id", "varchar"), ("charge_id", "varchar"),
+        ("event_id", "varchar"), ("event_at", "timestamp"), ("units", QUANTITY),
+    ],
+    "stg_catalog__charges": [
+        ("charge_id", "varchar"), ("plan_code", "varchar"), ("charge_model", "varchar"),
+        ("package_size", QUANTITY), ("free_units", QUANTITY), ("rate", MONEY), ("fixed_amount", MONEY),
+        ("free_units_per_events", "integer"), ("free_units_per_total_aggregation", MONEY),
+        ("per_transaction_min_amount", MONEY), ("per_transaction_max_amount", MONEY),
+    ],
+    "stg_catalog__charge_tiers": [
+        ("charge_id", "varchar"), ("tier_index", "integer"), ("from_value", QUANTITY), ("to_value", QUANTITY),
+        ("lower_bound", QUANTITY), ("per_unit_amount", MONEY), ("flat_amount", MONEY),
+    ],
+}
+UNITS_RELATIONS = ("int_usage", "int_charge_units")
+
+SETTINGS = dict(
+    deadline=None,
+    database=None,
+    # The autouse conftest fixture `_isolated_environment` is function-scoped; it only clears
+    # METERLINE_* variables, which no example touches.
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+
+# ---------------------------------------------------------------- exact decimal helpers
+
+# Reference arithmetic is exact: any rounding in it raises instead of hiding a difference.
+EXACT = Context(prec=200, traps=[Inexact, InvalidOperation])
+Q12 = Decimal("1e-12")
+ZERO = Decimal(0)
+
+
+def to_precise(value: Decimal) -> Decimal:
+    """A precise amount: 12 decimals, half-up (away from zero), like to_precise_money's cast."""
+    return value.quantize(Q12, rounding=ROUND_HALF_UP, context=Context(prec=200))
+
+
+def places(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
+
+
+def sql_value(value):
+    if isinstance(value, Decimal):
+        return format(value, "f")  # plain notation, cast exactly by the column type
+    return value
+
+
+def line_id(billing_period_id: str, charge_id: str) -> str:
+    """dbt.hash(billing_period_id || '|' || charge_id) on DuckDB."""
+    return hashlib.md5(f"{billing_period_id}|{charge_id}".encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- harness
+
+
+@dataclass
+class Tier:
+    from_value: Decimal
+    to_value: Decimal | None
+    per_unit_amount: Decimal
+    flat_amount: Decimal
+
+
+@dataclass
+class Charge:
+    charge_id: str
+    charge_model: str
+    plan_code: str = "plan"
+    tiers: list[Tier] = field(default_factory=list)
+    package_size: Decimal | None = None
+    free_units: Decimal = ZERO
+    rate: Decimal | None = None
+    fixed_amount: Decimal | None = None
+    free_units_per_events: int | None = None
+    free_units_per_total_aggregation: Decimal | None = None
+    per_transaction_min_amount: Decimal | None = None
+    per_transaction_max_amount: Decimal | None = None
+
+
+@dataclass
+class Event:
+    event_id: str
+    event_at: datetime
+    units: Decimal
+
+
+class Pricing:
+    """The compiled models over an in-memory DuckDB whose relation names match the compiled SQL."""
+
+    def __init__(self, sql: dict[str, str]):
+        self.sql = sql
+        relations = {
+            model: set(re.findall(r'"(\w+)"\."(\w+)"\."(\w+)"', text)) for model, text in sql.items()
+        }
+        databases = {database for found in relations.values() for database, _, _ in found}
+        assert len(databases) == 1, f"expected one warehouse database in the compiled SQL: {databases}"
+        self.con = duckdb.connect()
+        database = databases.pop()
+        self.con.execute(f'attach \':memory:\' as "{database}"')
+        self.tables: dict[str, str] = {}
+        for database, schema, name in sorted(set().union(*relations.values())):
+            if name not in INPUT_COLUMNS:
+                raise AssertionError(f"the compiled models read {schema}.{name}, unknown to this harness: "
+                                     "add its columns to INPUT_COLUMNS")
+            self.con.execute(f'create schema if not exists "{database}"."{schema}"')
+            columns = ", ".join(f"{column} {type_}" for column, type_ in INPUT_COLUMNS[name])
+            self.con.execute(f'create table "{database}"."{schema}"."{name}" ({columns})')
+            self.tables[name] = f'"{database}"."{schema}"."{name}"'
+        units = [name for name in UNITS_RELATIONS if name in self.tables]
+        assert len(units) <= 1, units
+        self.units_table = units[0] if units else None
+
+    def _insert(self, name: str, rows: list[tuple]) -> None:
+        if name not in self.tables or not rows:
+            return
+        width = len(INPUT_COLUMNS[name])
+        values = ", ".join("(" + ", ".join("?" * width) + ")" for _ in rows)
+        self.con.execute(f"insert into {self.tables[name]} values {values}",
+                         [sql_value(value) for row in rows for value in row])
+
+    def load(self, charges: list[Charge], periods: list[tuple[str, str]],
+             units: dict[tuple[str, str], Decimal] | None = None,
+             events: dict[tuple[str, str], list[Event]] | None = None) -> None:
+        """periods: (billing_period_id, plan_code); units and events by (billing_period_id, charge_id)."""
+        for table in self.tables.values():
+            self.con.execute(f"delete from {table}")
+        self._insert("int_billing_periods", periods)
+        self._insert("stg_catalog__charges", [
+            (c.charge_id, c.plan_code, c.charge_model, c.package_size, c.free_units, c.rate, c.fixed_amount,
+             c.free_units_per_events, c.free_units_per_total_aggregation, c.per_transaction_min_amount,
+             c.per_transaction_max_amount)
+            for c in charges
+        ])
+        # lower_bound as stg_catalog__charge_tiers derives it: 0 for the first tier, else from_value - 1
+        # (the previous tier's to_value, the ranges being chained).
+        self._insert("stg_catalog__charge_tiers", [
+            (c.charge_id, index, t.from_value, t.to_value, ZERO if index == 0 else t.from_value - 1,
+             t.per_unit_amount, t.flat_amount)
+            for c in charges for index, t in enumerate(c.tiers)
+        ])
+        if self.units_table and units:
+            self._insert(self.units_table, [
+                (line_id(period, charge), period, charge, value) for (period, charge), value in units.items()
+            ])
+        if events:
+            self._insert("int_events_matched", [
+                (line_id(period, charge), period, charge, e.event_id, e.event_at, e.units)
+                for (period, charge), line_events in events.items() for e in line_events
+            ])
+
+    def query(self, model: str) -> tuple[list[dict], dict[str, str]]:
+        cursor = self.con.execute(self.sql[model])
+        names = [d[0] for d in cursor.description]
+        types = {d[0]: str(d[1]) for d in cursor.description}
+        return [dict(zip(names, row)) for row in cursor.fetchall()], types
+
+    def tiers_rated(self) -> list[dict]:
+        return self.query("int_charge_tiers_rated")[0]
+
+    def percentage_fees(self) -> dict[tuple[str, str], dict]:
+        rows, _ = self.query("int_percentage_fees")
+        return {(row["billing_period_id"], row["charge_id"]): row for row in rows}
+
+
+def _dbt_environment(warehouse: Path) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("METERLINE_")}
+    env.update(METERLINE_TARGET="duckdb", METERLINE_WAREHOUSE=str(warehouse),
+               DBT_SEND_ANONYMOUS_USAGE_STATS="false")
+    return env
+
+
+@pytest.fixture(scope="module")
+def dbt_manifest() -> None:
+    """Overrides the session-wide `dbt parse` of conftest: this module compiles into its own
+    scratch folder and does not need (or touch) the project's target/."""
+
+
+@pytest.fixture(scope="module")
+def compiled_sql(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    scratch = tmp_path_factory.mktemp("pricing_compile")
+    warehouse = scratch / "w.duckdb"  # the compiled SQL names the database after the file: "w"
+    completed = subprocess.run(
+        [str(DBT), "compile", "--select", " ".join(MODELS), "--project-dir", str(PROJECT_DIR),
+         "--profiles-dir", str(PROJECT_DIR), "--target-path", str(scratch / "target"),
+         "--log-path", str(scratch / "logs"), "--vars", f'{{"as_of": "{AS_OF}"}}', "--quiet"],
+        capture_output=True, text=True, env=_dbt_environment(warehouse), cwd=scratch,
+    )
+    assert completed.returncode == 0, f"dbt compile failed:\n{completed.stdout}\n{completed.stderr}"
+    compiled = scratch / "target" / "compiled" / "meterline" / "models" / "intermediate"
+    return {model: (compiled / f"{model}.sql").read_text() for model in MODELS}
+
+
+@pytest.fixture(scope="module")
+def pricing(compiled_sql: dict[str, str]) -> Pricing:
+    return Pricing(compiled_sql)
+
+
+# ---------------------------------------------------------------- strategies
+
+
+@st.composite
+def decimals(draw, max_value: int, max_places: int, min_value: int = 0) -> Decimal:
+    """A decimal in [min_value, max_value] with at most max_places decimals."""
+    digits = draw(st.integers(0, max_places))
+    scaled = draw(st.integers(min_value * 10**digits, max_value * 10**digits))
+    return Decimal(scaled).scaleb(-digits)
+
+
+def amounts(max_places: int = 6) -> st.SearchStrategy[Decimal]:
+    return st.one_of(st.just(ZERO), decimals(1, max_places), decimals(100, max_places),
+                     decimals(10_000, max_places))
+
+
+@st.composite
+def chained_ranges(draw, amount: st.SearchStrategy[Decimal], max_ranges: int = 5) -> list[Tier]:
+    """Valid ranges (orchestration.catalog._check_chain): the first from 0, each next from the
+    previous to_value + 1, only the last open. Integer bounds, some ranges a single unit wide."""
+    count = draw(st.integers(1, max_ranges))
+    widths = draw(st.lists(st.one_of(st.integers(0, 3), st.integers(0, 1000), st.integers(0, 10**9),
+                                     st.integers(0, 10**11)), min_size=count - 1, max_size=count - 1))
+    tiers, start = [], Decimal(0)
+    for width in widths:
+        tiers.append(Tier(start, start + width, draw(amount), draw(amount)))
+        start = start + width + 1
+    tiers.append(Tier(start, None, draw(amount), draw(amount)))
+    return tiers
+
+
+def boundaries(tiers: list[Tier]) -> list[Decimal]:
+    return [b for t in tiers for b in (t.from_value, t.to_value) if b is not None]
+
+
+@st.composite
+def units_for(draw, tiers: list[Tier], max_places: int = 9) -> Decimal:
+    """0 to 10^12 units, integer or fractional, often on or next to a range boundary."""
+    near = draw(st.sampled_from(boundaries(tiers)))
+    delta = draw(st.sampled_from(["-1", "-0.5", "-0.000000001", "0", "0.000000001", "0.5", "1"]))
+    candidates = st.one_of(
+        decimals(10**12, max_places),
+        decimals(10**6, max_places),
+        decimals(1000, 0),
+        st.just(max(ZERO, near + Decimal(delta))),
+    )
+    return draw(candidates)
+
+
+# ---------------------------------------------------------------- references (docs/charge-models.md)
+
+
+def graduated_reference(tiers: list[Tier], units: Decimal, *, flat_at_zero: bool) -> list[tuple[Decimal, Decimal]]:
+    """(units in the range, amount) per range. Each range prices the units above the previous
+    to_value, up to its own (units between two integers belong to the upper range); every
+    reached range adds its flat amount. graduated: the first range's even at zero units;
+    graduated_percentage (flat_at_zero=False): only ranges holding units."""
+    result = []
+    with localcontext(EXACT):
+        previous_to = ZERO
+        for index, tier in enumerate(tiers):
+            top = units if tier.to_value is None else min(units, tier.to_value)
+            in_range = max(top - previous_to, ZERO)
+            reached = units > previous_to or (index == 0 and flat_at_zero)
+            amount = in_range * tier.per_unit_amount + (tier.flat_amount if reached else ZERO)
+            result.append((in_range, to_precise(amount)))
+            previous_to = tier.to_value if tier.to_value is not None else previous_to
+    return result
+
+
+def volume_reference(tiers: list[Tier], units: Decimal) -> list[Decimal]:
+    """The range holding the total (from_value <= ceil(units), units <= to_value) prices every
+    unit plus its flat amount (the first range's even at zero units); the others nothing."""
+    with localcontext(EXACT):
+        ceiled = Decimal(math.ceil(units))
+        holders = [i for i, t in enumerate(tiers)
+                   if t.from_value <= ceiled and (t.to_value is None or units <= t.to_value)]
+        assert len(holders) == 1, f"chained integer ranges hold every total exactly once: {holders}"
+        return [to_precise(units * t.per_unit_amount + t.flat_amount) if i == holders[0] else ZERO
+                for i, t in enumerate(tiers)]
+
+
+def package_reference(units: Decimal, free_units: Decimal, size: Decimal, price: Decimal) -> tuple[int, Decimal]:
+    """ceil((units - free_units) / package_size) packages x amount; 0 when units <= free_units."""
+    with localcontext(EXACT):
+        billable = max(units - free_units, ZERO)
+        packages = math.ceil(Fraction(billable) / Fraction(size))  # exact division
+        return packages, to_precise(packages * price)
+
+
+@dataclass
+class PercentageTerms:
+    rate: Decimal
+    fixed_amount: Decimal | None = None
+    free_units_per_events: int | None = None
+    free_units_per_total_aggregation: Decimal | None = None
+    per_transaction_min_amount: Decimal | None = None
+    per_transaction_max_amount: Decimal | None = None
+
+    @property
+    def has_limits(self) -> bool:
+        return self.per_transaction_min_amount is not None or self.per_transaction_max_amount is not None
+
+
+@dataclass
+class PercentageExpected:
+    units: Decimal
+    free_units: Decimal
+    free_events: int
+    precise_amount: Decimal
+
+
+def percentage_reference(terms: PercentageTerms, values: list[Decimal]) -> PercentageExpected:
+    """docs/charge-models.md, "Percentage", over the event values in time order.
+
+    1. Free units: N = free_units_per_events frees the amount of the first N events; X =
+       free_units_per_total_aggregation frees the first X of amount; with both, the smaller.
+    2. Percentage: (units - free units) x rate %.
+    3. Fixed fee per paying event; events are free of it while among the first N, or while the
+       running total stays under X; with both, the smaller non-zero count. No fixed fee when the
+       period has no units at all (the established engine's rule, transcribed in the model's
+       fixed_fee_amount; the doc's "paying event" leaves it implicit).
+    4. With a per-transaction minimum or maximum, each event is priced on its own: free events
+       cost nothing, the event that exhausts the free amount X pays on what is left of it, and
+       each event's rate x value + fixed fee is held between the minimum and the maximum; a free
+       amount set takes precedence over the number of free events. "Running total stays under X"
+       is strict: the event that brings the total exactly to X exhausts it (pays on 0 left).
+    A 0 (or absent) N or X means no such free units.
+    """
+    n_free = terms.free_units_per_events or 0
+    x_free = terms.free_units_per_total_aggregation or ZERO
+    fixed = terms.fixed_amount if terms.fixed_amount is not None else ZERO
+    rate = terms.rate
+    with localcontext(EXACT):
+        units = sum(values, ZERO)
+        running_totals, running = [], ZERO
+        for value in values:
+            running += value
+            running_totals.append(running)
+
+        candidates = []
+        if n_free > 0:
+            candidates.append(sum(values[:n_free], ZERO))
+        if x_free > 0:
+            candidates.append(min(x_free, units))
+        free_units = min(candidates) if candidates else ZERO
+
+        under_x = sum(1 for total in running_totals if total < x_free) if x_free > 0 else 0
+        counts = [count for count in (n_free, under_x) if count > 0]
+        free_events = min(counts) if counts else 0
+
+        if not terms.has_limits:
+            percentage = (units - free_units) * rate / 100
+            paying = max(len(values) - free_events, 0)
+            fixed_fee = ZERO if terms.fixed_amount is None or units == 0 else paying * fixed
+            amount = percentage + fixed_fee
+        else:
+            amount = ZERO
+            for index, value in enumerate(values):
+                before, after = running_totals[index] - value, running_totals[index]
+                if x_free > 0:
+                    if after < x_free:
+                        continue
+                    priced = after - x_free if before < x_free else value
+                elif index < n_free:
+                    continue
+                else:
+                    priced = value
+                event_amount = priced * rate / 100 + fixed
+                if terms.per_transaction_min_amount is not None:
+                    event_amount = max(event_amount, terms.per_transaction_min_amount)
+                if terms.per_transaction_max_amount is not None:
+                    event_amount = min(event_amount, terms.per_transaction_max_amount)
+                amount += event_amount
+    return PercentageExpected(units, free_units, free_events, to_precise(amount))
+
+
+# ---------------------------------------------------------------- 1. graduated
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(data=st.data())
+def test_graduated_matches_reference_slices_and_is_monotonic(pricing: Pricing, data) -> None:
+    tiers = data.draw(chained_ranges(amounts()), label="ranges")
+    u1, u2 = sorted([data.draw(units_for(tiers), label="u_a"), data.draw(units_for(tiers), label="u_b")])
+    pricing.load([Charge("grad", "graduated", tiers=tiers)], [("p1", "plan"), ("p2", "plan")],
+                 units={("p1", "grad"): u1, ("p2", "grad"): u2})
+    rows = pricing.tiers_rated()
+    fees = {}
+    for period, units in (("p1", u1), ("p2", u2)):
+        line = sorted((r for r in rows if r["billing_period_id"] == period), key=lambda r: r["tier_index"])
+        assert [r["tier_index"] for r in line] == list(range(len(tiers)))
+        expected = graduated_reference(tiers, units, flat_at_zero=True)
+        # The slices partition the units, and each tier amount is its slice's price.
+        assert sum(r["units_in_tier"] for r in line) == units
+        assert [r["units_in_tier"] for r in line] == [in_range for in_range, _ in expected]
+        for r, tier in zip(line, tiers):
+            with localcontext(EXACT):
+                slice_amount = r["units_in_tier"] * tier.per_unit_amount + (tier.flat_amount if r["is_reached"] else 0)
+            assert r["tier_amount"] == to_precise(slice_amount)
+        fee = sum(r["tier_amount"] for r in line)
+        assert fee == sum(amount for _, amount in expected), (period, units, [r["tier_amount"] for r in line])
+        fees[period] = fee
+    assert fees["p1"] <= fees["p2"], f"fee({u1}) = {fees['p1']} > fee({u2}) = {fees['p2']}"
+
+
+# ---------------------------------------------------------------- 2. volume and package
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(data=st.data())
+def test_volume_is_non_negative_and_prices_all_units_in_one_range(pricing: Pricing, data) -> None:
+    tiers = data.draw(chained_ranges(amounts()), label="ranges")
+    units = data.draw(units_for(tiers), label="units")
+    pricing.load([Charge("vol", "volume", tiers=tiers)], [("p1", "plan"), ("p0", "plan")],
+                 units={("p1", "vol"): units})
+    rows = pricing.tiers_rated()
+    for period, period_units in (("p1", units), ("p0", ZERO)):
+        line = sorted((r for r in rows if r["billing_period_id"] == period), key=lambda r: r["tier_index"])
+        assert all(r["tier_amount"] >= 0 for r in line)
+        assert sum(1 for r in line if r["is_reached"]) == 1
+        assert [r["tier_amount"] for r in line] == volume_reference(tiers, period_units), (period, period_units)
+
+
+@st.composite
+def package_case(draw):
+    size = draw(st.one_of(decimals(10**6, 0, min_value=1), decimals(10**6, 9, min_value=1),
+                          st.sampled_from([Decimal(1), Decimal(3), Decimal(7), Decimal("1.5"), Decimal(10**6)])))
+    free = draw(st.one_of(st.just(ZERO), decimals(1000, 9), decimals(10**9, 3)))
+    price = draw(amounts())
+    k = draw(st.integers(0, 10**6))
+    delta = draw(st.sampled_from(["-0.000000001", "0", "0.000000001"]))
+    units = draw(st.one_of(
+        decimals(10**12, 9),
+        decimals(10**4, 9),
+        # on or next to a package boundary: free + k x size
+        st.just(max(ZERO, free + k * size + Decimal(delta))).filter(lambda u: u <= 10**12),
+    ))
+    return size, free, price, units
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(case=package_case())
+def test_package_counts_whole_packages_exactly(pricing: Pricing, case) -> None:
+    size, free, price, units = case
+    pricing.load([Charge("pkg", "package", tiers=[Tier(ZERO, None, price, ZERO)], package_size=size, free_units=free)],
+                 [("p1", "plan")], units={("p1", "pkg"): units})
+    [row] = pricing.tiers_rated()
+    packages, amount = package_reference(units, free, size, price)
+    assert row["tier_amount"] >= 0
+    assert row["package_count"] == packages, f"ceil(max({units} - {free}, 0) / {size}) = {packages}"
+    assert row["tier_amount"] == amount
+
+
+# ---------------------------------------------------------------- 3. graduated_percentage
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(data=st.data())
+def test_graduated_percentage_matches_reference_and_is_monotonic(pricing: Pricing, data) -> None:
+    rates = st.one_of(st.just(ZERO), decimals(5, 4), decimals(100, 4))
+    ranges = data.draw(chained_ranges(rates), label="ranges (per_unit_amount = rate, flat)")
+    flats = [data.draw(amounts(), label="flat") for _ in ranges]
+    # orchestration.catalog._charge_tiers stores a rate as the per-unit amount rate / 100, exactly.
+    tiers = [Tier(t.from_value, t.to_value, t.per_unit_amount * Decimal("0.01"), flat) for t, flat in zip(ranges, flats)]
+    u1, u2 = sorted([data.draw(units_for(tiers), label="u_a"), data.draw(units_for(tiers), label="u_b")])
+    pricing.load([Charge("gp", "graduated_percentage", tiers=tiers)], [("p1", "plan"), ("p2", "plan"), ("p0", "plan")],
+                 units={("p1", "gp"): u1, ("p2", "gp"): u2})
+    rows = pricing.tiers_rated()
+    fees = {}
+    for period, units in (("p1", u1), ("p2", u2), ("p0", ZERO)):
+        line = sorted((r for r in rows if r["billing_period_id"] == period), key=lambda r: r["tier_index"])
+        expected = graduated_reference(tiers, units, flat_at_zero=False)
+        assert [r["tier_amount"] for r in line] == [amount for _, amount in expected], (period, units)
+        fees[period] = sum(r["tier_amount"] for r in line)
+    assert fees["p0"] == 0
+    assert fees["p1"] <= fees["p2"], f"fee({u1}) = {fees['p1']} > fee({u2}) = {fees['p2']}"
+
+
+# ---------------------------------------------------------------- 4. percentage
+
+BASE_TIME = datetime(2026, 10, 1)
+
+
+def event_values(max_places: int) -> st.SearchStrategy[list[Decimal]]:
+    value = st.one_of(st.just(ZERO), decimals(100, min(2, max_places)), decimals(10_000, max_places),
+                      decimals(10**6, max_places), decimals(10**12, min(2, max_places)))
+    return st.lists(value, min_size=0, max_size=8)
+
+
+@st.composite
+def percentage_terms(draw, values: list[Decimal], money_places: int, rate_places: int) -> PercentageTerms:
+    money = st.one_of(decimals(1, money_places), decimals(100, money_places))
+    running, totals = ZERO, []
+    for value in values:
+        running += value
+        totals.append(running)
+    # A free amount often on or next to a running total, where "stays under X" is decided.
+    near_total = (st.tuples(st.sampled_from(totals), st.sampled_from(["-0.000001", "0", "0.000001"]))
+                  .map(lambda pair: max(ZERO, pair[0] + Decimal(pair[1]))) if totals else st.nothing())
+    free_amount = draw(st.one_of(st.none(), st.just(ZERO), decimals(10**6, money_places), near_total))
+    limits = draw(st.sampled_from(["none", "min", "max", "both"]))
+    low = draw(money) if limits in ("min", "both") else None
+    high = draw(money) if limits in ("max", "both") else None
+    if low is not None and high is not None and low > high:
+        low, high = high, low  # the catalog refuses a minimum above the maximum
+    return PercentageTerms(
+        rate=min(draw(st.one_of(st.just(ZERO), decimals(5, rate_places), decimals(100, rate_places))), Decimal(100)),
+        fixed_amount=draw(st.one_of(st.none(), st.just(ZERO), decimals(10, money_places))),
+        free_units_per_events=draw(st.one_of(st.none(), st.integers(0, len(values) + 2))),
+        free_units_per_total_aggregation=free_amount,
+        per_transaction_min_amount=low,
+        per_transaction_max_amount=high,
+    )
+
+
+@st.composite
+def labelled_events(draw, values: list[Decimal], prefix: str) -> list[Event]:
+    """Events carrying `values` in time order (event_at, then event_id), in a shuffled row order.
+    Timestamps tie often; within a tie, ids are assigned in ascending order so that the time
+    order stays the order of `values`."""
+    offsets = sorted(draw(st.lists(st.integers(0, 3), min_size=len(values), max_size=len(values))))
+    numbers = draw(st.lists(st.integers(0, 36**4), min_size=len(values), max_size=len(values), unique=True))
+    ids = [format(number, "x") for number in numbers]  # varied lengths: string order is not number order
+    index = 0
+    while index < len(values):
+        end = index
+        while end < len(values) and offsets[end] == offsets[index]:
+            end += 1
+        ids[index:end] = sorted(ids[index:end])
+        index = end
+    events = [Event(f"{prefix}{event_id}", BASE_TIME + timedelta(hours=offset), value)
+              for event_id, offset, value in zip(ids, offsets, values)]
+    return draw(st.permutations(events))
+
+
+def percentage_charge(terms: PercentageTerms) -> Charge:
+    return Charge("pct", "percentage", rate=terms.rate, fixed_amount=terms.fixed_amount,
+                  free_units_per_events=terms.free_units_per_events,
+                  free_units_per_total_aggregation=terms.free_units_per_total_aggregation,
+                  per_transaction_min_amount=terms.per_transaction_min_amount,
+                  per_transaction_max_amount=terms.per_transaction_max_amount)
+
+
+def describe(terms: PercentageTerms, values: list[Decimal]) -> str:
+    return f"{terms} values(time order)={[str(v) for v in values]}"
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(data=st.data())
+def test_percentage_matches_reference_and_is_never_negative(pricing: Pricing, data) -> None:
+    # Money-scale inputs (values and amounts with up to 6 decimals, rates up to 4): every
+    # amount is exact at 12 decimals, so this compares the rules, not the rounding.
+    values = data.draw(event_values(max_places=6), label="values")
+    terms = data.draw(percentage_terms(values, money_places=6, rate_places=4), label="terms")
+    events = data.draw(labelled_events(values, "a"), label="events")
+    pricing.load([percentage_charge(terms)], [("p1", "plan"), ("p0", "plan")], events={("p1", "pct"): events})
+    fees = pricing.percentage_fees()
+    for period, period_values in (("p1", values), ("p0", [])):
+        row = fees[(period, "pct")]
+        expected = percentage_reference(terms, period_values)
+        assert row["precise_amount"] >= 0
+        assert row["units"] == expected.units
+        assert row["precise_amount"] == expected.precise_amount, (
+            f"{period}: {describe(terms, period_values)}: SQL {row['precise_amount']} "
+            f"(percentage {row['percentage_amount']}, fixed {row['fixed_fee_amount']}, free units "
+            f"{row['free_units']}, free events {row['free_events']}) != reference {expected}")
+        if not terms.has_limits:
+            assert row["free_units"] == expected.free_units
+            assert row["free_events"] == expected.free_events or row["event_count"] == 0
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(data=st.data())
+def test_percentage_ignores_event_labels_and_row_order(pricing: Pricing, data) -> None:
+    values = data.draw(event_values(max_places=6), label="values")
+    terms = data.draw(percentage_terms(values, money_places=6, rate_places=4), label="terms")
+    terms.per_transaction_min_amount = terms.per_transaction_max_amount = None
+    first = data.draw(labelled_events(values, "a"), label="labelling A")
+    second = data.draw(labelled_events(values, "b"), label="labelling B")
+    charge = percentage_charge(terms)
+    pricing.load([charge], [("p1", "plan"), ("p2", "plan")],
+                 events={("p1", "pct"): first, ("p2", "pct"): second})
+    fees = pricing.percentage_fees()
+    a, b = fees[("p1", "pct")], fees[("p2", "pct")]
+    assert a["precise_amount"] == b["precise_amount"], describe(terms, values)
+    assert (a["free_units"], a["free_events"]) == (b["free_units"], b["free_events"])
+
+
+# Full precision: values with up to 9 decimals (decimal(38, 9)), amounts with up to 12
+# (decimal(38, 12)). A precise amount is the exact amount rounded once to 12 decimals.
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(data=st.data())
+def test_percentage_free_amount_keeps_its_12_decimals(pricing: Pricing, data) -> None:
+    values = data.draw(event_values(max_places=9), label="values")
+    terms = data.draw(percentage_terms(values, money_places=12, rate_places=4), label="terms")
+    terms.per_transaction_min_amount = terms.per_transaction_max_amount = None
+    events = data.draw(labelled_events(values, "a"), label="events")
+    pricing.load([percentage_charge(terms)], [("p1", "plan")], events={("p1", "pct"): events})
+    row = pricing.percentage_fees()[("p1", "pct")]
+    expected = percentage_reference(terms, values)
+    assert (row["free_units"], row["precise_amount"]) == (expected.free_units, expected.precise_amount), (
+        f"{describe(terms, values)}: SQL free units {row['free_units']}, amount {row['precise_amount']}; "
+        f"reference free units {expected.free_units}, amount {expected.precise_amount}")
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(data=st.data())
+def test_percentage_per_transaction_amount_is_rounded_once(pricing: Pricing, data) -> None:
+    values = data.draw(event_values(max_places=9), label="values")
+    terms = data.draw(percentage_terms(values, money_places=12, rate_places=6).filter(lambda t: t.has_limits),
+                      label="terms")
+    events = data.draw(labelled_events(values, "a"), label="events")
+    pricing.load([percentage_charge(terms)], [("p1", "plan")], events={("p1", "pct"): events})
+    row = pricing.percentage_fees()[("p1", "pct")]
+    expected = percentage_reference(terms, values)
+    assert row["precise_amount"] == expected.precise_amount, (
+        f"{describe(terms, values)}: SQL {row['precise_amount']} != reference {expected.precise_amount}")
+
+
+# ---------------------------------------------------------------- 5. exact decimals, 12 places
+
+
+def _strip_comments_and_strings(sql: str) -> str:
+    sql = re.sub(r"--[^\n]*", "", sql)
+    return re.sub(r"'(?:[^']|'')*'", "''", sql)
+
+
+def _cte_names(sql: str) -> list[str]:
+    return re.findall(r"(?:^with|^\),)\s*\n?\s*(\w+) as \(", sql, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_compiled_sql_has_no_float_arithmetic(pricing: Pricing, model: str) -> None:
+    """DuckDB divides decimals in DOUBLE (docs/money.md): no '/' and no float type in the
+    compiled SQL, and no CTE produces a float column."""
+    code = _strip_comments_and_strings(pricing.sql[model])
+    assert not re.search(r"(?<!/)/(?!/)", code), "a '/' divides in DOUBLE on DuckDB: use divide_exactly"
+    assert not re.search(r"\b(double|float\d*|real)\b", code, flags=re.IGNORECASE)
+    names = _cte_names(pricing.sql[model])
+    assert "final" in names
+    body = pricing.sql[model].rstrip()
+    assert body.endswith("select * from final")
+    for name in names:
+        described = pricing.con.execute(f"describe {body[: -len('final')]}{name}").fetchall()
+        floats = [(column, type_) for column, type_, *_ in described if type_ in ("DOUBLE", "FLOAT", "REAL")]
+        assert not floats, f"{model}: CTE {name} has float columns {floats}"
+
+
+@st.composite
+def mixed_catalog(draw):
+    """One charge of every model, full-precision amounts (12 decimals) and units (9)."""
+    money = amounts(max_places=12)
+    charges = [
+        Charge("std", "standard", tiers=[Tier(ZERO, None, draw(money), ZERO)]),
+        Charge("dyn", "dynamic", tiers=[Tier(ZERO, None, Decimal(1), ZERO)]),
+        Charge("pkg", "package", tiers=[Tier(ZERO, None, draw(money), ZERO)],
+               package_size=draw(decimals(10**6, 9, min_value=1)), free_units=draw(decimals(1000, 9))),
+        Charge("grad", "graduated", tiers=draw(chained_ranges(money))),
+        Charge("vol", "volume", tiers=draw(chained_ranges(money))),
+        Charge("gp", "graduated_percentage", tiers=[
+            Tier(t.from_value, t.to_value, min(t.per_unit_amount, Decimal(1)), t.flat_amount)
+            for t in draw(chained_ranges(decimals(1, 12)))]),
+    ]
+    units = {("p1", c.charge_id): draw(decimals(10**12, 9)) for c in charges if draw(st.booleans())}
+    values = draw(event_values(max_places=9))
+    terms = draw(percentage_terms(values, money_places=12, rate_places=12))
+    charges.append(percentage_charge(terms))
+    events = draw(labelled_events(values, "a"))
+    return charges, units, {("p1", "pct"): events}
+
+
+@settings(max_examples=100, **SETTINGS)
+@given(case=mixed_catalog())
+def test_rated_amounts_are_decimals_with_at_most_12_places(pricing: Pricing, case) -> None:
+    charges, units, events = case
+    pricing.load(charges, [("p1", "plan"), ("p0", "plan")], units=units, events=events)
+    tier_rows, tier_types = pricing.query("int_charge_tiers_rated")
+    fee_rows, fee_types = pricing.query("int_percentage_fees")
+    assert tier_types["tier_amount"] == PRECISE_TYPE
+    for column in ("precise_amount", "percentage_amount", "fixed_fee_amount"):
+        assert fee_types[column] == PRECISE_TYPE, (column, fee_types[column])
+    for types in (tier_types, fee_types):
+        assert not [c for c, t in types.items() if t in ("DOUBLE", "FLOAT", "REAL")], types
+    assert len(tier_rows) == 2 * sum(len(c.tiers) for c in charges if c.charge_model != "percentage")
+    assert len(fee_rows) == 2
+    amounts_ = [r["tier_amount"] for r in tier_rows] + [
+        r[c] for r in fee_rows for c in ("precise_amount", "percentage_amount", "fixed_fee_amount")]
+    for amount in amounts_:
+        assert isinstance(amount, Decimal) and amount.is_finite(), repr(amount)
+        assert places(amount) <= 12, amount
+        assert amount >= 0, amount
