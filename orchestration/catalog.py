@@ -107,11 +107,25 @@ NUMERIC_AGGREGATIONS = {"sum", "max", "latest", "weighted_sum"}
 RECURRING_AGGREGATIONS = {"sum", "unique_count", "weighted_sum"}
 
 
+class MetricFilter(_Strict):
+    """A property that charges may price separately, and the values it may take."""
+
+    key: str
+    values: list[str]
+
+    @model_validator(mode="after")
+    def _has_values(self) -> MetricFilter:
+        if not self.values or len(set(self.values)) != len(self.values):
+            raise ValueError("values: a non-empty list without repeats")
+        return self
+
+
 class BillableMetric(_Strict):
     code: str
     name: str
     aggregation: Literal["count", "sum", "max", "latest", "unique_count", "weighted_sum"]
     field: str | None = None
+    filters: list[MetricFilter] = []
     recurring: bool = False
     """Recurring metrics carry their level across the periods of a subscription (seats, storage)."""
     rounding_function: Literal["round", "ceil", "floor"] | None = None
@@ -133,6 +147,9 @@ class BillableMetric(_Strict):
             raise ValueError("rounding_precision: needs a rounding_function (round, ceil or floor)")
         if self.rounding_precision is not None and not -9 <= self.rounding_precision <= 9:
             raise ValueError("rounding_precision: from -9 to 9")
+        keys = [f.key for f in self.filters]
+        if len(set(keys)) != len(keys):
+            raise ValueError("filters: each key once")
         return self
 
     @property
@@ -283,6 +300,17 @@ MODEL_AGGREGATIONS: dict[str, set[str]] = {
 }
 
 
+class ChargeFilter(_Strict):
+    """A separately priced bucket of a charge: events whose properties match `values`."""
+
+    values: dict[str, list[str]]
+    properties: Any = None
+    invoice_display_name: str | None = None
+
+
+MAX_GROUP_KEYS = 3
+
+
 class Charge(_Strict):
     metric: str
     charge_model: Literal["standard", "package", "graduated", "volume", "percentage", "graduated_percentage",
@@ -291,6 +319,10 @@ class Charge(_Strict):
     min_amount: Decimal | None = None
     """Spending minimum per period: a true-up fee tops the charge's fees up to it (prorated)."""
     invoice_display_name: str | None = None
+    filters: list[ChargeFilter] = []
+    """Buckets priced on their own; `properties` prices the events that match none of them."""
+    pricing_group_keys: list[str] = []
+    """Properties whose distinct values split the charge: each group priced on its own line."""
 
     check_min = field_validator("min_amount", mode="before")(_optional_amount)
 
@@ -570,6 +602,8 @@ def read_catalog(
                     f"{charge.charge_model} cannot price metric {charge.metric!r} ({aggregation} aggregation); "
                     f"it needs: {', '.join(sorted(MODEL_AGGREGATIONS[charge.charge_model]))}",
                 )
+            _check_charge_filters(plans_path, f"{where} > charges[{charge_index}]", charge,
+                                  metrics_by_code[charge.metric])
     plans_by_code = {p.code: p for p in plans}
 
     coupons_path = directory / "coupons.yml"
@@ -670,6 +704,39 @@ def read_catalog(
                    tuple(subscriptions), tuple(applied), digest.hexdigest())
 
 
+def _check_charge_filters(path: Path, where: str, charge: Charge, metric: BillableMetric) -> None:
+    """Filters use the metric's declared keys and values, are distinct, and are priced by the
+    charge's model; group keys are few and distinct."""
+    allowed = {f.key: set(f.values) for f in metric.filters}
+    seen: list[dict[str, frozenset[str]]] = []
+    for index, bucket in enumerate(charge.filters):
+        here = f"{where} > filters[{index}]"
+        if not bucket.values:
+            raise CatalogError(path, f"{here} > values", "at least one key")
+        for key, values in bucket.values.items():
+            if key not in allowed:
+                raise CatalogError(path, f"{here} > values > {key}",
+                                   f"metric {metric.code!r} declares no filter {key!r}")
+            unknown = [v for v in values if v not in allowed[key]]
+            if not values or unknown:
+                raise CatalogError(path, f"{here} > values > {key}",
+                                   f"{unknown or values!r} not among the metric's values {sorted(allowed[key])}")
+        signature = {k: frozenset(v) for k, v in bucket.values.items()}
+        if signature in seen:
+            raise CatalogError(path, f"{here} > values", "the same values as an earlier filter")
+        seen.append(signature)
+        try:
+            CHARGE_PROPERTIES[charge.charge_model].model_validate(bucket.properties or {})
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = " > ".join(str(part) for part in first["loc"])
+            raise CatalogError(path, f"{here} > properties" + (f" > {field}" if field else ""),
+                               first["msg"].removeprefix("Value error, ")) from None
+    keys = charge.pricing_group_keys
+    if len(keys) > MAX_GROUP_KEYS or len(set(keys)) != len(keys):
+        raise CatalogError(path, f"{where} > pricing_group_keys", f"at most {MAX_GROUP_KEYS} distinct keys")
+
+
 def _check_one_active_subscription(path: Path, subscriptions: list[Subscription], rows: dict[str, int]) -> None:
     """Events may name only a customer; that must resolve to one subscription at any instant."""
     by_customer: dict[str, list[Subscription]] = {}
@@ -717,6 +784,13 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
         ("rate", MONEY), ("fixed_amount", MONEY), ("free_units_per_events", "integer"),
         ("free_units_per_total_aggregation", MONEY), ("per_transaction_min_amount", MONEY),
         ("per_transaction_max_amount", MONEY),
+        # filters: a filter is a price row of its own under the charge it belongs to
+        ("parent_charge_id", "varchar"), ("filter_position", "integer"),
+        # pricing groups
+        ("group_key_1", "varchar"), ("group_key_2", "varchar"), ("group_key_3", "varchar"),
+    ],
+    "catalog.charge_filter_values": [
+        ("charge_id", "varchar"), ("filter_key", "varchar"), ("filter_value", "varchar"),
     ],
     "catalog.charge_tiers": [
         ("charge_id", "varchar"), ("tier_index", "integer"), ("from_value", QUANTITY), ("to_value", QUANTITY),
@@ -761,30 +835,47 @@ def _charge_tiers(charge_id: str, charge: Charge) -> list[tuple]:
             for i, r in enumerate(charge.ranges())]
 
 
-def _charge_row(charge_id: str, plan: Plan, position: int, charge: Charge) -> tuple:
-    props = charge.properties
+def _charge_row(charge_id: str, plan: Plan, position: int, charge: Charge, *, props: Any = None,
+                display_name: str | None = None, parent_charge_id: str | None = None,
+                filter_position: int | None = None) -> tuple:
+    props = props if props is not None else charge.properties
     package = props if isinstance(props, PackageProperties) else None
     percentage = props if isinstance(props, PercentageProperties) else None
+    groups = (charge.pricing_group_keys + [None] * MAX_GROUP_KEYS)[:MAX_GROUP_KEYS]
     return (
-        charge_id, plan.code, charge.metric, charge.charge_model, position, charge.invoice_display_name,
-        props.model_dump_json(), charge.min_amount,
+        charge_id, plan.code, charge.metric, charge.charge_model, position,
+        display_name if filter_position is not None else charge.invoice_display_name,
+        props.model_dump_json(), charge.min_amount if filter_position is None else None,
         package.package_size if package else None, package.free_units if package else None,
         percentage.rate if percentage else None, percentage.fixed_amount if percentage else None,
         percentage.free_units_per_events if percentage else None,
         percentage.free_units_per_total_aggregation if percentage else None,
         percentage.per_transaction_min_amount if percentage else None,
         percentage.per_transaction_max_amount if percentage else None,
+        parent_charge_id or charge_id, filter_position, *groups,
     )
 
 
 def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]]:
     entity = catalog.billing_entity
-    charges, tiers = [], []
+    metric_names = {m.code: m.name for m in catalog.metrics}
+    charges, tiers, filter_values = [], [], []
     for plan in catalog.plans:
         for position, charge in enumerate(plan.charges):
             charge_id = f"{plan.code}:{charge.metric}"
             charges.append(_charge_row(charge_id, plan, position, charge))
             tiers.extend(_charge_tiers(charge_id, charge))
+            for filter_position, bucket in enumerate(charge.filters, start=1):
+                filter_id = f"{charge_id}#{filter_position}"
+                props = CHARGE_PROPERTIES[charge.charge_model].model_validate(bucket.properties or {})
+                shown = ", ".join(v for values in bucket.values.values() for v in values)
+                name = bucket.invoice_display_name or (
+                    f"{charge.invoice_display_name or metric_names[charge.metric]} ({shown})")
+                charges.append(_charge_row(filter_id, plan, position, charge, props=props, display_name=name,
+                                           parent_charge_id=charge_id, filter_position=filter_position))
+                tiers.extend(_charge_tiers(filter_id, charge.model_copy(update={"properties": props})))
+                filter_values.extend((filter_id, key, value)
+                                     for key, values in bucket.values.items() for value in values)
     return {
         "catalog.billing_entities": [(entity.code, entity.name, entity.timezone, entity.invoice_prefix, entity.address)],
         "catalog.billable_metrics": [(m.code, m.name, m.aggregation, m.field, m.description, m.recurring,
@@ -793,6 +884,7 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
                           for p in catalog.plans],
         "catalog.charges": charges,
         "catalog.charge_tiers": tiers,
+        "catalog.charge_filter_values": filter_values,
         "catalog.coupons": [(c.code, c.name, c.coupon_type, c.percentage_rate, c.amount, c.currency, c.frequency,
                              c.frequency_duration) for c in catalog.coupons],
         "catalog.customers": [(c.external_customer_id, c.name, c.email, c.country, c.currency, c.timezone, entity.code)

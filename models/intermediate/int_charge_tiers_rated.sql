@@ -1,5 +1,5 @@
 -- One row per charge fee and price tier: the units that fall in the tier and what they cost.
--- A charge fee is one subscription x billing period x charge, whether or not it had events.
+-- A charge fee is one line of int_charge_units: period x price [x pricing group].
 -- The tiered charge models, as the established engine prices them (docs/charge-models.md):
 -- - graduated: tier k prices the units above the previous tier's to_value, up to its own;
 --   every reached tier adds its flat amount, the first even at zero units;
@@ -10,8 +10,8 @@
 -- - standard: one open tier; dynamic: one open tier at 1 (the units are the amount);
 -- - package: ceil((units - free_units) / package_size) packages at the tier's price.
 -- Percentage charges are priced per event in int_percentage_fees.
-with billing_periods as (
-    select * from {{ ref('int_billing_periods') }}
+with charge_units as (
+    select * from {{ ref('int_charge_units') }}
 ),
 
 charges as (
@@ -22,25 +22,18 @@ tiers as (
     select * from {{ ref('stg_catalog__charge_tiers') }}
 ),
 
-charge_units as (
-    select * from {{ ref('int_charge_units') }}
-),
-
 charge_fees as (
     select
-        {{ dbt.hash("billing_periods.billing_period_id || '|' || charges.charge_id") }} as invoice_line_id,
-        billing_periods.billing_period_id,
-        charges.charge_id,
+        charge_units.invoice_line_id,
+        charge_units.billing_period_id,
+        charge_units.charge_id,
         charges.charge_model,
         charges.package_size,
         charges.free_units,
-        coalesce(charge_units.units, cast(0 as {{ quantity_type() }})) as units
-    from billing_periods
+        charge_units.units
+    from charge_units
     inner join charges
-        on billing_periods.plan_code = charges.plan_code
-    left join charge_units
-        on charge_units.billing_period_id = billing_periods.billing_period_id
-        and charge_units.charge_id = charges.charge_id
+        on charge_units.charge_id = charges.charge_id
     where charges.charge_model <> 'percentage'
 ),
 

@@ -1,4 +1,4 @@
--- One row per charge fee (subscription x billing period x charge, with or without events): the
+-- One row per charge fee (subscription x billing period x price [x pricing group]): the
 -- units its charge model prices, by the metric's aggregation (docs/billable-metrics.md):
 -- count: events; sum: their field, carried across periods when recurring; max: the largest
 -- value; latest: the last value (never below 0); unique_count: distinct values added (recurring:
@@ -21,15 +21,63 @@ unique_counts as (
     select * from {{ ref('int_unique_count_units') }}
 ),
 
+-- The fees: every period x price of a charge without pricing groups (a line even without
+-- events); for grouped charges, each group a period has events for, and for recurring metrics
+-- also every later period of the subscription (the level carries on).
+groups_seen as (
+    select
+        usage.subscription_id,
+        usage.charge_id,
+        usage.group_key,
+        min(billing_periods.period_start_at) as first_period_start_at
+    from usage
+    inner join billing_periods
+        on usage.billing_period_id = billing_periods.billing_period_id
+    where usage.group_key is not null
+    group by 1, 2, 3
+),
+
+fee_keys as (
+    select
+        billing_periods.billing_period_id,
+        charges.charge_id,
+        cast(null as {{ dbt.type_string() }}) as group_key
+    from billing_periods
+    inner join charges
+        on billing_periods.plan_code = charges.plan_code
+    where charges.group_key_1 is null
+
+    union all
+
+    select
+        billing_periods.billing_period_id,
+        charges.charge_id,
+        groups_seen.group_key
+    from billing_periods
+    inner join charges
+        on billing_periods.plan_code = charges.plan_code
+    inner join groups_seen
+        on billing_periods.subscription_id = groups_seen.subscription_id
+        and charges.charge_id = groups_seen.charge_id
+    left join usage
+        on usage.billing_period_id = billing_periods.billing_period_id
+        and usage.charge_id = charges.charge_id
+        and usage.group_key = groups_seen.group_key
+    where usage.invoice_line_id is not null
+        or (charges.is_recurring and billing_periods.period_start_at >= groups_seen.first_period_start_at)
+),
+
 charge_fees as (
     select
-        {{ dbt.hash("billing_periods.billing_period_id || '|' || charges.charge_id") }} as invoice_line_id,
+        {{ dbt.hash("fee_keys.billing_period_id || '|' || fee_keys.charge_id"
+                    ~ " || coalesce('|' || fee_keys.group_key, '')") }} as invoice_line_id,
         billing_periods.billing_period_id,
         billing_periods.subscription_id,
         billing_periods.period_start_at,
         {{ dbt.datediff('billing_periods.service_start_at', 'billing_periods.service_end_at', 'second') }}
             as service_seconds,
         charges.charge_id,
+        fee_keys.group_key,
         charges.aggregation,
         charges.is_recurring,
         charges.rounding_function,
@@ -41,15 +89,19 @@ charge_fees as (
         coalesce(usage.added_value_count, 0) as added_value_count,
         coalesce(usage.weighted_seconds_value, 0) as weighted_seconds_value,
         coalesce(unique_counts.active_value_count, 0) as active_value_count
-    from billing_periods
+    from fee_keys
+    inner join billing_periods
+        on fee_keys.billing_period_id = billing_periods.billing_period_id
     inner join charges
-        on billing_periods.plan_code = charges.plan_code
+        on fee_keys.charge_id = charges.charge_id
     left join usage
-        on usage.billing_period_id = billing_periods.billing_period_id
-        and usage.charge_id = charges.charge_id
+        on usage.billing_period_id = fee_keys.billing_period_id
+        and usage.charge_id = fee_keys.charge_id
+        and coalesce(usage.group_key, '') = coalesce(fee_keys.group_key, '')
     left join unique_counts
-        on unique_counts.billing_period_id = billing_periods.billing_period_id
-        and unique_counts.charge_id = charges.charge_id
+        on unique_counts.billing_period_id = fee_keys.billing_period_id
+        and unique_counts.charge_id = fee_keys.charge_id
+        and unique_counts.group_key = coalesce(fee_keys.group_key, '')
 ),
 
 carried as (
@@ -57,7 +109,7 @@ carried as (
         charge_fees.*,
         -- The level reached before this period: what recurring metrics start from.
         coalesce(sum(charge_fees.period_sum) over (
-            partition by charge_fees.subscription_id, charge_fees.charge_id
+            partition by charge_fees.subscription_id, charge_fees.charge_id, charge_fees.group_key
             order by charge_fees.period_start_at
             rows between unbounded preceding and 1 preceding
         ), 0) as level_before
@@ -95,6 +147,7 @@ final as (
         aggregated.invoice_line_id,
         aggregated.billing_period_id,
         aggregated.charge_id,
+        aggregated.group_key,
         aggregated.aggregation,
         aggregated.event_count,
         aggregated.aggregated_units,

@@ -31,6 +31,10 @@ charges as (
     select * from {{ ref('stg_catalog__charges') }}
 ),
 
+filter_values as (
+    select * from {{ ref('stg_catalog__charge_filter_values') }}
+),
+
 candidates as (
     {% if is_incremental() %}
     select events.*
@@ -88,22 +92,74 @@ matched as (
     left join charges
         on billing_periods.plan_code = charges.plan_code
         and resolved.metric_code = charges.metric_code
+        and charges.filter_position is null
+),
+
+-- The filters an event satisfies on every one of their keys; the most specific (most keys,
+-- then the first declared) prices it, else the charge's default price does.
+filter_matches as (
+    select
+        matched.event_id,
+        filter_values.charge_id as filter_charge_id,
+        filter_values.filter_key_count,
+        filter_values.filter_position
+    from matched
+    inner join filter_values
+        on matched.charge_id = filter_values.parent_charge_id
+        and {{ json_property_text('matched.properties', 'filter_values.filter_key') }} = filter_values.filter_value
+    group by 1, 2, 3, 4
+    having count(*) = filter_values.filter_key_count
+),
+
+best_filters as (
+    select ranked.event_id, ranked.filter_charge_id
+    from (
+        select
+            filter_matches.*,
+            row_number() over (
+                partition by filter_matches.event_id
+                order by filter_matches.filter_key_count desc, filter_matches.filter_position
+            ) as specificity_rank
+        from filter_matches
+    ) as ranked
+    where ranked.specificity_rank = 1
+),
+
+priced as (
+    select
+        matched.*,
+        coalesce(best_filters.filter_charge_id, matched.charge_id) as price_charge_id,
+        -- Pricing groups: the event's values of the charge's group keys, e.g. "region=eu".
+        case when charges.group_key_1 is not null then
+            charges.group_key_1 || '=' || coalesce({{ json_property_text('matched.properties', 'charges.group_key_1') }}, '')
+            || case when charges.group_key_2 is not null then
+                '|' || charges.group_key_2 || '=' || coalesce({{ json_property_text('matched.properties', 'charges.group_key_2') }}, '')
+                else '' end
+            || case when charges.group_key_3 is not null then
+                '|' || charges.group_key_3 || '=' || coalesce({{ json_property_text('matched.properties', 'charges.group_key_3') }}, '')
+                else '' end
+        end as group_key
+    from matched
+    left join best_filters
+        on matched.event_id = best_filters.event_id
+    left join charges
+        on matched.charge_id = charges.charge_id
 ),
 
 classified as (
     select
-        matched.*,
+        priced.*,
         case
-            when matched.event_at >= {{ as_of_timestamp() }} then 'after_cutoff'
-            when matched.external_subscription_id is not null and matched.subscription_by_id is null
+            when priced.event_at >= {{ as_of_timestamp() }} then 'after_cutoff'
+            when priced.external_subscription_id is not null and priced.subscription_by_id is null
                 then 'unknown_subscription'
-            when matched.external_subscription_id is null and matched.known_customer_id is null
+            when priced.external_subscription_id is null and priced.known_customer_id is null
                 then 'unknown_customer'
-            when matched.subscription_id is null then 'no_active_subscription'
-            when matched.billing_period_id is null then 'outside_subscription_period'
-            when matched.charge_id is null then 'metric_not_in_plan'
+            when priced.subscription_id is null then 'no_active_subscription'
+            when priced.billing_period_id is null then 'outside_subscription_period'
+            when priced.charge_id is null then 'metric_not_in_plan'
         end as exclusion_reason
-    from matched
+    from priced
 ),
 
 final as (
@@ -115,9 +171,12 @@ final as (
         classified.subscription_id,
         case when classified.exclusion_reason is null then classified.customer_id end as customer_id,
         case when classified.exclusion_reason is null then classified.billing_period_id end as billing_period_id,
-        case when classified.exclusion_reason is null then classified.charge_id end as charge_id,
+        -- The price the event is billed at: the charge's default, or the filter it matched.
+        case when classified.exclusion_reason is null then classified.price_charge_id end as charge_id,
+        case when classified.exclusion_reason is null then classified.group_key end as group_key,
         case when classified.exclusion_reason is null
-            then {{ dbt.hash("classified.billing_period_id || '|' || classified.charge_id") }}
+            then {{ dbt.hash("classified.billing_period_id || '|' || classified.price_charge_id"
+                             ~ " || coalesce('|' || classified.group_key, '')") }}
         end as invoice_line_id,
         -- What the event adds: 1 to a count or a unique count, its field's value otherwise.
         case

@@ -27,6 +27,10 @@ usage as (
     select * from {{ ref('int_usage') }}
 ),
 
+charge_units as (
+    select * from {{ ref('int_charge_units') }}
+),
+
 charge_fees as (
     select
         rated_tiers.invoice_line_id,
@@ -56,7 +60,10 @@ usage_fees as (
         charge_fees.charge_id,
         charges.metric_code,
         charges.charge_model,
-        charges.invoice_display_name as description,
+        -- A pricing group is shown after the price's name: "Input tokens (atlas-large) · region=eu".
+        charges.invoice_display_name
+            || coalesce(' · ' || replace(charge_units.group_key, '|', ', '), '') as description,
+        charge_units.group_key,
         charge_fees.units,
         charge_fees.precise_amount,
         coalesce(usage.event_count, 0) as event_count,
@@ -67,6 +74,8 @@ usage_fees as (
         on charge_fees.billing_period_id = billing_periods.billing_period_id
     inner join charges
         on charge_fees.charge_id = charges.charge_id
+    inner join charge_units
+        on charge_fees.invoice_line_id = charge_units.invoice_line_id
     left join usage
         on charge_fees.invoice_line_id = usage.invoice_line_id
 ),
@@ -80,6 +89,7 @@ subscription_fees as (
         cast(null as {{ dbt.type_string() }}) as metric_code,
         cast(null as {{ dbt.type_string() }}) as charge_model,
         plans.invoice_display_name as description,
+        cast(null as {{ dbt.type_string() }}) as group_key,
         -- Whole-day proration: billed days / days in the full period (docs/money.md).
         cast(1 as {{ quantity_type() }}) as units,
         {{ divide_exactly("plans.base_amount * billing_periods.billed_days", "billing_periods.days_in_period") }}
@@ -94,33 +104,46 @@ subscription_fees as (
     where plans.base_amount > 0
 ),
 
--- Spending minimum: when a charge's fees for a period stay under its minimum (prorated like
--- the base fee), a true-up fee tops them up to it.
-true_up_fees as (
+-- Spending minimum: when a charge's fees for a period (all its prices and groups together)
+-- stay under its minimum, prorated like the base fee, a true-up fee tops them up to it.
+charge_totals as (
     select
-        {{ dbt.hash("usage_fees.billing_period_id || '|' || usage_fees.charge_id || '|true_up'") }}
-            as invoice_line_id,
-        'true_up' as fee_kind,
         usage_fees.billing_period_id,
-        usage_fees.charge_id,
-        usage_fees.metric_code,
-        usage_fees.charge_model,
-        usage_fees.description || ' (minimum spend)' as description,
-        cast(1 as {{ quantity_type() }}) as units,
-        {{ to_precise_money(
-            divide_exactly("charges.min_amount * billing_periods.billed_days", "billing_periods.days_in_period")
-            ~ " - usage_fees.precise_amount") }} as precise_amount,
-        0 as event_count,
-        {{ divide_exactly("billing_periods.billed_days", "billing_periods.days_in_period") }} as proration_factor,
-        usage_fees.invoice_at
+        charges.parent_charge_id,
+        sum(usage_fees.precise_amount) as charged_amount,
+        max(usage_fees.invoice_at) as invoice_at
     from usage_fees
     inner join charges
         on usage_fees.charge_id = charges.charge_id
+    group by 1, 2
+),
+
+true_up_fees as (
+    select
+        {{ dbt.hash("charge_totals.billing_period_id || '|' || charge_totals.parent_charge_id || '|true_up'") }}
+            as invoice_line_id,
+        'true_up' as fee_kind,
+        charge_totals.billing_period_id,
+        parent.charge_id,
+        parent.metric_code,
+        parent.charge_model,
+        parent.invoice_display_name || ' (minimum spend)' as description,
+        cast(null as {{ dbt.type_string() }}) as group_key,
+        cast(1 as {{ quantity_type() }}) as units,
+        {{ to_precise_money(
+            divide_exactly("parent.min_amount * billing_periods.billed_days", "billing_periods.days_in_period")
+            ~ " - charge_totals.charged_amount") }} as precise_amount,
+        0 as event_count,
+        {{ divide_exactly("billing_periods.billed_days", "billing_periods.days_in_period") }} as proration_factor,
+        charge_totals.invoice_at
+    from charge_totals
+    inner join charges as parent
+        on charge_totals.parent_charge_id = parent.charge_id
     inner join billing_periods
-        on usage_fees.billing_period_id = billing_periods.billing_period_id
-    where charges.min_amount is not null
-        and {{ divide_exactly("charges.min_amount * billing_periods.billed_days", "billing_periods.days_in_period") }}
-            > usage_fees.precise_amount
+        on charge_totals.billing_period_id = billing_periods.billing_period_id
+    where parent.min_amount is not null
+        and {{ divide_exactly("parent.min_amount * billing_periods.billed_days", "billing_periods.days_in_period") }}
+            > charge_totals.charged_amount
 ),
 
 all_fees as (
@@ -145,6 +168,7 @@ final as (
         all_fees.metric_code,
         all_fees.charge_model,
         all_fees.description,
+        all_fees.group_key,
         billing_periods.currency,
         billing_periods.minor_unit,
         billing_periods.service_start_at,

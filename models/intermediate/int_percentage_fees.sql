@@ -1,4 +1,4 @@
--- One row per percentage charge fee (subscription x billing period x charge): rate % of the
+-- One row per percentage charge fee (a line of int_charge_units): rate % of the
 -- summed amount, plus a fixed fee per paying event, after free units, with optional per-
 -- transaction minimum and maximum. The established engine's rules (docs/charge-models.md):
 -- - free units: the first `free_units_per_events` events, or the amount up to
@@ -8,8 +8,8 @@
 -- - with a per-transaction minimum or maximum, each event is priced on its own (what is left of
 --   the free amount comes off the event that exhausts it) and clamped.
 -- Events are taken in time order (event_at, then event_id) for the running totals.
-with billing_periods as (
-    select * from {{ ref('int_billing_periods') }}
+with charge_units as (
+    select * from {{ ref('int_charge_units') }}
 ),
 
 charges as (
@@ -24,8 +24,8 @@ matched_events as (
 
 charge_fees as (
     select
-        {{ dbt.hash("billing_periods.billing_period_id || '|' || charges.charge_id") }} as invoice_line_id,
-        billing_periods.billing_period_id,
+        charge_units.invoice_line_id,
+        charge_units.billing_period_id,
         charges.charge_id,
         charges.rate,
         charges.fixed_amount,
@@ -33,9 +33,9 @@ charge_fees as (
         coalesce(charges.free_units_per_total_aggregation, 0) as free_amount_limit,
         charges.per_transaction_min_amount,
         charges.per_transaction_max_amount
-    from billing_periods
+    from charge_units
     inner join charges
-        on billing_periods.plan_code = charges.plan_code
+        on charge_units.charge_id = charges.charge_id
 ),
 
 ordered_events as (

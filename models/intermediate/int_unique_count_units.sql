@@ -1,4 +1,5 @@
--- One row per billing period and recurring unique_count charge: how many distinct values were
+-- One row per billing period, recurring unique_count price and pricing group (group_key '' when
+-- the charge has none): how many distinct values were
 -- active at some time in the period (seats, licences). A value is active from an `add` until a
 -- `remove`; values active when the period starts carry over from earlier periods of the
 -- subscription, and a value added in the period counts once even if it is removed again.
@@ -16,22 +17,11 @@ matched_events as (
     where invoice_line_id is not null and unique_value is not null
 ),
 
-periods as (
-    select
-        billing_periods.billing_period_id,
-        billing_periods.subscription_id,
-        billing_periods.service_start_at,
-        billing_periods.service_end_at,
-        charges.charge_id
-    from billing_periods
-    inner join charges
-        on billing_periods.plan_code = charges.plan_code
-),
-
 value_events as (
     select
         matched_events.subscription_id,
         matched_events.charge_id,
+        coalesce(matched_events.group_key, '') as group_key,
         matched_events.unique_value,
         matched_events.operation_type,
         matched_events.event_at,
@@ -41,35 +31,52 @@ value_events as (
         on matched_events.charge_id = charges.charge_id
 ),
 
+periods as (
+    select
+        billing_periods.billing_period_id,
+        billing_periods.subscription_id,
+        billing_periods.service_start_at,
+        billing_periods.service_end_at,
+        series.charge_id,
+        series.group_key
+    from billing_periods
+    inner join (select distinct subscription_id, charge_id, group_key from value_events) as series
+        on billing_periods.subscription_id = series.subscription_id
+),
+
 operations_before as (
     select
         periods.billing_period_id,
         periods.charge_id,
+        periods.group_key,
         value_events.unique_value,
         value_events.operation_type,
         row_number() over (
-            partition by periods.billing_period_id, periods.charge_id, value_events.unique_value
+            partition by periods.billing_period_id, periods.charge_id, periods.group_key, value_events.unique_value
             order by value_events.event_at desc, value_events.event_id desc
         ) as recency
     from periods
     inner join value_events
         on periods.subscription_id = value_events.subscription_id
         and periods.charge_id = value_events.charge_id
+        and periods.group_key = value_events.group_key
         and value_events.event_at < periods.service_start_at
 ),
 
 active_values as (
-    select operations_before.billing_period_id, operations_before.charge_id, operations_before.unique_value
+    select operations_before.billing_period_id, operations_before.charge_id, operations_before.group_key,
+        operations_before.unique_value
     from operations_before
     where operations_before.recency = 1 and operations_before.operation_type = 'add'
 
     union
 
-    select periods.billing_period_id, periods.charge_id, value_events.unique_value
+    select periods.billing_period_id, periods.charge_id, periods.group_key, value_events.unique_value
     from periods
     inner join value_events
         on periods.subscription_id = value_events.subscription_id
         and periods.charge_id = value_events.charge_id
+        and periods.group_key = value_events.group_key
         and value_events.event_at >= periods.service_start_at
         and value_events.event_at < periods.service_end_at
     where value_events.operation_type = 'add'
@@ -79,12 +86,14 @@ final as (
     select
         periods.billing_period_id,
         periods.charge_id,
+        periods.group_key,
         count(distinct active_values.unique_value) as active_value_count
     from periods
     left join active_values
         on periods.billing_period_id = active_values.billing_period_id
         and periods.charge_id = active_values.charge_id
-    group by 1, 2
+        and periods.group_key = active_values.group_key
+    group by 1, 2, 3
 )
 
 select * from final

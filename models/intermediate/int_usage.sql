@@ -54,6 +54,7 @@ final as (
         line_events.invoice_line_id,
         line_events.billing_period_id,
         line_events.charge_id,
+        line_events.group_key,
         line_events.subscription_id,
         cast(sum(line_events.units) as {{ quantity_type() }}) as units,
         count(*) as event_count,
@@ -67,7 +68,7 @@ final as (
         max(line_events.event_at) as last_event_at,
         max(line_events.matched_at) as last_matched_at
     from line_events
-    group by 1, 2, 3, 4
+    group by 1, 2, 3, 4, 5
 )
 
 select * from final

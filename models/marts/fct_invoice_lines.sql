@@ -17,6 +17,7 @@ final as (
         fees.metric_code,
         fees.charge_model,
         fees.description,
+        fees.group_key,
         fees.currency,
         fees.service_start_date as service_period_start,
         fees.service_last_date as service_period_end,

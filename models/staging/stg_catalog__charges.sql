@@ -1,4 +1,5 @@
--- One row per charge: a plan's price for one billable metric.
+-- One row per price of a charge: a plan's default price for one billable metric, and one more
+-- row per filter of that charge (a separately priced bucket, parent_charge_id = the default).
 with charges as (
     select * from {{ source('catalog', 'charges') }}
 ),
@@ -28,7 +29,12 @@ final as (
         charges.free_units_per_events,
         {{ to_precise_money('charges.free_units_per_total_aggregation') }} as free_units_per_total_aggregation,
         {{ to_precise_money('charges.per_transaction_min_amount') }} as per_transaction_min_amount,
-        {{ to_precise_money('charges.per_transaction_max_amount') }} as per_transaction_max_amount
+        {{ to_precise_money('charges.per_transaction_max_amount') }} as per_transaction_max_amount,
+        charges.parent_charge_id,
+        charges.filter_position,
+        charges.group_key_1,
+        charges.group_key_2,
+        charges.group_key_3
     from charges
     inner join metrics
         on charges.metric_code = metrics.metric_code
