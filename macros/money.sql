@@ -70,3 +70,12 @@
         as decimal(38, 0)
     )
 {%- endmacro %}
+
+{#- The units of a graduated tier (above lower_bound, up to to_value) when the total is `units`. -#}
+{% macro units_in_tier(units, lower_bound, to_value) -%}
+    case
+        when {{ units }} <= {{ lower_bound }} then 0
+        when {{ to_value }} is null or {{ units }} < {{ to_value }} then {{ units }} - {{ lower_bound }}
+        else {{ to_value }} - {{ lower_bound }}
+    end
+{%- endmacro %}

@@ -318,6 +318,8 @@ class Charge(_Strict):
     properties: Any = Field(default=None, validate_default=True)
     min_amount: Decimal | None = None
     """Spending minimum per period: a true-up fee tops the charge's fees up to it (prorated)."""
+    pay_in_advance: bool = False
+    """Bill each event its marginal amount when it arrives, instead of the period at its end."""
     invoice_display_name: str | None = None
     filters: list[ChargeFilter] = []
     """Buckets priced on their own; `properties` prices the events that match none of them."""
@@ -604,6 +606,9 @@ def read_catalog(
                 )
             _check_charge_filters(plans_path, f"{where} > charges[{charge_index}]", charge,
                                   metrics_by_code[charge.metric])
+            if charge.pay_in_advance:
+                _check_in_advance(plans_path, f"{where} > charges[{charge_index}]", charge,
+                                  metrics_by_code[charge.metric])
     plans_by_code = {p.code: p for p in plans}
 
     coupons_path = directory / "coupons.yml"
@@ -737,6 +742,28 @@ def _check_charge_filters(path: Path, where: str, charge: Charge, metric: Billab
         raise CatalogError(path, f"{where} > pricing_group_keys", f"at most {MAX_GROUP_KEYS} distinct keys")
 
 
+IN_ADVANCE_MODELS = {"standard", "package", "graduated", "dynamic"}
+IN_ADVANCE_AGGREGATIONS = {"count", "sum", "unique_count"}
+
+
+def _check_in_advance(path: Path, where: str, charge: Charge, metric: BillableMetric) -> None:
+    """In advance, each event pays what it adds to the period's amount. A volume price would
+    re-price every earlier unit (refunds), and a max, latest or time-weighted level has no
+    per-event increment, so those cannot be billed in advance; percentage models and recurring
+    metrics in advance are not supported yet."""
+    if charge.charge_model not in IN_ADVANCE_MODELS:
+        raise CatalogError(path, f"{where} > pay_in_advance",
+                           f"a {charge.charge_model} charge cannot be billed in advance "
+                           f"(in advance: {', '.join(sorted(IN_ADVANCE_MODELS))})")
+    if metric.aggregation not in IN_ADVANCE_AGGREGATIONS or metric.recurring:
+        kind = f"recurring {metric.aggregation}" if metric.recurring else metric.aggregation
+        raise CatalogError(path, f"{where} > pay_in_advance",
+                           f"metric {metric.code!r} ({kind}) cannot be billed in advance "
+                           f"(in advance: metered {', '.join(sorted(IN_ADVANCE_AGGREGATIONS))})")
+    if charge.min_amount is not None:
+        raise CatalogError(path, f"{where} > min_amount", "a spending minimum needs a charge billed in arrears")
+
+
 def _check_one_active_subscription(path: Path, subscriptions: list[Subscription], rows: dict[str, int]) -> None:
     """Events may name only a customer; that must resolve to one subscription at any instant."""
     by_customer: dict[str, list[Subscription]] = {}
@@ -788,6 +815,7 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
         ("parent_charge_id", "varchar"), ("filter_position", "integer"),
         # pricing groups
         ("group_key_1", "varchar"), ("group_key_2", "varchar"), ("group_key_3", "varchar"),
+        ("is_pay_in_advance", "boolean"),
     ],
     "catalog.charge_filter_values": [
         ("charge_id", "varchar"), ("filter_key", "varchar"), ("filter_value", "varchar"),
@@ -852,7 +880,7 @@ def _charge_row(charge_id: str, plan: Plan, position: int, charge: Charge, *, pr
         percentage.free_units_per_total_aggregation if percentage else None,
         percentage.per_transaction_min_amount if percentage else None,
         percentage.per_transaction_max_amount if percentage else None,
-        parent_charge_id or charge_id, filter_position, *groups,
+        parent_charge_id or charge_id, filter_position, *groups, charge.pay_in_advance,
     )
 
 

@@ -48,3 +48,46 @@ def test_postgres_invoices_equal_duckdb(tmp_path, monkeypatch, postgres_server):
     strip = lambda items: [{k: v for k, v in i.items() if k != "computed_as_of"} for i in items]  # noqa: E731
     assert strip(postgres_invoices) == strip(duckdb_invoices)
     assert sorted(postgres_outcomes) == sorted(duckdb_outcomes)
+
+
+FIXTURE_CASES = {
+    "charge_models": datetime(2026, 11, 15, 12),
+    "aggregations": datetime(2026, 11, 15),
+    "filters_groups": datetime(2026, 11, 15),
+    "in_advance": datetime(2026, 11, 15),
+}
+
+
+def _reset_postgres(server) -> None:
+    import psycopg2
+
+    with psycopg2.connect(server.dsn) as connection:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            for schema in ("raw", "catalog", "staging", "intermediate", "marts", "reference"):
+                cursor.execute(f"drop schema if exists {schema} cascade")
+
+
+@pytest.mark.parametrize("case", sorted(FIXTURE_CASES))
+def test_every_pricing_feature_bills_the_same_on_postgres(tmp_path, monkeypatch, postgres_server, case):
+    """Each hand-computed fixture (charge models, aggregations, filters and groups, in advance)
+    gives the same invoices on PostgreSQL as on DuckDB."""
+    from orchestration import pipeline
+
+    source = FIXTURES / case
+    expected = pipeline.simulate(source / "catalog", [source / "events.jsonl"], as_of=FIXTURE_CASES[case]).invoices
+
+    home = tmp_path / "home"
+    shutil.copytree(source / "catalog", home / "catalog")
+    (home / "landing").mkdir()
+    shutil.copy(source / "events.jsonl", home / "landing")
+    _reset_postgres(postgres_server)
+    monkeypatch.setenv("METERLINE_TARGET", "postgres")
+    for key, value in postgres_server.env().items():
+        monkeypatch.setenv(key, value)
+    settings = get_settings(home)
+    run_all(settings, as_of=FIXTURE_CASES[case])
+    with connect(settings) as warehouse:
+        actual = fetch_invoices(warehouse)
+    strip = lambda items: [{k: v for k, v in i.items() if k != "computed_as_of"} for i in items]  # noqa: E731
+    assert strip(actual) == strip(expected)

@@ -60,10 +60,7 @@ tier_units as (
                     case when tiers.from_value <= ceil(charge_fees.units)
                         and (tiers.to_value is null or charge_fees.units <= tiers.to_value)
                         then charge_fees.units else 0 end
-                when charge_fees.units <= tiers.lower_bound then 0
-                when tiers.to_value is null or charge_fees.units < tiers.to_value
-                    then charge_fees.units - tiers.lower_bound
-                else tiers.to_value - tiers.lower_bound
+                else {{ units_in_tier('charge_fees.units', 'tiers.lower_bound', 'tiers.to_value') }}
             end
             as {{ quantity_type() }}
         ) as units_in_tier,

@@ -21,8 +21,8 @@ unique_counts as (
     select * from {{ ref('int_unique_count_units') }}
 ),
 
--- The fees: every period x price of a charge without pricing groups (a line even without
--- events); for grouped charges, each group a period has events for, and for recurring metrics
+-- The fees billed in arrears (in-advance ones are int_in_advance_fees): every period x price of
+-- a charge without pricing groups (a line even without events); for grouped charges, each group a period has events for, and for recurring metrics
 -- also every later period of the subscription (the level carries on).
 groups_seen as (
     select
@@ -46,6 +46,7 @@ fee_keys as (
     inner join charges
         on billing_periods.plan_code = charges.plan_code
     where charges.group_key_1 is null
+        and not charges.is_pay_in_advance
 
     union all
 
@@ -63,8 +64,9 @@ fee_keys as (
         on usage.billing_period_id = billing_periods.billing_period_id
         and usage.charge_id = charges.charge_id
         and usage.group_key = groups_seen.group_key
-    where usage.invoice_line_id is not null
-        or (charges.is_recurring and billing_periods.period_start_at >= groups_seen.first_period_start_at)
+    where not charges.is_pay_in_advance
+        and (usage.invoice_line_id is not null
+            or (charges.is_recurring and billing_periods.period_start_at >= groups_seen.first_period_start_at))
 ),
 
 charge_fees as (

@@ -129,6 +129,7 @@ priced as (
     select
         matched.*,
         coalesce(best_filters.filter_charge_id, matched.charge_id) as price_charge_id,
+        coalesce(charges.is_pay_in_advance, false) as is_pay_in_advance,
         -- Pricing groups: the event's values of the charge's group keys, e.g. "region=eu".
         case when charges.group_key_1 is not null then
             charges.group_key_1 || '=' || coalesce({{ json_property_text('matched.properties', 'charges.group_key_1') }}, '')
@@ -174,9 +175,12 @@ final as (
         -- The price the event is billed at: the charge's default, or the filter it matched.
         case when classified.exclusion_reason is null then classified.price_charge_id end as charge_id,
         case when classified.exclusion_reason is null then classified.group_key end as group_key,
+        -- An event billed in advance is a line of its own, invoiced when it happens.
         case when classified.exclusion_reason is null
             then {{ dbt.hash("classified.billing_period_id || '|' || classified.price_charge_id"
-                             ~ " || coalesce('|' || classified.group_key, '')") }}
+                             ~ " || coalesce('|' || classified.group_key, '')"
+                             ~ " || case when classified.is_pay_in_advance then '|advance|' || classified.event_id"
+                             ~ " else '' end") }}
         end as invoice_line_id,
         -- What the event adds: 1 to a count or a unique count, its field's value otherwise.
         case

@@ -31,6 +31,10 @@ charge_units as (
     select * from {{ ref('int_charge_units') }}
 ),
 
+in_advance_fees as (
+    select * from {{ ref('int_in_advance_fees') }}
+),
+
 charge_fees as (
     select
         rated_tiers.invoice_line_id,
@@ -104,6 +108,27 @@ subscription_fees as (
     where plans.base_amount > 0
 ),
 
+advance_fees as (
+    select
+        in_advance_fees.invoice_line_id,
+        'charge' as fee_kind,
+        in_advance_fees.billing_period_id,
+        in_advance_fees.charge_id,
+        charges.metric_code,
+        charges.charge_model,
+        charges.invoice_display_name || ' (in advance)'
+            || coalesce(' · ' || replace(in_advance_fees.group_key, '|', ', '), '') as description,
+        in_advance_fees.group_key,
+        in_advance_fees.units,
+        in_advance_fees.precise_amount,
+        1 as event_count,
+        cast(1 as {{ precise_money_type() }}) as proration_factor,
+        in_advance_fees.event_at as invoice_at
+    from in_advance_fees
+    inner join charges
+        on in_advance_fees.charge_id = charges.charge_id
+),
+
 -- Spending minimum: when a charge's fees for a period (all its prices and groups together)
 -- stay under its minimum, prorated like the base fee, a true-up fee tops them up to it.
 charge_totals as (
@@ -148,6 +173,8 @@ true_up_fees as (
 
 all_fees as (
     select * from usage_fees
+    union all
+    select * from advance_fees
     union all
     select * from subscription_fees
     union all

@@ -34,7 +34,8 @@ final as (
         charges.filter_position,
         charges.group_key_1,
         charges.group_key_2,
-        charges.group_key_3
+        charges.group_key_3,
+        coalesce(charges.is_pay_in_advance, false) as is_pay_in_advance
     from charges
     inner join metrics
         on charges.metric_code = metrics.metric_code
