@@ -92,3 +92,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_exit_status)
+
+
+def catalog_error_after_edit(catalog: Path, tmp_path: Path, old: str, new: str):
+    """Copy a catalog, replace `old` by `new` in its plans.yml, and return the CatalogError that
+    reading it raises (the test fails if the edit does not apply or nothing is raised)."""
+    from orchestration.catalog import CatalogError, read_catalog
+
+    copy = tmp_path / "edited_catalog"
+    shutil.copytree(catalog, copy)
+    plans = copy / "plans.yml"
+    text = plans.read_text()
+    assert old in text, f"the edit does not apply: {old!r}"
+    plans.write_text(text.replace(old, new))
+    with pytest.raises(CatalogError) as raised:
+        read_catalog(copy)
+    assert str(raised.value).startswith(f"{plans}: ")
+    return raised.value

@@ -30,8 +30,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import pipeline
-from orchestration.catalog import CatalogError, read_catalog
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, catalog_error_after_edit
 
 CASE = FIXTURES / "charge_models"
 AS_OF = datetime(2026, 11, 15, 12)
@@ -106,30 +105,13 @@ def test_simulate_cli_prints_the_same_json(tmp_path):
     ],
 )
 def test_invalid_charge_properties_name_the_field(tmp_path, edit, expected):
-    catalog = tmp_path / "catalog"
-    import shutil
-
-    shutil.copytree(CASE / "catalog", catalog)
-    plans = catalog / "plans.yml"
-    old, new = edit
-    assert old in plans.read_text()
-    plans.write_text(plans.read_text().replace(old, new))
-    with pytest.raises(CatalogError) as raised:
-        read_catalog(catalog)
-    assert str(plans) in str(raised.value)
-    assert expected in str(raised.value), str(raised.value)
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, *edit)
+    assert expected in str(error), str(error)
 
 
 def test_model_must_fit_the_aggregation(tmp_path):
-    import shutil
-
-    catalog = tmp_path / "catalog"
-    shutil.copytree(CASE / "catalog", catalog)
-    plans = catalog / "plans.yml"
-    plans.write_text(plans.read_text().replace("- metric: compute_cost\n        charge_model: dynamic",
-                                               "- metric: requests\n        charge_model: dynamic", 1)
-                     .replace("- metric: requests\n        charge_model: standard",
-                              "- metric: compute_cost\n        charge_model: standard", 1))
-    with pytest.raises(CatalogError) as raised:
-        read_catalog(catalog)
-    assert "charge_model: dynamic cannot price metric 'requests' (count aggregation); it needs: sum" in str(raised.value)
+    # compute_cost and requests swap charge models: dynamic cannot price a count.
+    swapped = ("- metric: requests\n        charge_model: standard\n        properties: {amount: \"0.5\"}",
+               "- metric: requests\n        charge_model: dynamic")
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, *swapped)
+    assert "charge_model: dynamic cannot price metric 'requests' (count aggregation); it needs: sum" in str(error)

@@ -17,14 +17,12 @@ Total 31.60: every event on exactly one line.
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime
 
 import pytest
 
 from orchestration import pipeline
-from orchestration.catalog import CatalogError, read_catalog
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, catalog_error_after_edit
 
 CASE = FIXTURES / "filters_groups"
 
@@ -60,10 +58,5 @@ def test_each_event_is_priced_by_its_most_specific_filter_and_group():
     ],
 )
 def test_invalid_filters_name_the_field(tmp_path, old, new, expected):
-    shutil.copytree(CASE / "catalog", tmp_path / "catalog")
-    plans = tmp_path / "catalog" / "plans.yml"
-    assert old in plans.read_text()
-    plans.write_text(plans.read_text().replace(old, new))
-    with pytest.raises(CatalogError) as raised:
-        read_catalog(tmp_path / "catalog")
-    assert expected in str(raised.value), str(raised.value)
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, old, new)
+    assert expected in str(error), str(error)

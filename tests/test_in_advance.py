@@ -14,7 +14,6 @@ peak_gpus is billed in arrears as usual: max 3 -> 3.00 on the period's invoice o
 
 from __future__ import annotations
 
-import shutil
 from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
@@ -22,8 +21,7 @@ from decimal import Decimal
 import pytest
 
 from orchestration import pipeline
-from orchestration.catalog import CatalogError, read_catalog
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, catalog_error_after_edit
 
 CASE = FIXTURES / "in_advance"
 
@@ -70,10 +68,5 @@ def test_arrears_charges_stay_on_the_period_invoice(invoices):
     ],
 )
 def test_what_cannot_be_billed_in_advance_is_refused(tmp_path, old, new, expected):
-    shutil.copytree(CASE / "catalog", tmp_path / "catalog")
-    plans = tmp_path / "catalog" / "plans.yml"
-    assert old in plans.read_text()
-    plans.write_text(plans.read_text().replace(old, new))
-    with pytest.raises(CatalogError) as raised:
-        read_catalog(tmp_path / "catalog")
-    assert expected in str(raised.value), str(raised.value)
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, old, new)
+    assert expected in str(error), str(error)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -41,9 +41,10 @@ PRECISE_TYPE = "DECIMAL(38,12)"
 
 # The relations the two models read, with the columns they use and the real models' types
 # (unit tests in models/intermediate/_charge_models.yml; orchestration/catalog.py CATALOG_TABLES).
-# The per-charge units come from int_usage or, in newer versions, int_charge_units: both exist.
+# The charge fees and their units come from int_charge_units (earlier versions: int_billing_periods
+# x the plan's charges, with the units of int_usage): the harness fills whichever is read.
 _UNITS_COLUMNS = [("invoice_line_id", "varchar"), ("billing_period_id", "varchar"), ("charge_id", "varchar"),
-                  ("units", QUANTITY)]
+                  ("group_key", "varchar"), ("units", QUANTITY)]
 INPUT_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "int_billing_periods": [("billing_period_id", "varchar"), ("plan_code", "varchar")],
     "int_usage": _UNITS_COLUMNS,
@@ -64,6 +65,14 @@ INPUT_COLUMNS: dict[str, list[tuple[str, str]]] = {
     ],
 }
 UNITS_RELATIONS = ("int_usage", "int_charge_units")
+
+# Examples per property: the counts below x PRICING_PROPERTIES_SCALE (e.g. 20 for a deep search).
+SCALE = float(os.environ.get("PRICING_PROPERTIES_SCALE", "1"))
+
+
+def examples(count: int) -> int:
+    return max(1, round(count * SCALE))
+
 
 SETTINGS = dict(
     deadline=None,
@@ -175,10 +184,26 @@ class Pricing:
     def load(self, charges: list[Charge], periods: list[tuple[str, str]],
              units: dict[tuple[str, str], Decimal] | None = None,
              events: dict[tuple[str, str], list[Event]] | None = None) -> None:
-        """periods: (billing_period_id, plan_code); units and events by (billing_period_id, charge_id)."""
+        """periods: (billing_period_id, plan_code); units and events by (billing_period_id, charge_id).
+
+        Every charge of a period's plan is a charge fee (an invoice line), with or without
+        events, as int_charge_units lists them: its units are the given units, else the sum of
+        its events, else 0."""
+        units, events = units or {}, events or {}
         for table in self.tables.values():
             self.con.execute(f"delete from {table}")
+        lines = []
+        for period, plan in periods:
+            for charge in charges:
+                if charge.plan_code == plan:
+                    key = (period, charge.charge_id)
+                    with localcontext(EXACT):
+                        total = units.get(key, sum((e.units for e in events.get(key, [])), ZERO))
+                    lines.append((line_id(*key), period, charge.charge_id, None, total))
+        assert {key for key in [*units, *events]} <= {(period, charge) for _, period, charge, _, _ in lines}
         self._insert("int_billing_periods", periods)
+        if self.units_table:
+            self._insert(self.units_table, lines)
         self._insert("stg_catalog__charges", [
             (c.charge_id, c.plan_code, c.charge_model, c.package_size, c.free_units, c.rate, c.fixed_amount,
              c.free_units_per_events, c.free_units_per_total_aggregation, c.per_transaction_min_amount,
@@ -192,15 +217,10 @@ class Pricing:
              t.per_unit_amount, t.flat_amount)
             for c in charges for index, t in enumerate(c.tiers)
         ])
-        if self.units_table and units:
-            self._insert(self.units_table, [
-                (line_id(period, charge), period, charge, value) for (period, charge), value in units.items()
-            ])
-        if events:
-            self._insert("int_events_matched", [
-                (line_id(period, charge), period, charge, e.event_id, e.event_at, e.units)
-                for (period, charge), line_events in events.items() for e in line_events
-            ])
+        self._insert("int_events_matched", [
+            (line_id(period, charge), period, charge, e.event_id, e.event_at, e.units)
+            for (period, charge), line_events in events.items() for e in line_events
+        ])
 
     def query(self, model: str) -> tuple[list[dict], dict[str, str]]:
         cursor = self.con.execute(self.sql[model])
@@ -429,7 +449,7 @@ def percentage_reference(terms: PercentageTerms, values: list[Decimal]) -> Perce
 # ---------------------------------------------------------------- 1. graduated
 
 
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=examples(200), **SETTINGS)
 @given(data=st.data())
 def test_graduated_matches_reference_slices_and_is_monotonic(pricing: Pricing, data) -> None:
     tiers = data.draw(chained_ranges(amounts()), label="ranges")
@@ -458,7 +478,7 @@ def test_graduated_matches_reference_slices_and_is_monotonic(pricing: Pricing, d
 # ---------------------------------------------------------------- 2. volume and package
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=examples(150), **SETTINGS)
 @given(data=st.data())
 def test_volume_is_non_negative_and_prices_all_units_in_one_range(pricing: Pricing, data) -> None:
     tiers = data.draw(chained_ranges(amounts()), label="ranges")
@@ -490,7 +510,7 @@ def package_case(draw):
     return size, free, price, units
 
 
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=examples(200), **SETTINGS)
 @given(case=package_case())
 def test_package_counts_whole_packages_exactly(pricing: Pricing, case) -> None:
     size, free, price, units = case
@@ -506,7 +526,7 @@ def test_package_counts_whole_packages_exactly(pricing: Pricing, case) -> None:
 # ---------------------------------------------------------------- 3. graduated_percentage
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=examples(150), **SETTINGS)
 @given(data=st.data())
 def test_graduated_percentage_matches_reference_and_is_monotonic(pricing: Pricing, data) -> None:
     rates = st.one_of(st.just(ZERO), decimals(5, 4), decimals(100, 4))
@@ -540,7 +560,9 @@ def event_values(max_places: int) -> st.SearchStrategy[list[Decimal]]:
 
 
 @st.composite
-def percentage_terms(draw, values: list[Decimal], money_places: int, rate_places: int) -> PercentageTerms:
+def percentage_terms(draw, values: list[Decimal], money_places: int, rate_places: int,
+                     limits: bool | None = None) -> PercentageTerms:
+    """limits: None for any, False for no per-transaction limits, True for a minimum and/or maximum."""
     money = st.one_of(decimals(1, money_places), decimals(100, money_places))
     running, totals = ZERO, []
     for value in values:
@@ -550,9 +572,10 @@ def percentage_terms(draw, values: list[Decimal], money_places: int, rate_places
     near_total = (st.tuples(st.sampled_from(totals), st.sampled_from(["-0.000001", "0", "0.000001"]))
                   .map(lambda pair: max(ZERO, pair[0] + Decimal(pair[1]))) if totals else st.nothing())
     free_amount = draw(st.one_of(st.none(), st.just(ZERO), decimals(10**6, money_places), near_total))
-    limits = draw(st.sampled_from(["none", "min", "max", "both"]))
-    low = draw(money) if limits in ("min", "both") else None
-    high = draw(money) if limits in ("max", "both") else None
+    kinds = {None: ["none", "min", "max", "both"], False: ["none"], True: ["min", "max", "both"]}[limits]
+    kind = draw(st.sampled_from(kinds))
+    low = draw(money) if kind in ("min", "both") else None
+    high = draw(money) if kind in ("max", "both") else None
     if low is not None and high is not None and low > high:
         low, high = high, low  # the catalog refuses a minimum above the maximum
     return PercentageTerms(
@@ -597,14 +620,24 @@ def describe(terms: PercentageTerms, values: list[Decimal]) -> str:
     return f"{terms} values(time order)={[str(v) for v in values]}"
 
 
-@settings(max_examples=300, **SETTINGS)
-@given(data=st.data())
-def test_percentage_matches_reference_and_is_never_negative(pricing: Pricing, data) -> None:
+@st.composite
+def percentage_case(draw, value_places: int, money_places: int, rate_places: int, limits: bool | None = None):
+    """(values in time order, terms, events carrying them)."""
+    values = draw(event_values(max_places=value_places))
+    terms = draw(percentage_terms(values, money_places=money_places, rate_places=rate_places, limits=limits))
+    return values, terms, draw(labelled_events(values, "a"))
+
+
+def at(hour: int) -> datetime:
+    return BASE_TIME + timedelta(hours=hour)
+
+
+@settings(max_examples=examples(300), **SETTINGS)
+@given(case=percentage_case(value_places=6, money_places=6, rate_places=4))
+def test_percentage_matches_reference_and_is_never_negative(pricing: Pricing, case) -> None:
     # Money-scale inputs (values and amounts with up to 6 decimals, rates up to 4): every
     # amount is exact at 12 decimals, so this compares the rules, not the rounding.
-    values = data.draw(event_values(max_places=6), label="values")
-    terms = data.draw(percentage_terms(values, money_places=6, rate_places=4), label="terms")
-    events = data.draw(labelled_events(values, "a"), label="events")
+    values, terms, events = case
     pricing.load([percentage_charge(terms)], [("p1", "plan"), ("p0", "plan")], events={("p1", "pct"): events})
     fees = pricing.percentage_fees()
     for period, period_values in (("p1", values), ("p0", [])):
@@ -621,16 +654,14 @@ def test_percentage_matches_reference_and_is_never_negative(pricing: Pricing, da
             assert row["free_events"] == expected.free_events or row["event_count"] == 0
 
 
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=examples(200), **SETTINGS)
 @given(data=st.data())
 def test_percentage_ignores_event_labels_and_row_order(pricing: Pricing, data) -> None:
     values = data.draw(event_values(max_places=6), label="values")
-    terms = data.draw(percentage_terms(values, money_places=6, rate_places=4), label="terms")
-    terms.per_transaction_min_amount = terms.per_transaction_max_amount = None
+    terms = data.draw(percentage_terms(values, money_places=6, rate_places=4, limits=False), label="terms")
     first = data.draw(labelled_events(values, "a"), label="labelling A")
     second = data.draw(labelled_events(values, "b"), label="labelling B")
-    charge = percentage_charge(terms)
-    pricing.load([charge], [("p1", "plan"), ("p2", "plan")],
+    pricing.load([percentage_charge(terms)], [("p1", "plan"), ("p2", "plan")],
                  events={("p1", "pct"): first, ("p2", "pct"): second})
     fees = pricing.percentage_fees()
     a, b = fees[("p1", "pct")], fees[("p2", "pct")]
@@ -639,16 +670,19 @@ def test_percentage_ignores_event_labels_and_row_order(pricing: Pricing, data) -
 
 
 # Full precision: values with up to 9 decimals (decimal(38, 9)), amounts with up to 12
-# (decimal(38, 12)). A precise amount is the exact amount rounded once to 12 decimals.
+# (decimal(38, 12)). A precise amount is the exact amount rounded once to 12 decimals. The
+# @examples pin counterexamples Hypothesis found (shrunk; the free-amount ones restated with a
+# rate so that the amount differs too), so that these tests fail on every run, not on some.
 
 
-@settings(max_examples=150, **SETTINGS)
-@given(data=st.data())
-def test_percentage_free_amount_keeps_its_12_decimals(pricing: Pricing, data) -> None:
-    values = data.draw(event_values(max_places=9), label="values")
-    terms = data.draw(percentage_terms(values, money_places=12, rate_places=4), label="terms")
-    terms.per_transaction_min_amount = terms.per_transaction_max_amount = None
-    events = data.draw(labelled_events(values, "a"), label="events")
+@settings(max_examples=examples(150), **SETTINGS)
+@given(case=percentage_case(value_places=9, money_places=12, rate_places=4, limits=False))
+@example(case=([Decimal("1")], PercentageTerms(rate=Decimal("10"), free_units_per_total_aggregation=Decimal("0.0000000004")),
+               [Event("a0", at(0), Decimal("1"))]))
+@example(case=([Decimal("1")], PercentageTerms(rate=Decimal("10"), free_units_per_total_aggregation=Decimal("0.0000000005")),
+               [Event("a0", at(0), Decimal("1"))]))
+def test_percentage_free_amount_keeps_its_12_decimals(pricing: Pricing, case) -> None:
+    values, terms, events = case
     pricing.load([percentage_charge(terms)], [("p1", "plan")], events={("p1", "pct"): events})
     row = pricing.percentage_fees()[("p1", "pct")]
     expected = percentage_reference(terms, values)
@@ -657,13 +691,14 @@ def test_percentage_free_amount_keeps_its_12_decimals(pricing: Pricing, data) ->
         f"reference free units {expected.free_units}, amount {expected.precise_amount}")
 
 
-@settings(max_examples=150, **SETTINGS)
-@given(data=st.data())
-def test_percentage_per_transaction_amount_is_rounded_once(pricing: Pricing, data) -> None:
-    values = data.draw(event_values(max_places=9), label="values")
-    terms = data.draw(percentage_terms(values, money_places=12, rate_places=6).filter(lambda t: t.has_limits),
-                      label="terms")
-    events = data.draw(labelled_events(values, "a"), label="events")
+@settings(max_examples=examples(150), **SETTINGS)
+@given(case=percentage_case(value_places=9, money_places=12, rate_places=6, limits=True))
+@example(case=([Decimal("0.00001"), Decimal("0.00002")],
+               PercentageTerms(rate=Decimal("0.000052"), per_transaction_min_amount=Decimal("0"),
+                               per_transaction_max_amount=Decimal("1")),
+               [Event("a0", at(0), Decimal("0.00001")), Event("a1", at(0), Decimal("0.00002"))]))
+def test_percentage_per_transaction_amount_is_rounded_once(pricing: Pricing, case) -> None:
+    values, terms, events = case
     pricing.load([percentage_charge(terms)], [("p1", "plan")], events={("p1", "pct"): events})
     row = pricing.percentage_fees()[("p1", "pct")]
     expected = percentage_reference(terms, values)
@@ -723,7 +758,7 @@ def mixed_catalog(draw):
     return charges, units, {("p1", "pct"): events}
 
 
-@settings(max_examples=100, **SETTINGS)
+@settings(max_examples=examples(100), **SETTINGS)
 @given(case=mixed_catalog())
 def test_rated_amounts_are_decimals_with_at_most_12_places(pricing: Pricing, case) -> None:
     charges, units, events = case

@@ -54,6 +54,7 @@ candidates as (
 resolved as (
     select
         candidates.event_id,
+        candidates.transaction_id,
         candidates.metric_code,
         candidates.event_at,
         candidates.loaded_at,
@@ -175,11 +176,12 @@ final as (
         -- The price the event is billed at: the charge's default, or the filter it matched.
         case when classified.exclusion_reason is null then classified.price_charge_id end as charge_id,
         case when classified.exclusion_reason is null then classified.group_key end as group_key,
-        -- An event billed in advance is a line of its own, invoiced when it happens.
+        -- An event billed in advance is a line of its own, invoiced when it happens; its id uses
+        -- the transaction id (unique per subscription once deduplicated), not the load-specific event id.
         case when classified.exclusion_reason is null
             then {{ dbt.hash("classified.billing_period_id || '|' || classified.price_charge_id"
                              ~ " || coalesce('|' || classified.group_key, '')"
-                             ~ " || case when classified.is_pay_in_advance then '|advance|' || classified.event_id"
+                             ~ " || case when classified.is_pay_in_advance then '|advance|' || classified.transaction_id"
                              ~ " else '' end") }}
         end as invoice_line_id,
         -- What the event adds: 1 to a count or a unique count, its field's value otherwise.

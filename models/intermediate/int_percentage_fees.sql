@@ -88,15 +88,17 @@ priced_events as (
 clamped_events as (
     select
         priced_events.*,
+        -- Every branch keeps 18 decimals: a CASE takes one branch's type, and the limits' 12
+        -- decimals would round each event before the sum (the line is rounded once, later).
         case
-            when priced_events.unclamped_transaction_amount is null then 0
+            when priced_events.unclamped_transaction_amount is null then cast(0 as decimal(38, 18))
             when charge_fees.per_transaction_min_amount is not null
                 and priced_events.unclamped_transaction_amount < charge_fees.per_transaction_min_amount
-                then charge_fees.per_transaction_min_amount
+                then cast(charge_fees.per_transaction_min_amount as decimal(38, 18))
             when charge_fees.per_transaction_max_amount is not null
                 and priced_events.unclamped_transaction_amount > charge_fees.per_transaction_max_amount
-                then charge_fees.per_transaction_max_amount
-            else priced_events.unclamped_transaction_amount
+                then cast(charge_fees.per_transaction_max_amount as decimal(38, 18))
+            else cast(priced_events.unclamped_transaction_amount as decimal(38, 18))
         end as transaction_amount
     from priced_events
     inner join charge_fees
@@ -136,12 +138,14 @@ free_units as (
         coalesce(line_events.units, 0) as units,
         coalesce(line_events.event_count, 0) as event_count,
         coalesce(line_events.amount_per_transaction, 0) as amount_per_transaction,
+        -- Branches cast to money precision: the free amount may have 12 decimals, the running
+        -- totals 9, and a CASE would otherwise take the narrower type.
         case
-            when coalesce(free_list_totals.last_free_list_total, 0) = 0 then 0
-            when charge_fees.free_amount_limit = 0 then free_list_totals.last_free_list_total
+            when coalesce(free_list_totals.last_free_list_total, 0) = 0 then {{ to_precise_money('0') }}
+            when charge_fees.free_amount_limit = 0 then {{ to_precise_money('free_list_totals.last_free_list_total') }}
             when free_list_totals.last_free_list_total <= charge_fees.free_amount_limit
-                then free_list_totals.last_free_list_total
-            else charge_fees.free_amount_limit
+                then {{ to_precise_money('free_list_totals.last_free_list_total') }}
+            else {{ to_precise_money('charge_fees.free_amount_limit') }}
         end as free_units,
         -- The smaller of the two limits that are not zero.
         case
@@ -178,7 +182,7 @@ final as (
         amounts.charge_id,
         cast(amounts.units as {{ quantity_type() }}) as units,
         cast(amounts.event_count as bigint) as event_count,
-        cast(amounts.free_units as {{ quantity_type() }}) as free_units,
+        {{ to_precise_money('amounts.free_units') }} as free_units,
         cast(amounts.free_events as bigint) as free_events,
         {{ to_precise_money('amounts.percentage_amount') }} as percentage_amount,
         {{ to_precise_money('amounts.fixed_fee_amount') }} as fixed_fee_amount,
