@@ -79,3 +79,16 @@
         else {{ to_value }} - {{ lower_bound }}
     end
 {%- endmacro %}
+
+{#- A price tier's amount when the charge's total is `units` (graduated slices with their flat
+    amount once reached; package: whole packages after the free units), used where a model is
+    priced at a level other than the period's total (in advance: before and after each event). -#}
+{% macro tier_amount_at(units, charges, tiers) -%}
+    case when {{ charges }}.charge_model = 'package'
+        then {{ ceil_divide("case when " ~ units ~ " > " ~ charges ~ ".free_units then " ~ units ~ " - " ~ charges ~ ".free_units else 0 end",
+                           charges ~ '.package_size') }} * {{ tiers }}.per_unit_amount
+        else {{ units_in_tier(units, tiers ~ '.lower_bound', tiers ~ '.to_value') }} * {{ tiers }}.per_unit_amount
+            + case when {{ tiers }}.tier_index = 0 or {{ units }} > {{ tiers }}.lower_bound
+                then {{ tiers }}.flat_amount else 0 end
+    end
+{%- endmacro %}

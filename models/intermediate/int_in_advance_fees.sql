@@ -91,24 +91,10 @@ bounded as (
 tier_deltas as (
     select
         bounded.event_id,
-        -- F at the peak after the event, per tier ...
-        case when charges.charge_model = 'package'
-            then {{ ceil_divide("case when bounded.peak_after > charges.free_units then bounded.peak_after - charges.free_units else 0 end",
-                               'charges.package_size') }} * tiers.per_unit_amount
-            else {{ units_in_tier('bounded.peak_after', 'tiers.lower_bound', 'tiers.to_value') }} * tiers.per_unit_amount
-                + case when tiers.tier_index = 0 or bounded.peak_after > tiers.lower_bound
-                    then tiers.flat_amount else 0 end
-        end
-        -- ... less F at the peak before it (nothing before the first event).
-        - case
-            when bounded.previous_running_peak is null then 0
-            when charges.charge_model = 'package'
-                then {{ ceil_divide("case when bounded.peak_before > charges.free_units then bounded.peak_before - charges.free_units else 0 end",
-                                   'charges.package_size') }} * tiers.per_unit_amount
-            else {{ units_in_tier('bounded.peak_before', 'tiers.lower_bound', 'tiers.to_value') }} * tiers.per_unit_amount
-                + case when tiers.tier_index = 0 or bounded.peak_before > tiers.lower_bound
-                    then tiers.flat_amount else 0 end
-        end as tier_delta
+        -- F at the peak after the event, less F at the peak before it (nothing before the first).
+        {{ tier_amount_at('bounded.peak_after', 'charges', 'tiers') }}
+        - case when bounded.previous_running_peak is null then 0
+            else {{ tier_amount_at('bounded.peak_before', 'charges', 'tiers') }} end as tier_delta
     from bounded
     inner join charges
         on bounded.charge_id = charges.charge_id
