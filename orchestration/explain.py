@@ -52,6 +52,13 @@ def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str
                        [line["charge_id"], line["billing_period_id"]])
         out.append(f"  spending minimum {format_decimal(minimum[0])} x {minimum[1]} / {minimum[2]} days, less the "
                    f"charge's own fees = {format_decimal(line['precise_amount'])}")
+    elif (advance := _one(warehouse, f"select level_after, peak_before, peak_after from "
+                                     f"intermediate.int_in_advance_fees where invoice_line_id = {p}", [line_id])):
+        out.append(f"  billed in advance when the event happened: the period's level became "
+                   f"{format_decimal(advance[0])}; its peak went from {format_decimal(advance[1])} to "
+                   f"{format_decimal(advance[2])}")
+        out.append(f"  {line['charge_model']} amount at {format_decimal(advance[2])} - amount at "
+                   f"{format_decimal(advance[1])} = {format_decimal(line['precise_amount'])}")
     elif line["charge_model"] == "percentage":
         parts = _one(warehouse, f"select units, event_count, free_units, free_events, percentage_amount, "
                                 f"fixed_fee_amount, has_transaction_limits from intermediate.int_percentage_fees "
