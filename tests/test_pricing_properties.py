@@ -1,6 +1,7 @@
-"""Property-based tests of the pricing SQL: int_charge_tiers_rated and int_percentage_fees.
+"""Property-based tests of the pricing SQL: int_charge_tiers_rated, int_percentage_fees and
+int_in_advance_fees.
 
-The two models are compiled once with dbt into a scratch folder; their compiled SELECTs then run
+The models are compiled once with dbt into a scratch folder; their compiled SELECTs then run
 against small input tables in an in-memory DuckDB, once per generated example, so that many
 price books and usages are checked in seconds without a dbt build per example.
 
@@ -32,14 +33,14 @@ from hypothesis import strategies as st
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DBT = Path(sys.executable).parent / "dbt"
-MODELS = ("int_charge_tiers_rated", "int_percentage_fees")
+MODELS = ("int_charge_tiers_rated", "int_percentage_fees", "int_in_advance_fees")
 AS_OF = "2026-11-21 00:00:00"
 
 QUANTITY = "decimal(38, 9)"
 MONEY = "decimal(38, 12)"
 PRECISE_TYPE = "DECIMAL(38,12)"
 
-# The relations the two models read, with the columns they use and the real models' types
+# The relations the models read, with the columns they use and the real models' types
 # (unit tests in models/intermediate/_charge_models.yml; orchestration/catalog.py CATALOG_TABLES).
 # The charge fees and their units come from int_charge_units (earlier versions: int_billing_periods
 # x the plan's charges, with the units of int_usage): the harness fills whichever is read.
@@ -52,12 +53,14 @@ INPUT_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "int_events_matched": [
         ("invoice_line_id", "varchar"), ("billing_period_id", "varchar"), ("charge_id", "varchar"),
         ("event_id", "varchar"), ("event_at", "timestamp"), ("units", QUANTITY),
+        ("group_key", "varchar"), ("unique_value", "varchar"), ("operation_type", "varchar"),
     ],
     "stg_catalog__charges": [
         ("charge_id", "varchar"), ("plan_code", "varchar"), ("charge_model", "varchar"),
         ("package_size", QUANTITY), ("free_units", QUANTITY), ("rate", MONEY), ("fixed_amount", MONEY),
         ("free_units_per_events", "integer"), ("free_units_per_total_aggregation", MONEY),
         ("per_transaction_min_amount", MONEY), ("per_transaction_max_amount", MONEY),
+        ("aggregation", "varchar"), ("is_pay_in_advance", "boolean"),
     ],
     "stg_catalog__charge_tiers": [
         ("charge_id", "varchar"), ("tier_index", "integer"), ("from_value", QUANTITY), ("to_value", QUANTITY),
@@ -138,6 +141,8 @@ class Charge:
     free_units_per_total_aggregation: Decimal | None = None
     per_transaction_min_amount: Decimal | None = None
     per_transaction_max_amount: Decimal | None = None
+    aggregation: str = "sum"
+    is_pay_in_advance: bool = False
 
 
 @dataclass
@@ -145,6 +150,7 @@ class Event:
     event_id: str
     event_at: datetime
     units: Decimal
+    group_key: str | None = None  # a pricing group, e.g. "region=eu" (int_events_matched.group_key)
 
 
 class Pricing:
@@ -190,8 +196,7 @@ class Pricing:
         events, as int_charge_units lists them: its units are the given units, else the sum of
         its events, else 0."""
         units, events = units or {}, events or {}
-        for table in self.tables.values():
-            self.con.execute(f"delete from {table}")
+        self._clear()
         lines = []
         for period, plan in periods:
             for charge in charges:
@@ -204,10 +209,21 @@ class Pricing:
         self._insert("int_billing_periods", periods)
         if self.units_table:
             self._insert(self.units_table, lines)
+        self._insert_catalog(charges)
+        self._insert("int_events_matched", [
+            (line_id(period, charge), period, charge, e.event_id, e.event_at, e.units, e.group_key, None, None)
+            for (period, charge), line_events in events.items() for e in line_events
+        ])
+
+    def _clear(self) -> None:
+        for table in self.tables.values():
+            self.con.execute(f"delete from {table}")
+
+    def _insert_catalog(self, charges: list[Charge]) -> None:
         self._insert("stg_catalog__charges", [
             (c.charge_id, c.plan_code, c.charge_model, c.package_size, c.free_units, c.rate, c.fixed_amount,
              c.free_units_per_events, c.free_units_per_total_aggregation, c.per_transaction_min_amount,
-             c.per_transaction_max_amount)
+             c.per_transaction_max_amount, c.aggregation, c.is_pay_in_advance)
             for c in charges
         ])
         # lower_bound as stg_catalog__charge_tiers derives it: 0 for the first tier, else from_value - 1
@@ -217,9 +233,23 @@ class Pricing:
              t.per_unit_amount, t.flat_amount)
             for c in charges for index, t in enumerate(c.tiers)
         ])
+
+    def load_in_advance(self, charges: list[Charge], rows: list[tuple[str, str, Event]]) -> None:
+        """Charges billed in advance and their matched events, (billing_period_id, charge_id,
+        event) inserted in the given row order. Each event is an invoice line of its own, as
+        int_events_matched names it (the period, the price, the group and '|advance|' + the
+        transaction). A count's event adds 1 (int_events_matched.units)."""
+        assert all(c.is_pay_in_advance for c in charges)
+        aggregation = {c.charge_id: c.aggregation for c in charges}
+        self._clear()
+        self._insert_catalog(charges)
+        def advance_line(period: str, charge: str, e: Event) -> str:
+            return line_id(period, charge + (f"|{e.group_key}" if e.group_key is not None else "")
+                           + "|advance|" + e.event_id)
         self._insert("int_events_matched", [
-            (line_id(period, charge), period, charge, e.event_id, e.event_at, e.units)
-            for (period, charge), line_events in events.items() for e in line_events
+            (advance_line(period, charge, e), period, charge, e.event_id, e.event_at,
+             Decimal(1) if aggregation[charge] == "count" else e.units, e.group_key, None, None)
+            for period, charge, e in rows
         ])
 
     def query(self, model: str) -> tuple[list[dict], dict[str, str]]:
@@ -234,6 +264,12 @@ class Pricing:
     def percentage_fees(self) -> dict[tuple[str, str], dict]:
         rows, _ = self.query("int_percentage_fees")
         return {(row["billing_period_id"], row["charge_id"]): row for row in rows}
+
+    def in_advance_fees(self) -> dict[str, dict]:
+        rows, _ = self.query("int_in_advance_fees")
+        by_event = {row["event_id"]: row for row in rows}
+        assert len(by_event) == len(rows), "one row per event"
+        return by_event
 
 
 def _dbt_environment(warehouse: Path) -> dict[str, str]:
@@ -286,12 +322,14 @@ def amounts(max_places: int = 6) -> st.SearchStrategy[Decimal]:
 
 
 @st.composite
-def chained_ranges(draw, amount: st.SearchStrategy[Decimal], max_ranges: int = 5) -> list[Tier]:
+def chained_ranges(draw, amount: st.SearchStrategy[Decimal], max_ranges: int = 5,
+                   range_width: st.SearchStrategy[int] | None = None) -> list[Tier]:
     """Valid ranges (orchestration.catalog._check_chain): the first from 0, each next from the
     previous to_value + 1, only the last open. Integer bounds, some ranges a single unit wide."""
     count = draw(st.integers(1, max_ranges))
-    widths = draw(st.lists(st.one_of(st.integers(0, 3), st.integers(0, 1000), st.integers(0, 10**9),
-                                     st.integers(0, 10**11)), min_size=count - 1, max_size=count - 1))
+    if range_width is None:
+        range_width = st.one_of(st.integers(0, 3), st.integers(0, 1000), st.integers(0, 10**9), st.integers(0, 10**11))
+    widths = draw(st.lists(range_width, min_size=count - 1, max_size=count - 1))
     tiers, start = [], Decimal(0)
     for width in widths:
         tiers.append(Tier(start, start + width, draw(amount), draw(amount)))
@@ -778,3 +816,202 @@ def test_rated_amounts_are_decimals_with_at_most_12_places(pricing: Pricing, cas
         assert isinstance(amount, Decimal) and amount.is_finite(), repr(amount)
         assert places(amount) <= 12, amount
         assert amount >= 0, amount
+
+
+# ---------------------------------------------------------------- 6. pay in advance
+#
+# docs/charge-models.md, "Pay in advance": each event pays F(peak after it) - F(peak before it),
+# F the charge model's amount, the peak the highest level (running sum; count: the events) the
+# period's series (period, price, pricing group) has reached, nothing before the first event.
+# Half the examples are money-scale (values and amounts with up to 6 decimals: every amount is
+# exact at 12 decimals, so they compare the rules, not the rounding), half full precision
+# (values with up to 9 decimals, amounts with up to 12): there F is the arrears amount, each
+# range's amount rounded once to 12 decimals as int_charge_tiers_rated rates it, so the fees of
+# growing usage still add up exactly to the arrears amount.
+
+IN_ADVANCE_SERIES = [("p1", None), ("p1", "region=eu"), ("p2", None)]  # (billing period, group key)
+
+
+def in_advance_reference(charge: Charge, units: Decimal) -> Decimal:
+    """F(units): the amount the charge bills in arrears for `units` in a period, as int_fees sums
+    its tiers (docs/charge-models.md): standard units x amount; dynamic the units (one tier at 1);
+    package ceil((units - free_units) / package_size) x amount, 0 up to the free units; graduated
+    the slices of every reached range plus its flat amount, the first range's even at 0 units."""
+    if charge.charge_model == "package":
+        return package_reference(units, charge.free_units, charge.package_size, charge.tiers[0].per_unit_amount)[1]
+    if charge.charge_model in ("standard", "dynamic"):
+        [tier] = charge.tiers
+        with localcontext(EXACT):
+            return to_precise(units * tier.per_unit_amount)
+    assert charge.charge_model == "graduated", charge.charge_model
+    with localcontext(EXACT):
+        return sum((amount for _, amount in graduated_reference(charge.tiers, units, flat_at_zero=True)), ZERO)
+
+
+@dataclass
+class AdvanceSeries:
+    """One series' events in time order (event_at, then event_id) and what the doc bills them."""
+
+    events: list[Event]
+    levels: list[Decimal]  # the level after each event
+    peak: Decimal  # the highest level reached, at least 0 (before the first event the level is 0)
+    marginal: list[Decimal]  # F(peak after) - F(peak before) per event, F(peak before) = 0 for the first
+
+
+def advance_series(charge: Charge, rows: list[tuple[str, str, Event]]) -> dict[tuple[str, str | None], AdvanceSeries]:
+    """The reference per (billing period, group key) of `charge`'s rows."""
+    by_series: dict[tuple[str, str | None], list[Event]] = {}
+    for period, charge_id, event in rows:
+        if charge_id == charge.charge_id:
+            by_series.setdefault((period, event.group_key), []).append(event)
+    result = {}
+    with localcontext(EXACT):
+        for key, events in by_series.items():
+            events = sorted(events, key=lambda e: (e.event_at, e.event_id))
+            level, peak, levels, marginal = ZERO, None, [], []
+            for event in events:
+                level += Decimal(1) if charge.aggregation == "count" else event.units
+                levels.append(level)
+                before = peak
+                peak = max(level, ZERO) if peak is None else max(peak, level)
+                marginal.append(in_advance_reference(charge, peak)
+                                - (ZERO if before is None else in_advance_reference(charge, before)))
+            result[key] = AdvanceSeries(events, levels, peak, marginal)
+    return result
+
+
+@st.composite
+def in_advance_charge(draw, charge_id: str, aggregations: tuple[str, ...], money_places: int) -> Charge:
+    """A valid in-advance charge (orchestration.catalog: standard, package, graduated or dynamic
+    on a count or a sum; dynamic on a sum only)."""
+    model = draw(st.sampled_from(["standard", "package", "graduated", "dynamic"]))
+    aggregation = "sum" if model == "dynamic" else draw(st.sampled_from(aggregations))
+    money = amounts(max_places=money_places)
+    if money_places == 12:
+        # Prices with all 12 decimals often: a price times a quantity then has more than 12.
+        money = st.one_of(all_places(1, 12), all_places(100, 12), money)
+    common = dict(aggregation=aggregation, is_pay_in_advance=True)
+    if model == "graduated":
+        # Narrow ranges often, so that a few events climb through several of them.
+        width = st.one_of(st.integers(0, 3), st.integers(0, 40), st.integers(0, 1000), st.integers(0, 10**9))
+        return Charge(charge_id, model, tiers=draw(chained_ranges(money, range_width=width)), **common)
+    if model == "dynamic":
+        return Charge(charge_id, model, tiers=[Tier(ZERO, None, Decimal(1), ZERO)], **common)
+    tiers = [Tier(ZERO, None, draw(money), ZERO)]
+    if model == "standard":
+        return Charge(charge_id, model, tiers=tiers, **common)
+    size = draw(st.one_of(st.sampled_from([Decimal(1), Decimal(2), Decimal(3), Decimal(7), Decimal("1.5"),
+                                           Decimal("0.25")]),
+                          decimals(30, 0, min_value=1), decimals(20, 9).filter(lambda d: d > 0),
+                          decimals(10**6, 9, min_value=1)))
+    free = draw(st.one_of(st.just(ZERO), decimals(20, 0), decimals(40, 9), decimals(10**4, 9)))
+    return Charge(charge_id, model, tiers=tiers, package_size=size, free_units=free, **common)
+
+
+def all_places(limit: int, places_: int, signed: bool = False) -> st.SearchStrategy[Decimal]:
+    """A decimal below `limit` in magnitude (non-negative unless signed) whose `places_` decimals
+    are drawn digit by digit, so that most are non-zero (a price times such a quantity has more
+    than 12 decimals)."""
+    def build(sign: int, whole: int, digits: list[int]) -> Decimal:
+        return sign * (whole + Decimal("0." + "".join(map(str, digits))))
+    return st.builds(build, st.sampled_from([1, -1] if signed else [1]), st.integers(0, limit - 1),
+                     st.lists(st.integers(0, 9), min_size=places_, max_size=places_))
+
+
+def advance_values(signed: bool, max_places: int) -> st.SearchStrategy[Decimal]:
+    """Event values, small ones often (range and package boundaries). At most 10^11 each: with
+    amounts up to 10^4, a range's amount stays within decimal(38, 21), the type of a quantity
+    times a price in DuckDB."""
+    def between(limit: int, places_: int) -> st.SearchStrategy[Decimal]:
+        return decimals(limit, places_, min_value=-limit if signed else 0)
+    values = st.one_of(st.just(ZERO), between(20, 0), between(100, 2), between(10_000, max_places),
+                       between(10**6, max_places), between(10**11, 0))
+    if max_places == 9:
+        # Quantities with all 9 decimals often: times a price, more than 12 decimals.
+        values = st.one_of(all_places(100, 9, signed), all_places(10_000, 9, signed), values)
+    return values
+
+
+@st.composite
+def in_advance_case(draw, signed: bool, aggregations: tuple[str, ...] = ("count", "sum")):
+    """(charges, rows in a shuffled row order): one or two in-advance charges, their events spread
+    over the series of IN_ADVANCE_SERIES. Timestamps tie often; event ids are unique and of varied
+    lengths (string order is not number order)."""
+    value_places, money_places = draw(st.sampled_from([(9, 12), (6, 6)]))
+    charges = [draw(in_advance_charge("adv", aggregations, money_places))]
+    if draw(st.booleans()):
+        charges.append(draw(in_advance_charge("adv2", aggregations, money_places)))
+    count = draw(st.integers(1, 12))
+    numbers = draw(st.lists(st.integers(0, 36**4), min_size=count, max_size=count, unique=True))
+    rows = []
+    for number in numbers:
+        charge = draw(st.sampled_from(charges))
+        period, group = draw(st.sampled_from(IN_ADVANCE_SERIES))
+        event = Event(format(number, "x"), BASE_TIME + timedelta(hours=draw(st.integers(0, 4))),
+                      draw(advance_values(signed, value_places)), group)
+        rows.append((period, charge.charge_id, event))
+    return charges, draw(st.permutations(rows))
+
+
+def describe_series(charge: Charge, key, series: AdvanceSeries, fees: dict[str, dict]) -> str:
+    return (f"{charge} series {key}: events (time order) "
+            f"{[(e.event_id, str(e.event_at.time()), str(e.units)) for e in series.events]}, levels "
+            f"{[str(level) for level in series.levels]}; SQL amounts "
+            f"{[str(fees[e.event_id]['precise_amount']) for e in series.events]}, reference marginal "
+            f"{[str(m) for m in series.marginal]}")
+
+
+@settings(max_examples=examples(100), **SETTINGS)
+@given(case=in_advance_case(signed=False))
+# A guard, not a counterexample (it passes): 0.5 + 0.5 units at 0.000000000001 owe 1E-12 in
+# arrears. Differencing F exactly and rounding each event's amount would bill 1E-12 twice; the
+# in-advance fees add up because F is rounded to 12 decimals before the difference (on DuckDB,
+# by the decimal(38, 12) common type of tier_amount_at's CASE).
+@example(case=([Charge("adv", "standard", tiers=[Tier(ZERO, None, Decimal("0.000000000001"), ZERO)],
+                       is_pay_in_advance=True)],
+               [("p1", "adv", Event("a", at(0), Decimal("0.5"))), ("p1", "adv", Event("b", at(1), Decimal("0.5")))]))
+def test_in_advance_fees_of_growing_usage_add_up_to_the_arrears_amount(pricing: Pricing, case) -> None:
+    charges, rows = case
+    pricing.load_in_advance(charges, rows)
+    fees = pricing.in_advance_fees()
+    assert set(fees) == {e.event_id for _, _, e in rows}, "one line per event"
+    for charge in charges:
+        for key, series in advance_series(charge, rows).items():
+            amounts_ = [fees[e.event_id]["precise_amount"] for e in series.events]
+            assert all(amount >= 0 for amount in amounts_), describe_series(charge, key, series, fees)
+            assert series.peak == series.levels[-1]  # usage only grows: the peak is the total
+            expected = in_advance_reference(charge, series.levels[-1])
+            assert sum(amounts_) == expected, (
+                f"sum {sum(amounts_)} != arrears F({series.levels[-1]}) = {expected}: "
+                + describe_series(charge, key, series, fees))
+
+
+@settings(max_examples=examples(100), **SETTINGS)
+@given(case=in_advance_case(signed=True, aggregations=("sum",)))
+def test_in_advance_fees_bill_the_running_peak_and_never_refund(pricing: Pricing, case) -> None:
+    charges, rows = case
+    pricing.load_in_advance(charges, rows)
+    fees = pricing.in_advance_fees()
+    assert set(fees) == {e.event_id for _, _, e in rows}, "one line per event"
+    for charge in charges:
+        for key, series in advance_series(charge, rows).items():
+            amounts_ = [fees[e.event_id]["precise_amount"] for e in series.events]
+            message = describe_series(charge, key, series, fees)
+            assert all(amount >= 0 for amount in amounts_), message
+            expected = in_advance_reference(charge, series.peak)
+            assert sum(amounts_) == expected, f"sum {sum(amounts_)} != F(peak {series.peak}) = {expected}: {message}"
+            # Each event: what it adds to the period's amount.
+            assert amounts_ == series.marginal, message
+
+
+@settings(max_examples=examples(60), **SETTINGS)
+@given(data=st.data())
+def test_in_advance_fees_ignore_the_row_order(pricing: Pricing, data) -> None:
+    charges, rows = data.draw(in_advance_case(signed=data.draw(st.booleans(), label="signed")), label="case")
+    results = []
+    for order in (rows, data.draw(st.permutations(rows), label="row order B"), list(reversed(rows))):
+        pricing.load_in_advance(charges, order)
+        results.append({event_id: (row["invoice_line_id"], row["level_after"], row["peak_before"], row["peak_after"],
+                                   row["precise_amount"])
+                        for event_id, row in pricing.in_advance_fees().items()})
+    assert results[0] == results[1] == results[2]

@@ -92,9 +92,11 @@ tier_deltas as (
     select
         bounded.event_id,
         -- F at the peak after the event, less F at the peak before it (nothing before the first).
-        {{ tier_amount_at('bounded.peak_after', 'charges', 'tiers') }}
+        -- Each tier amount is rounded to 12 decimals first, as arrears rating does, so every engine
+        -- subtracts the same numbers and the fees of growing usage add up to the arrears amount.
+        {{ to_precise_money(tier_amount_at('bounded.peak_after', 'charges', 'tiers')) }}
         - case when bounded.previous_running_peak is null then 0
-            else {{ tier_amount_at('bounded.peak_before', 'charges', 'tiers') }} end as tier_delta
+            else {{ to_precise_money(tier_amount_at('bounded.peak_before', 'charges', 'tiers')) }} end as tier_delta
     from bounded
     inner join charges
         on bounded.charge_id = charges.charge_id
