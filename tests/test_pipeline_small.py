@@ -14,15 +14,13 @@ import json
 import shutil
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 
-from orchestration import pipeline
 from orchestration.exports import fetch_invoices
 from orchestration.explain import explain_line
 from orchestration.warehouse import connect
-from tests.conftest import FIXTURES, SMALL_AS_OF, run_all
+from tests.conftest import FIXTURES, run_all
 
 EVENTS = FIXTURES / "small_events" / "events.jsonl"
 

@@ -23,10 +23,6 @@ percentage_fees as (
     select * from {{ ref('int_percentage_fees') }}
 ),
 
-usage as (
-    select * from {{ ref('int_usage') }}
-),
-
 charge_units as (
     select * from {{ ref('int_charge_units') }}
 ),
@@ -70,7 +66,7 @@ usage_fees as (
         charge_units.group_key,
         charge_fees.units,
         charge_fees.precise_amount,
-        coalesce(usage.event_count, 0) as event_count,
+        charge_units.event_count,
         cast(1 as {{ precise_money_type() }}) as proration_factor,
         billing_periods.service_end_at as invoice_at
     from charge_fees
@@ -80,8 +76,6 @@ usage_fees as (
         on charge_fees.charge_id = charges.charge_id
     inner join charge_units
         on charge_fees.invoice_line_id = charge_units.invoice_line_id
-    left join usage
-        on charge_fees.invoice_line_id = usage.invoice_line_id
 ),
 
 subscription_fees as (
