@@ -68,7 +68,10 @@ def measure_floor(warehouse_path: Path, repeats: int = 3) -> float:
 
 
 def write_next_day(landing: Path, source_day: Path, target: Path) -> int:
-    """A copy of the last day's events shifted one day later, with new transaction ids."""
+    """A copy of the last day's events shifted one day later, with new transaction ids.
+
+    Seat removals and storage deletions are left out: repeated a day later they would remove
+    what the copy never added (a storage level below zero)."""
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
         con.execute(
@@ -82,6 +85,8 @@ def write_next_day(landing: Path, source_day: Path, target: Path) -> int:
                     strftime(cast(timestamp as timestamp) + interval 1 day, '%Y-%m-%dT%H:%M:%SZ') as timestamp,
                     properties
                 from read_parquet('{source_day}')
+                where not (code = 'seats' and properties like '%"remove"%')
+                    and not (code = 'storage_gb' and properties like '%"gb":-%')
             ) to '{target}' (format parquet)
             """
         )
@@ -138,12 +143,23 @@ def run_benchmark(out: Path, *, events: int, customers: int = 200, seed: int = 7
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         raw_events = con.execute("select count(*) from raw.events").fetchone()[0]
         invoices = con.execute("select count(*) from marts.fct_invoices").fetchone()[0]
+        # The workload: events per aggregation type (every type of docs/billable-metrics.md).
+        by_aggregation = dict(con.execute(
+            """
+            select metrics.aggregation, count(*)
+            from raw.events
+            inner join catalog.billable_metrics as metrics
+                on raw.events.metric_code = metrics.metric_code
+            group by 1 order by 2 desc
+            """
+        ).fetchall())
 
     result = {
         "events_requested": events,
         "events_generated": summary.events_written,
         "raw_events": raw_events,
         "next_day_events": next_day_events,
+        "raw_events_by_aggregation": by_aggregation,
         "invoices": invoices,
         "timings_seconds": timings,
         "full_run_seconds": round(full_seconds, 3),

@@ -139,9 +139,10 @@ def run_pipeline(settings: Settings, catalog_dir: Path, as_of: datetime, full_re
 
 
 def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None:
-    from orchestration.exports import reconciliation, totals_by_currency
+    from orchestration.exports import billed_by_charge, reconciliation, totals_by_currency
 
     with connect(settings, read_only=True) as warehouse:
+        by_charge = billed_by_charge(warehouse)
         closed = totals_by_currency(warehouse, "closed")
         drafts = totals_by_currency(warehouse, "draft")
         outcomes = reconciliation(warehouse)
@@ -159,6 +160,7 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
         places = exponents[currency]
         table.add_row(currency, f"{n:,}", f"{total:,.{places}f}", f"{dn:,}", f"{dt:,.{places}f}")
     console.print(table)
+    _print_billed_by_charge(by_charge, exponents)
     events = Table(title="Events (every input record is accounted for)", show_edge=False)
     events.add_column("outcome")
     events.add_column("reason")
@@ -172,6 +174,23 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
     console.print(f"Invoices written to {outputs['json']} and {outputs['csv']} "
                   f"(one file per invoice in {outputs['per_invoice']}/)")
     console.print(f"Warehouse: {settings.warehouse_path}   Try: meterline invoices --format table")
+
+
+def _print_billed_by_charge(rows, exponents: dict[str, int]) -> None:
+    """What the closed invoices charged for: one row per metric, charge model and currency
+    (base fees and spending-minimum true-ups on rows of their own)."""
+    table = Table(title="Closed invoices by charge", show_edge=False, pad_edge=False)
+    for column in ("metric", "aggregation", "priced by", "", "events", "billed"):
+        table.add_column(column, justify="right" if column in {"events", "billed"} else "left", no_wrap=True)
+    previous = None
+    for fee_kind, metric, aggregation, model, currency, _lines, events, amount in rows:
+        priced_by = {"subscription": "base fee", "true_up": "true-up"}.get(fee_kind, model)
+        first = (metric, priced_by) != previous
+        previous = (metric, priced_by)
+        table.add_row(metric if first else "", aggregation if first else "", priced_by if first else "",
+                      currency, f"{events:,}" if fee_kind == "charge" else "",
+                      f"{amount:,.{exponents[currency]}f}")
+    console.print(table)
 
 
 @app.command()

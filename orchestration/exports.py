@@ -159,6 +159,30 @@ def reconciliation(warehouse: Warehouse) -> list[tuple[str, str, int]]:
     return warehouse.query("select outcome, reason, event_count from marts.fct_event_reconciliation order by 1, 2")
 
 
+def billed_by_charge(warehouse: Warehouse) -> list[tuple[str, str, str, str, str, int, int, Decimal]]:
+    """Closed invoice lines per fee: (fee kind, metric, aggregation, charge model, currency,
+    lines, events, amount), base fees first, then by metric."""
+    return warehouse.query(
+        """
+        select
+            lines.fee_kind,
+            coalesce(lines.metric_code, ''),
+            coalesce(max(metrics.aggregation), ''),
+            coalesce(lines.charge_model, ''),
+            lines.currency,
+            count(*),
+            sum(lines.event_count),
+            sum(lines.amount)
+        from marts.fct_invoice_lines as lines
+        left join catalog.billable_metrics as metrics
+            on lines.metric_code = metrics.metric_code
+        where lines.status = 'closed'
+        group by lines.fee_kind, lines.metric_code, lines.charge_model, lines.currency
+        order by coalesce(lines.metric_code, ''), lines.fee_kind, lines.charge_model, lines.currency
+        """
+    )
+
+
 def totals_by_currency(warehouse: Warehouse, status: str = "closed") -> list[tuple[str, int, Decimal]]:
     placeholder = "?" if warehouse.kind == "duckdb" else "%s"
     return warehouse.query(

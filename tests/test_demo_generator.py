@@ -17,12 +17,16 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from orchestration.catalog import read_catalog
 from orchestration.demo.generator import DemoSummary, generate_demo
 
 UTC = timezone.utc
 AS_OF = datetime(2025, 3, 15, 12, 30, tzinfo=UTC)
 CUSTOMERS = 12
 EVENTS = 20_000
+CALL_CODES = ("input_tokens", "output_tokens", "api_requests")
+ALL_CODES = (*CALL_CODES, "seats", "storage_gb", "marketplace_sales", "hosted_models",
+             "provisioned_throughput")
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
@@ -175,7 +179,7 @@ def test_plan_currency_matches_customer(demo: DemoSummary) -> None:
     for s in subs:
         assert plan_currency[s["plan_code"]] == currency[s["external_customer_id"]], s
     assert {"USD", "EUR", "JPY"} <= set(currency.values())
-    assert {"free", "developer", "scale"} <= {s["plan_code"] for s in subs}
+    assert {"free", "developer", "scale", "enterprise"} <= {s["plan_code"] for s in subs}
 
 
 def test_time_zones_and_countries(demo: DemoSummary) -> None:
@@ -222,43 +226,42 @@ def test_subscription_timing_mix(demo: DemoSummary) -> None:
 
 
 def test_price_book_follows_catalog_format(demo: DemoSummary) -> None:
-    def decimal_string(value: object) -> None:
-        assert isinstance(value, str), value
-        Decimal(value)
-
-    entity = yaml.safe_load((demo.catalog_dir / "billing_entity.yml").read_text())["billing_entity"]
-    ZoneInfo(entity["timezone"])
-    assert re.fullmatch(r"[a-z0-9_]+", entity["code"])
-    metrics = yaml.safe_load((demo.catalog_dir / "billable_metrics.yml").read_text())
-    by_code = {m["code"]: m for m in metrics["billable_metrics"]}
-    assert set(by_code) == {"input_tokens", "output_tokens", "api_requests"}
-    assert by_code["api_requests"]["aggregation"] == "count"
-    assert by_code["input_tokens"]["field"] == by_code["output_tokens"]["field"] == "tokens"
+    """The generated catalog passes Meterline's own validation and uses every aggregation,
+    the charge models an AI API company needs, filters, recurring metrics and a minimum."""
+    catalog = read_catalog(demo.catalog_dir)  # raises CatalogError naming file/row/field
+    assert {m.aggregation for m in catalog.metrics} == {
+        "count", "sum", "max", "latest", "unique_count", "weighted_sum"
+    }
+    by_code = {m.code: m for m in catalog.metrics}
+    assert by_code["seats"].recurring and by_code["seats"].aggregation == "unique_count"
+    assert by_code["storage_gb"].recurring and by_code["storage_gb"].aggregation == "weighted_sum"
+    assert by_code["storage_gb"].rounding_function == "ceil"
     plans = yaml.safe_load((demo.catalog_dir / "plans.yml").read_text())["plans"]
     assert [p["code"] for p in plans] == [
-        "free", "developer", "scale", "developer_eur", "scale_eur", "scale_jpy"
+        "free", "developer", "scale", "enterprise", "developer_eur", "scale_eur", "scale_jpy"
     ]
-    flat_amounts = 0
-    for plan in plans:
-        decimal_string(plan["amount"])
-        assert plan["interval"] == "monthly"
-        assert isinstance(plan["pay_in_advance"], bool)
-        metrics_used = [c["metric"] for c in plan["charges"]]
-        assert sorted(metrics_used) == sorted(by_code)
-        for charge in plan["charges"]:
-            props = charge["properties"]
-            if charge["charge_model"] == "standard":
-                decimal_string(props["amount"])
-                continue
-            assert charge["charge_model"] == "graduated"
-            ranges = props["graduated_ranges"]
-            assert ranges[0]["from_value"] == 0 and ranges[-1]["to_value"] is None
-            for prev, nxt in zip(ranges, ranges[1:]):
-                assert nxt["from_value"] == prev["to_value"] + 1
-            for r in ranges:
-                decimal_string(r["per_unit_amount"])
-                decimal_string(r["flat_amount"])
-                flat_amounts += Decimal(r["flat_amount"]) > 0
+    charges = [(plan, charge) for plan in plans for charge in plan["charges"]]
+    assert {c["charge_model"] for _, c in charges} == {
+        "standard", "package", "graduated", "volume", "percentage"
+    }
+    assert any(c["metric"] == "api_requests" and c["charge_model"] == "package" for _, c in charges)
+    assert all(c["charge_model"] == "percentage" for _, c in charges if c["metric"] == "marketplace_sales")
+    minimums = [(p["code"], c["metric"]) for p, c in charges if c.get("min_amount")]
+    assert minimums == [("enterprise", "input_tokens")]
+    token_filters = {
+        value
+        for p, c in charges
+        if p["code"] != "free" and c["metric"] == "input_tokens"
+        for f in c["filters"]
+        for value in f["values"]["model"]
+    }
+    assert token_filters == {"atlas-large", "atlas-embed"}, "atlas-small stays in the default bucket"
+    flat_amounts = sum(
+        Decimal(r["flat_amount"]) > 0
+        for _, c in charges
+        for prices in [c["properties"], *(f["properties"] for f in c.get("filters", []))]
+        for r in prices.get("graduated_ranges", [])
+    )
     assert flat_amounts >= 1
     coupons = yaml.safe_load((demo.catalog_dir / "coupons.yml").read_text())["coupons"]
     by_coupon = {c["code"]: c for c in coupons}
@@ -283,8 +286,9 @@ def test_event_count_close_to_requested(demo: DemoSummary, events: pa.Table) -> 
     assert events.num_rows == demo.parquet_rows
     assert abs(demo.events_written - EVENTS) <= 0.01 * EVENTS
     codes = Counter(events.column("code").to_pylist())
-    assert set(codes) == {"input_tokens", "output_tokens", "api_requests"}
-    assert min(codes.values()) > 0.2 * events.num_rows
+    assert set(codes) == set(ALL_CODES)
+    assert min(codes[c] for c in CALL_CODES) > 0.2 * events.num_rows
+    assert sum(codes[c] for c in ALL_CODES if c not in CALL_CODES) < 0.1 * events.num_rows
 
 
 def test_events_inside_window_and_active_time(demo: DemoSummary, events: pa.Table) -> None:
@@ -325,6 +329,8 @@ def test_properties_are_json_objects_with_realistic_tokens(events: pa.Table) -> 
     ):
         obj = json.loads(props)
         assert isinstance(obj, dict)
+        if code not in CALL_CODES:
+            continue
         models[obj["model"]] += 1
         if code == "input_tokens":
             assert isinstance(obj["tokens"], int) and 100 <= obj["tokens"] <= 20_000
@@ -333,6 +339,67 @@ def test_properties_are_json_objects_with_realistic_tokens(events: pa.Table) -> 
         else:
             assert "tokens" not in obj
     assert set(models) == {"atlas-large", "atlas-small", "atlas-embed"}
+
+
+def _account_events(demo: DemoSummary, events: pa.Table) -> dict[str, list[tuple]]:
+    """(subscription, plan, timestamp, properties) of the non-call events, per code, in time
+    order (the first arrival of each transaction id)."""
+    _, subs = _csv(demo.catalog_dir / "subscriptions.csv")
+    plan_of = {s["external_subscription_id"]: s["plan_code"] for s in subs}
+    sub_of_customer = {s["external_customer_id"]: s["external_subscription_id"] for s in subs}
+    seen: set[str] = set()
+    out: dict[str, list[tuple]] = {}
+    for tx, sub, cus, code, stamp, props in zip(*(events.column(c).to_pylist() for c in (
+            "transaction_id", "external_subscription_id", "external_customer_id", "code", "timestamp",
+            "properties"))):
+        if code in CALL_CODES or tx in seen:
+            continue
+        seen.add(tx)
+        sub = sub or sub_of_customer[cus]
+        out.setdefault(code, []).append((sub, plan_of[sub], _ts(stamp), json.loads(props)))
+    return {code: sorted(rows, key=lambda r: (r[0], r[2])) for code, rows in out.items()}
+
+
+def test_account_events_only_for_charged_metrics_and_consistent(demo: DemoSummary, events: pa.Table) -> None:
+    plans = yaml.safe_load((demo.catalog_dir / "plans.yml").read_text())["plans"]
+    charged = {p["code"]: {c["metric"] for c in p["charges"]} for p in plans}
+    currency = {p["code"]: p["currency"] for p in plans}
+    account = _account_events(demo, events)
+    for code, rows in account.items():
+        assert all(code in charged[plan] for _, plan, _, _ in rows), f"{code} on a plan that does not charge it"
+
+    # Seats: every remove follows the add of the same user on the same subscription.
+    added: dict[tuple[str, str], datetime] = {}
+    removes = 0
+    for sub, _, at, props in account["seats"]:
+        key = (sub, props["user_id"])
+        if props["operation_type"] == "add":
+            assert key not in added
+            added[key] = at
+        else:
+            assert props["operation_type"] == "remove" and key in added and added[key] < at
+            removes += 1
+    assert removes >= 1
+
+    # Storage: deltas in GB with at most 3 decimals; the level never falls below zero.
+    level: dict[str, Decimal] = {}
+    deletions = 0
+    for sub, _, _, props in account["storage_gb"]:
+        gb = Decimal(str(props["gb"]))
+        assert gb == gb.quantize(Decimal("0.001")) and gb != 0
+        level[sub] = level.get(sub, Decimal(0)) + gb
+        assert level[sub] >= 0, sub
+        deletions += gb < 0
+    assert deletions >= 1
+
+    # Marketplace amounts in the plan's currency; hosted-model reports never share a second.
+    for _, plan, _, props in account["marketplace_sales"]:
+        amount = Decimal(str(props["amount"]))
+        assert amount > 0 and -amount.as_tuple().exponent <= (0 if currency[plan] == "JPY" else 2)
+    stamps = [(sub, at) for sub, _, at, _ in account["hosted_models"]]
+    assert len(stamps) == len(set(stamps))
+    assert all(isinstance(p["models"], int) and p["models"] >= 0 for *_, p in account["hosted_models"])
+    assert all(1 <= p["units"] <= 16 for *_, p in account["provisioned_throughput"])
 
 
 def test_customer_id_events(demo: DemoSummary, events: pa.Table) -> None:

@@ -12,8 +12,11 @@ directory of event files that follow the event input contract:
 
 Everything is a function of (seed, customers, events, as_of): the same arguments give the
 same bytes. The catalog depends only on (seed, customers, as_of), so changing the event
-volume keeps the same customers. Events are generated with numpy and formatted with
-pyarrow compute kernels, one UTC day at a time: there is no per-event Python loop.
+volume keeps the same customers. API calls (input/output tokens per model and requests, ~99%
+of the events) are generated with numpy and formatted with pyarrow compute kernels, one UTC
+day at a time, with no per-event Python loop. Account events (seats, storage, marketplace
+sales, hosted models, provisioned throughput: only for metrics the customer's plan charges)
+are drawn per customer and their properties formatted in Python.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -70,7 +74,7 @@ CONFLICTING_DUPLICATES = 10
 JSONL_GOOD_ROWS = 10
 EXACT_DUPLICATE_RATE = 0.002
 CUSTOMER_ID_RATE = 0.005
-MIN_CUSTOMERS = 8
+MIN_CUSTOMERS = 9  # one per guaranteed profile below
 MIN_EVENTS = 1_000
 
 # --------------------------------------------------------------------------- customers
@@ -93,6 +97,7 @@ _ZONES: tuple[tuple[str, str, str, float], ...] = (
 # Always present, so that even a small run covers every zone family, currency and plan.
 _GUARANTEED: tuple[tuple[str, str], ...] = (
     ("America/New_York", "scale"),
+    ("America/Chicago", "enterprise"),
     ("America/Los_Angeles", "developer"),
     ("Pacific/Honolulu", "free"),
     ("Pacific/Auckland", "developer"),
@@ -102,7 +107,7 @@ _GUARANTEED: tuple[tuple[str, str], ...] = (
     ("", "free"),
 )
 _PLAN_MIX: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
-    "USD": (("free", "developer", "scale"), (0.35, 0.45, 0.20)),
+    "USD": (("free", "developer", "scale", "enterprise"), (0.32, 0.42, 0.18, 0.08)),
     "EUR": (("developer_eur", "scale_eur"), (0.7, 0.3)),
     "JPY": (("scale_jpy",), (1.0,)),
 }
@@ -113,6 +118,7 @@ _PLAN_USAGE_FACTOR = {
     "scale": 6.0,
     "scale_eur": 6.0,
     "scale_jpy": 6.0,
+    "enterprise": 30.0,
 }
 _NAME_FIRST = (
     "Acme", "Northwind", "Blue Harbor", "Quantum", "Silverline", "Redwood", "Brightpath",
@@ -143,7 +149,15 @@ _EMAIL_TLD = {
 
 # ------------------------------------------------------------------------------ events
 
-_CODES = ("input_tokens", "output_tokens", "api_requests")
+# Every API call yields input_tokens, output_tokens (not for embeddings) and api_requests.
+# The other metrics are "account" streams, generated only for customers whose plan charges
+# them, at rates that follow the customer's expected number of calls (see _account_events).
+_CODES = (
+    "input_tokens", "output_tokens", "api_requests",
+    "seats", "storage_gb", "marketplace_sales", "hosted_models", "provisioned_throughput",
+)
+_SEATS, _STORAGE, _MARKETPLACE, _HOSTED, _THROUGHPUT = range(3, 8)
+_CALL_EVENTS_PER_CALL = 2.7  # about: 2 for embeddings, 3 for chat
 _MODELS = ("atlas-large", "atlas-small", "atlas-embed")
 _EMBED = 2
 _API_PROPERTIES = (
@@ -261,8 +275,10 @@ def generate_demo(
     catalog_files = _write_catalog(catalog_dir, custs, coupons)
 
     event_rng = np.random.default_rng([seed, customers, events, 2])
+    plans = yaml.safe_load((PRICE_BOOK_DIR / "plans.yml").read_text("utf-8"))["plans"]
+    plan_metrics = {p["code"]: frozenset(ch["metric"] for ch in p["charges"]) for p in plans}
     event_files, counts, tx_tail = _write_events(
-        event_rng, landing_dir, custs, seed, events, window_start, as_of
+        event_rng, landing_dir, custs, plan_metrics, seed, events, window_start, as_of
     )
     jsonl_file, bad_rows, jsonl_cust_rows = _write_jsonl(
         event_rng, landing_dir, custs, seed, tx_tail, window_start, as_of
@@ -529,10 +545,123 @@ def _token_counts(
     return tokens
 
 
+def _gb(milli_gb: int) -> str:
+    sign = "-" if milli_gb < 0 else ""
+    return f"{sign}{abs(milli_gb) // 1000}.{abs(milli_gb) % 1000:03d}"
+
+
+def _money_text(minor_units: int, decimals: int) -> str:
+    if decimals == 0:
+        return str(minor_units)
+    return f"{minor_units // 10**decimals}.{minor_units % 10**decimals:0{decimals}d}"
+
+
+def _account_events(
+    rng: np.random.Generator,
+    custs: list[_Customer],
+    plan_metrics: dict[str, frozenset[str]],
+    expected_calls: np.ndarray,
+    lo_c: np.ndarray,
+    hi_c: np.ndarray,
+    zone_idx_c: np.ndarray,
+    offsets: np.ndarray,
+    origin: int,
+) -> dict[str, Any]:
+    """Seats, storage, marketplace sales, hosted models and provisioned throughput.
+
+    Only for metrics the customer's plan charges, inside the subscription's active time:
+    - seats (unique_count, recurring): a few users added in the first days, more later; a
+      quarter of them removed after at least an hour; the count grows with usage, capped;
+    - storage_gb (weighted_sum of deltas, recurring): uploads of 1 MB to 200 GB, 30% deleted
+      later (a deletion removes an earlier upload, so the level never falls below zero);
+    - marketplace_sales (sum of amounts in the plan's currency, priced by a percentage);
+    - hosted_models (latest): a walk of the number of deployed models, one report at a time
+      (never two in the same second, so "the last one" is always defined);
+    - provisioned_throughput (max): a walk of reserved units between 1 and 16.
+    Returns cust, code, ts (unix seconds) arrays and the JSON property string of each event.
+    """
+    parts: dict[str, list[Any]] = {"cust": [], "code": [], "ts": []}
+    properties: list[str] = []
+
+    def add(c: int, code: int, ts: np.ndarray, props: list[str]) -> None:
+        parts["cust"].append(np.full(ts.shape[0], c, np.int64))
+        parts["code"].append(np.full(ts.shape[0], code, np.int64))
+        parts["ts"].append(ts.astype(np.int64))
+        properties.extend(props)
+
+    def business_times(c: int, n: int) -> np.ndarray:
+        return _sample_times(rng, np.full(n, lo_c[c]), np.full(n, hi_c[c]),
+                             np.full(n, zone_idx_c[c]), offsets, origin)
+
+    for c, cust in enumerate(custs):
+        lo, hi = int(lo_c[c]), int(hi_c[c])
+        metrics = plan_metrics[cust.plan_code]
+        calls = float(expected_calls[c])
+        if hi - lo < 4 * 3600:
+            continue
+        decimals = 0 if cust.currency == "JPY" else 2
+        number = cust.customer_id.removeprefix("cus_")
+
+        if "seats" in metrics:
+            n_first = 1 + int(rng.poisson(min(4.0, calls / 1500)))
+            n_later = int(rng.poisson(min(6.0, calls / 2500)))
+            first_span = max(1, min(2 * 86_400, (hi - lo) // 4))
+            added = np.concatenate([
+                lo + rng.integers(0, first_span, n_first),
+                business_times(c, n_later),
+            ])
+            users = [f"usr_{number}_{j + 1:03d}" for j in range(added.shape[0])]
+            removed = added + rng.integers(3600, 45 * 86_400, added.shape[0])
+            is_removed = (rng.random(added.shape[0]) < 0.25) & (removed < hi)
+            add(c, _SEATS, added, [f'{{"user_id":"{u}","operation_type":"add"}}' for u in users])
+            add(c, _SEATS, removed[is_removed],
+                [f'{{"user_id":"{u}","operation_type":"remove"}}'
+                 for u, r in zip(users, is_removed) if r])
+
+        if "storage_gb" in metrics:
+            n_up = 1 + int(rng.poisson(calls * 0.01))
+            uploaded = business_times(c, n_up)
+            size = np.clip(np.rint(800 * rng.lognormal(0.0, 1.2, n_up)), 1, 200_000).astype(np.int64)
+            deleted = uploaded + rng.integers(3600, 40 * 86_400, n_up)
+            is_deleted = (rng.random(n_up) < 0.3) & (deleted < hi)
+            add(c, _STORAGE, uploaded, [f'{{"gb":{_gb(int(m))}}}' for m in size])
+            add(c, _STORAGE, deleted[is_deleted],
+                [f'{{"gb":{_gb(-int(m))}}}' for m in size[is_deleted]])
+
+        if "marketplace_sales" in metrics:
+            n_sales = int(rng.poisson(calls * 0.006))
+            median = 2500 if decimals else 3800  # 25.00 USD/EUR, 3,800 JPY
+            amount = np.clip(np.rint(median * rng.lognormal(0.0, 1.0, n_sales)),
+                             median // 25, median * 200).astype(np.int64)
+            listing = rng.integers(1, 6, n_sales)
+            add(c, _MARKETPLACE, business_times(c, n_sales),
+                [f'{{"amount":{_money_text(int(a), decimals)},"listing":"lst_{number}_{int(k)}"}}'
+                 for a, k in zip(amount, listing)])
+
+        if "hosted_models" in metrics:
+            reported = np.unique(business_times(c, 1 + int(rng.poisson(min(calls * 0.002, 90.0)))))
+            steps = rng.choice(np.array([-1, 0, 0, 1]), reported.shape[0])
+            models = np.maximum(0, int(rng.poisson(1.5)) + np.cumsum(steps))
+            add(c, _HOSTED, reported, [f'{{"models":{int(m)}}}' for m in models])
+
+        if "provisioned_throughput" in metrics:
+            changed = np.sort(business_times(c, 1 + int(rng.poisson(min(calls * 0.001, 30.0)))))
+            steps = rng.choice(np.array([-1, 1, 2]), changed.shape[0])
+            units = np.clip(1 + int(rng.integers(0, 4)) + np.cumsum(steps), 1, 16)
+            add(c, _THROUGHPUT, changed, [f'{{"units":{int(u)}}}' for u in units])
+
+    def joined(key: str) -> np.ndarray:
+        return np.concatenate(parts[key]) if parts[key] else np.zeros(0, np.int64)
+
+    return {"cust": joined("cust"), "code": joined("code"), "ts": joined("ts"),
+            "properties": properties}
+
+
 def _write_events(
     rng: np.random.Generator,
     landing_dir: Path,
     custs: list[_Customer],
+    plan_metrics: dict[str, frozenset[str]],
     seed: int,
     events: int,
     window_start: datetime,
@@ -559,6 +688,20 @@ def _write_events(
     p_cust = volume / volume.sum()
     model_mix = rng.dirichlet([3.0, 3.0, 1.2], size=n_cust)
     token_mult = rng.lognormal(0.0, 0.35, n_cust)
+
+    # Account streams first (seats, storage, marketplace, hosted models, throughput): their
+    # size follows each customer's expected number of calls; the calls fill the rest.
+    expected_calls = n_base / _CALL_EVENTS_PER_CALL * p_cust
+    acct = _account_events(
+        rng, custs, plan_metrics, expected_calls, lo_c, hi_c, zone_idx_c, offsets, origin
+    )
+    n_acct = acct["cust"].shape[0]
+    if n_acct > n_base // 2:
+        raise ValueError(
+            f"{events} events are too few for {n_cust} customers: their seats, storage and "
+            f"other account events alone need {n_acct}"
+        )
+    n_base_total, n_base = n_base, n_base - n_acct
 
     # Calls: each yields input_tokens, output_tokens (not for embeddings) and api_requests.
     # Draw enough calls (each has >= 2 events), then keep a random subset summing to n_base.
@@ -591,6 +734,16 @@ def _write_events(
     model = call_model[ev_call].astype(np.int8)
     ts = call_ts[ev_call]
     tokens = _token_counts(rng, code, model, token_mult[cust])
+    assert cust.shape[0] == n_base
+
+    # Append the account events: `acct` indexes their property strings (-1 for calls).
+    cust = np.concatenate([cust, acct["cust"].astype(np.int32)])
+    code = np.concatenate([code, acct["code"].astype(np.int8)])
+    model = np.concatenate([model, np.zeros(n_acct, np.int8)])
+    ts = np.concatenate([ts, acct["ts"]])
+    tokens = np.concatenate([tokens, np.zeros(n_acct, np.int64)])
+    acct_idx = np.concatenate([np.full(n_base, -1, np.int64), np.arange(n_acct)])
+    n_base = n_base_total
     assert cust.shape[0] == n_base
 
     # Transaction ids: one shuffled pool of distinct numbers for every well-formed record.
@@ -635,6 +788,7 @@ def _write_events(
         "code": cat(code, u_code),
         "model": cat(model, u_model),
         "tokens": cat(tokens, u_tokens, conf_tokens),
+        "acct": cat(acct_idx, np.full(n_unknown, -1, np.int64)),
         "ts": all_ts,
     }
     day = all_ts // 86_400
@@ -643,7 +797,7 @@ def _write_events(
     day = day[order]
 
     tx_width = max(9, len(str(n_base + n_unknown + JSONL_GOOD_ROWS - 1)))
-    names = _EventNames(custs, seed, tx_width)
+    names = _EventNames(custs, seed, tx_width, acct["properties"])
     files: list[Path] = []
     days, starts = np.unique(day, return_index=True)
     bounds = list(starts) + [day.shape[0]]
@@ -673,7 +827,9 @@ def _write_events(
 class _EventNames:
     """Turns integer-coded event columns into the string columns of EVENT_SCHEMA."""
 
-    def __init__(self, custs: list[_Customer], seed: int, tx_width: int) -> None:
+    def __init__(
+        self, custs: list[_Customer], seed: int, tx_width: int, account_properties: list[str]
+    ) -> None:
         self.sub_ids = pa.array([c.subscription_id for c in custs] + [UNKNOWN_SUBSCRIPTION_ID])
         self.cust_ids = pa.array([c.customer_id for c in custs])
         self.codes = pa.array(_CODES)
@@ -681,6 +837,7 @@ class _EventNames:
         self.api_props = pa.array(_API_PROPERTIES)
         self.tx_prefix = f"tx_{seed}_"
         self.tx_width = tx_width
+        self.account_props = pa.array(account_properties or [""], pa.string())
 
     def table(self, chunk: dict[str, np.ndarray], day_str: str) -> pa.Table:
         n = chunk["ts"].shape[0]
@@ -709,6 +866,10 @@ class _EventNames:
         props = pc.if_else(
             pa.array(chunk["code"] == 2), self.api_props.take(model), token_props
         )
+        is_account = chunk["acct"] >= 0
+        if is_account.any():
+            account = self.account_props.take(pa.array(np.maximum(chunk["acct"], 0)))
+            props = pc.if_else(pa.array(is_account), account, props)
         table = pa.Table.from_arrays([tx, sub, cus, code, stamp, props], schema=EVENT_SCHEMA)
         assert table.num_rows == n
         return table
@@ -745,7 +906,7 @@ def _write_jsonl(
     n_good_cust = 0
     for k, tx in enumerate(tx_tail):
         c, ts = subject(k)
-        code = _CODES[k % 3]
+        code = _CODES[k % 3]  # a call's metrics only
         record: dict[str, object] = {"transaction_id": tx}
         if k % 5 == 4:  # a couple identify the customer instead of the subscription
             record["external_customer_id"] = c.customer_id
