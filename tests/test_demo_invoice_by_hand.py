@@ -39,10 +39,10 @@ docs/billable-metrics.md, docs/charge-models.md, docs/money.md and docs/ingestio
   prices every unit, plus its flat amount; ``percentage`` with a per-transaction minimum or
   maximum prices every event on its own, rate % x value + fixed fee, held between the two
   (without them: rate % of the units plus the fixed fee per event; the demo has no free units);
-* spending minimum (``min_amount``): when the precise fees of all the charge's prices in a
-  period stay under the minimum prorated like the base fee (billed days / days in the period,
-  kept to 12 decimals), a ``true_up`` line "<charge name> (minimum spend)" tops them up to it,
-  invoiced with the period's usage;
+* spending minimum (``min_amount``): when the invoiced (rounded) fees of all the charge's
+  prices in a period stay under the minimum prorated like the base fee (billed days / days in
+  the period) and rounded to the currency, a ``true_up`` line "<charge name> (minimum spend)"
+  tops them up to exactly it, invoiced with the period's usage;
 * each line is rounded once, half-up, to the currency's decimals; an invoice's fees are the
   sum of its rounded lines;
 * coupons: applied to the customer's invoices with fees above zero issued at or after the
@@ -616,8 +616,10 @@ def charge_lines(charge: dict, metric: dict, currency: str, periods: list[Period
         name = charge.get("invoice_display_name") or metric["name"]
         for k, period in enumerate(periods):
             days, month_days = period.proration
-            minimum = (_dec(charge["min_amount"]) * days / month_days).quantize(PRECISE, rounding=ROUND_HALF_UP)
-            charged = sum((line.precise for line in result[k]), Decimal(0))
+            with localcontext() as ctx:
+                ctx.prec = 60
+                minimum = money(_dec(charge["min_amount"]) * days / month_days, currency)
+            charged = sum((line.amount for line in result[k]), Decimal(0))
             if charged < minimum:
                 result[k].append(Line(
                     "true_up", charge["metric"], f"{name} (minimum spend)", period.first, period.last, Decimal(1),
@@ -989,6 +991,9 @@ def test_the_chosen_customers_exercise_what_they_are_chosen_for(billed: SimpleNa
     # Percentage (marketplace commission): sales priced one by one.
     assert any(line.charge_model == "percentage" and line.event_count and line.amount > 0
                for line in lines("marketplace_seller")), f"{who('marketplace_seller')}: no marketplace sales"
+    # The demo's micro-sales (0.99 to 1.99) pay the per-sale minimum commission.
+    assert any(line.notes.get("at_minimum") for line in lines("marketplace_seller")), (
+        f"{who('marketplace_seller')}: no sale held at the per-sale minimum")
     # Recurring unique count: a seat removed in a closed period.
     assert any(line.notes.get("removed_values") for line in lines("seat_removed")), (
         f"{who('seat_removed')}: no seat removed")

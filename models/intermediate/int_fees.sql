@@ -124,45 +124,59 @@ advance_fees as (
 ),
 
 -- Spending minimum: when a charge's fees for a period (all its prices and groups together)
--- stay under its minimum, prorated like the base fee, a true-up fee tops them up to it.
+-- stay under its minimum, prorated like the base fee, a true-up fee tops them up to it. Both
+-- sides are taken as the customer sees them, rounded to the currency, so the charge's lines
+-- and its true-up add up to exactly the (rounded, prorated) minimum on the invoice.
 charge_totals as (
     select
         usage_fees.billing_period_id,
         charges.parent_charge_id,
-        sum(usage_fees.precise_amount) as charged_amount,
+        sum({{ round_money('usage_fees.precise_amount', 'billing_periods.minor_unit') }}) as charged_amount,
         max(usage_fees.invoice_at) as invoice_at
     from usage_fees
     inner join charges
         on usage_fees.charge_id = charges.charge_id
+    inner join billing_periods
+        on usage_fees.billing_period_id = billing_periods.billing_period_id
     group by 1, 2
 ),
 
-true_up_fees as (
+minimums as (
     select
-        {{ dbt.hash("charge_totals.billing_period_id || '|' || charge_totals.parent_charge_id || '|true_up'") }}
-            as invoice_line_id,
-        'true_up' as fee_kind,
-        charge_totals.billing_period_id,
+        charge_totals.*,
         parent.charge_id,
         parent.metric_code,
         parent.charge_model,
-        parent.invoice_display_name || ' (minimum spend)' as description,
-        cast(null as {{ dbt.type_string() }}) as group_key,
-        cast(1 as {{ quantity_type() }}) as units,
-        {{ to_precise_money(
-            divide_exactly("parent.min_amount * billing_periods.billed_days", "billing_periods.days_in_period")
-            ~ " - charge_totals.charged_amount") }} as precise_amount,
-        0 as event_count,
-        {{ divide_exactly("billing_periods.billed_days", "billing_periods.days_in_period") }} as proration_factor,
-        charge_totals.invoice_at
+        parent.invoice_display_name,
+        {{ round_money(divide_exactly("parent.min_amount * billing_periods.billed_days", "billing_periods.days_in_period"),
+                       'billing_periods.minor_unit') }} as minimum_amount,
+        {{ divide_exactly("billing_periods.billed_days", "billing_periods.days_in_period") }} as proration_factor
     from charge_totals
     inner join charges as parent
         on charge_totals.parent_charge_id = parent.charge_id
     inner join billing_periods
         on charge_totals.billing_period_id = billing_periods.billing_period_id
     where parent.min_amount is not null
-        and {{ divide_exactly("parent.min_amount * billing_periods.billed_days", "billing_periods.days_in_period") }}
-            > charge_totals.charged_amount
+),
+
+true_up_fees as (
+    select
+        {{ dbt.hash("minimums.billing_period_id || '|' || minimums.parent_charge_id || '|true_up'") }}
+            as invoice_line_id,
+        'true_up' as fee_kind,
+        minimums.billing_period_id,
+        minimums.charge_id,
+        minimums.metric_code,
+        minimums.charge_model,
+        minimums.invoice_display_name || ' (minimum spend)' as description,
+        cast(null as {{ dbt.type_string() }}) as group_key,
+        cast(1 as {{ quantity_type() }}) as units,
+        {{ to_precise_money('minimums.minimum_amount - minimums.charged_amount') }} as precise_amount,
+        0 as event_count,
+        minimums.proration_factor,
+        minimums.invoice_at
+    from minimums
+    where minimums.minimum_amount > minimums.charged_amount
 ),
 
 all_fees as (

@@ -60,7 +60,9 @@ operations_before as (
         on periods.subscription_id = value_events.subscription_id
         and periods.charge_id = value_events.charge_id
         and periods.group_key = value_events.group_key
-        and value_events.event_at < periods.service_start_at
+        -- At the start instant too: a value removed exactly when the period starts is not active
+        -- in it (active from an add until a remove, the remove's instant excluded).
+        and value_events.event_at <= periods.service_start_at
 ),
 
 active_values as (

@@ -574,7 +574,8 @@ def _account_events(
       quarter of them removed after at least an hour; the count grows with usage, capped;
     - storage_gb (weighted_sum of deltas, recurring): uploads of 1 MB to 200 GB, 30% deleted
       later (a deletion removes an earlier upload, so the level never falls below zero);
-    - marketplace_sales (sum of amounts in the plan's currency, priced by a percentage);
+    - marketplace_sales (sum of amounts in the plan's currency, priced by a percentage),
+      one in six a micro-sale of 0.99 to 1.99 that pays the per-sale minimum commission;
     - hosted_models (latest): a walk of the number of deployed models, one report at a time
       (never two in the same second, so "the last one" is always defined);
     - provisioned_throughput (max): a walk of reserved units between 1 and 16.
@@ -633,6 +634,10 @@ def _account_events(
             median = 2500 if decimals else 3800  # 25.00 USD/EUR, 3,800 JPY
             amount = np.clip(np.rint(median * rng.lognormal(0.0, 1.0, n_sales)),
                              median // 25, median * 200).astype(np.int64)
+            # One sale in six is a micro-sale (a single prompt pack), which the per-sale
+            # minimum commission catches: 0.99 to 1.99 (99 to 199 yen).
+            micro = rng.random(n_sales) < 1 / 6
+            amount[micro] = rng.integers(99, 200, int(micro.sum()))
             listing = rng.integers(1, 6, n_sales)
             add(c, _MARKETPLACE, business_times(c, n_sales),
                 [f'{{"amount":{_money_text(int(a), decimals)},"listing":"lst_{number}_{int(k)}"}}'
