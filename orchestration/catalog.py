@@ -356,7 +356,7 @@ class Charge(_Strict):
 class Plan(_Strict):
     code: str
     name: str
-    interval: Literal["monthly"]
+    interval: Literal["weekly", "monthly", "quarterly", "semiannual", "yearly"]
     currency: str
     amount: Decimal
     pay_in_advance: bool
@@ -414,6 +414,11 @@ class Customer:
     timezone: str | None
 
 
+# Calendar periods start on a Monday / the 1st / 1 January; anniversary periods on the
+# subscription's start day.
+BILLING_TIMES = ("calendar", "anniversary")
+
+
 @dataclass(frozen=True)
 class Subscription:
     external_subscription_id: str
@@ -421,6 +426,7 @@ class Subscription:
     plan_code: str
     started_at: datetime  # naive UTC
     ended_at: datetime | None
+    billing_time: str = "calendar"  # calendar | anniversary (docs/billing-calendar.md)
 
 
 @dataclass(frozen=True)
@@ -676,8 +682,12 @@ def read_catalog(
                 raise _row_error(subscriptions_path, number, key, field, str(error)) from None
         if instants["ended_at"] is not None and instants["ended_at"] <= instants["started_at"]:
             raise _row_error(subscriptions_path, number, key, "ended_at", "must be after started_at")
+        billing_time = row.get("billing_time") or "calendar"
+        if billing_time not in BILLING_TIMES:
+            raise _row_error(subscriptions_path, number, key, "billing_time",
+                             f"{billing_time!r} is not one of {', '.join(BILLING_TIMES)}")
         subscriptions.append(Subscription(row["external_subscription_id"], customer.external_customer_id,
-                                          plan.code, instants["started_at"], instants["ended_at"]))
+                                          plan.code, instants["started_at"], instants["ended_at"], billing_time))
         subscription_rows[row["external_subscription_id"]] = number
     _check_one_active_subscription(subscriptions_path, subscriptions, subscription_rows)
 
@@ -833,7 +843,7 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
     ],
     "catalog.subscriptions": [
         ("external_subscription_id", "varchar"), ("external_customer_id", "varchar"), ("plan_code", "varchar"),
-        ("started_at", "timestamp"), ("ended_at", "timestamp"),
+        ("started_at", "timestamp"), ("ended_at", "timestamp"), ("billing_time", "varchar"),
     ],
     "catalog.applied_coupons": [
         ("applied_coupon_id", "varchar"), ("external_customer_id", "varchar"), ("coupon_code", "varchar"),
@@ -917,7 +927,7 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
         "catalog.customers": [(c.external_customer_id, c.name, c.email, c.country, c.currency, c.timezone, entity.code)
                               for c in catalog.customers],
         "catalog.subscriptions": [(s.external_subscription_id, s.external_customer_id, s.plan_code, s.started_at,
-                                   s.ended_at) for s in catalog.subscriptions],
+                                   s.ended_at, s.billing_time) for s in catalog.subscriptions],
         "catalog.applied_coupons": [
             (f"{a.external_customer_id}:{a.coupon_code}:{a.applied_at.isoformat()}", a.external_customer_id,
              a.coupon_code, a.applied_at) for a in catalog.applied_coupons

@@ -55,6 +55,7 @@ FIXTURE_CASES = {
     "aggregations": datetime(2026, 11, 15),
     "filters_groups": datetime(2026, 11, 15),
     "in_advance": datetime(2026, 11, 15),
+    "calendar": datetime(2026, 11, 20),
 }
 
 

@@ -1,7 +1,12 @@
--- One row per subscription and billing period (monthly, calendar billing).
--- Period boundaries are the 1st of the month at midnight in the customer's time zone,
--- converted to UTC; the service part of a period is cut by the subscription's start and end.
--- Periods are spelled out up to the one that contains the run's as_of.
+-- One row per subscription and billing period (docs/billing-calendar.md).
+-- A plan's interval is weekly, monthly, quarterly, semiannual or yearly. Calendar billing
+-- anchors periods on a Monday / the 1st / 1 January / 1 July; anniversary billing on the
+-- subscription's start day. Period k starts at anchor + k intervals, always counted from the
+-- anchor, so an anniversary on the 31st clamps to shorter months' last day and comes back
+-- (31 Jan, 29 Feb, 31 Mar). Boundaries are local midnights in the customer's time zone,
+-- converted to UTC (so a period may be 23 or 25 hours longer or shorter across a DST change);
+-- the service part of a period is cut by the subscription's start and end. Periods are
+-- spelled out up to the one that contains the run's as_of (or the subscription's end).
 with subscriptions as (
     select * from {{ ref('stg_catalog__subscriptions') }}
 ),
@@ -25,32 +30,85 @@ subscriptions_local as (
         subscriptions.plan_code,
         subscriptions.started_at,
         subscriptions.ended_at,
+        subscriptions.billing_time,
+        plans.billing_interval,
+        -- Months per period; 0 for weekly periods (counted in days).
+        case plans.billing_interval
+            when 'monthly' then 1
+            when 'quarterly' then 3
+            when 'semiannual' then 6
+            when 'yearly' then 12
+            else 0
+        end as interval_months,
         customers.billing_timezone,
         customers.currency,
-        {{ dbt.date_trunc('month', from_utc('subscriptions.started_at', 'customers.billing_timezone')) }}
-            as first_period_start_local,
-        {{ dbt.date_trunc('month', from_utc(
+        {{ from_utc('subscriptions.started_at', 'customers.billing_timezone') }} as started_local,
+        {{ from_utc(
             'case when subscriptions.ended_at is not null and subscriptions.ended_at < ' ~ as_of_timestamp()
             ~ ' then subscriptions.ended_at else ' ~ as_of_timestamp() ~ ' end',
-            'customers.billing_timezone')) }}
-            as last_period_start_local
+            'customers.billing_timezone') }} as last_instant_local
     from subscriptions
     inner join customers
         on subscriptions.customer_id = customers.customer_id
+    inner join plans
+        on subscriptions.plan_code = plans.plan_code
     where subscriptions.started_at < {{ as_of_timestamp() }}
+),
+
+anchored as (
+    select
+        subscriptions_local.*,
+        cast(
+            case
+                when subscriptions_local.billing_time = 'anniversary'
+                    then {{ dbt.date_trunc('day', 'subscriptions_local.started_local') }}
+                when subscriptions_local.billing_interval = 'weekly'
+                    then {{ dbt.date_trunc('week', 'subscriptions_local.started_local') }}
+                when subscriptions_local.billing_interval = 'monthly'
+                    then {{ dbt.date_trunc('month', 'subscriptions_local.started_local') }}
+                when subscriptions_local.billing_interval = 'quarterly'
+                    then {{ dbt.date_trunc('quarter', 'subscriptions_local.started_local') }}
+                when subscriptions_local.billing_interval = 'semiannual'
+                    then {{ dbt.dateadd(
+                        'month',
+                        'case when extract(month from subscriptions_local.started_local) >= 7 then 6 else 0 end',
+                        dbt.date_trunc('year', 'subscriptions_local.started_local')) }}
+                else {{ dbt.date_trunc('year', 'subscriptions_local.started_local') }}
+            end
+            as timestamp
+        ) as anchor_local
+    from subscriptions_local
+),
+
+period_counts as (
+    select
+        anchored.*,
+        -- An upper bound on the index of the period holding last_instant_local; periods that
+        -- start after it are dropped below (an anniversary month may end before the bound).
+        cast(floor(
+            case when anchored.interval_months = 0
+                then {{ dbt.datediff('anchored.anchor_local', 'anchored.last_instant_local', 'day') }} / 7.0
+                else {{ dbt.datediff('anchored.anchor_local', 'anchored.last_instant_local', 'month') }}
+                    / (1.0 * anchored.interval_months)
+            end
+        ) as integer) as last_period_index
+    from anchored
 ),
 
 periods_local as (
     select
-        subscriptions_local.*,
-        cast({{ dbt.dateadd('month', 'series.n', 'subscriptions_local.first_period_start_local') }} as timestamp)
-            as period_start_local,
-        cast({{ dbt.dateadd('month', 'series.n + 1', 'subscriptions_local.first_period_start_local') }} as timestamp)
-            as period_end_local
-    from subscriptions_local
-    cross join lateral {{ integer_series(dbt.datediff(
-        'subscriptions_local.first_period_start_local', 'subscriptions_local.last_period_start_local', 'month')) }}
-        as series
+        period_counts.*,
+        series.n as period_index,
+        cast(case when period_counts.interval_months = 0
+            then {{ dbt.dateadd('day', '7 * series.n', 'period_counts.anchor_local') }}
+            else {{ dbt.dateadd('month', 'period_counts.interval_months * series.n', 'period_counts.anchor_local') }}
+        end as timestamp) as period_start_local,
+        cast(case when period_counts.interval_months = 0
+            then {{ dbt.dateadd('day', '7 * (series.n + 1)', 'period_counts.anchor_local') }}
+            else {{ dbt.dateadd('month', 'period_counts.interval_months * (series.n + 1)', 'period_counts.anchor_local') }}
+        end as timestamp) as period_end_local
+    from period_counts
+    cross join lateral {{ integer_series('period_counts.last_period_index + 1') }} as series
 ),
 
 periods as (
@@ -59,6 +117,7 @@ periods as (
         {{ to_utc('periods_local.period_start_local', 'periods_local.billing_timezone') }} as period_start_at,
         {{ to_utc('periods_local.period_end_local', 'periods_local.billing_timezone') }} as period_end_at
     from periods_local
+    where periods_local.period_start_local <= periods_local.last_instant_local
 ),
 
 service as (
@@ -89,6 +148,9 @@ final as (
         service_days.subscription_id,
         service_days.customer_id,
         service_days.plan_code,
+        service_days.billing_interval,
+        service_days.billing_time,
+        service_days.period_index,
         service_days.currency,
         currencies.minor_unit,
         service_days.billing_timezone,

@@ -9,7 +9,8 @@ final as (
         source.external_customer_id as customer_id,
         source.plan_code,
         source.started_at,
-        source.ended_at
+        source.ended_at,
+        coalesce(source.billing_time, 'calendar') as billing_time
     from source
 )
 

@@ -1,0 +1,160 @@
+"""The billing calendar, by hand (tests/fixtures/calendar), billed as of 2026-11-20.
+
+Base fees equal the days of a full period (31.00 a month, 7.00 a week, 90.00 a quarter,
+184.00 a half-year, 365.00 a year), so a prorated fee is its number of billed days. Each
+API call costs 1.00 (0.0005 KWD, 0.5 JPY).
+
+| customer | plan, billing time, zone | what is checked |
+|---|---|---|
+| c_leap | monthly anniversary from 31 Jan 2024, UTC | periods 31 Jan-28 Feb, 29 Feb-30 Mar, 31 Mar-29 Apr, 30 Apr-30 May: the 31st clamps to 29 Feb and comes back; an event at 28 Feb 23:59:59 is in the first, one at 29 Feb 12:00 in the second |
+| c_nonleap | monthly anniversary from 31 Jan 2025 | 31 Jan-27 Feb (28 days), 28 Feb-30 Mar, 31 Mar-29 Apr; an event at 28 Feb 00:00 opens the second |
+| c_weekly | weekly calendar from Wed 2 Sep 2026 | first week Mon 31 Aug-Sun 6 Sep, 5 of 7 days billed: 5.00; then 7.00 a week |
+| c_quarter | quarterly calendar from 10 Feb 2026 | Q1 prorated 50 of 90 days: 50.00; Q2, Q3 90.00; Q4 a draft |
+| c_semi | semiannual calendar, in advance, from 15 Aug 2026 | period 1 Jul-31 Dec, 139 of 184 days billed at the start: 139.00 |
+| c_year | yearly anniversary, in advance, from 29 Feb 2024 | periods 29 Feb 2024-27 Feb 2025, 28 Feb 2025-27 Feb 2026, 28 Feb 2026-27 Feb 2027 (365 days each): 365.00 at each start |
+| c_tonga | monthly, Pacific/Tongatapu (UTC+13) | October closes at 31 Oct 11:00 UTC; an event at 10:30 UTC is October's, one at 11:30 UTC November's |
+| c_honolulu | monthly, Pacific/Honolulu (UTC-10) | October closes at 1 Nov 10:00 UTC; events at 09:30 and 10:30 UTC split the same way |
+| c_paris | weekly, Europe/Paris | the week of 19 Oct runs from 18 Oct 22:00 UTC (CEST) to 25 Oct 23:00 UTC (CET, clocks went back): 7 days and 1 hour; an event at 22:30 UTC on the 25th is in it |
+| c_newyork | monthly, America/New_York, from 1 Sep 2025 | October 2025 ends 1 Nov 04:00 UTC (EDT), November 1 Dec 05:00 UTC (EST); an event at 1 Dec 04:30 UTC is November's |
+| c_kwd | monthly KWD from 10 Oct 2026, Asia/Kuwait | 10.000 x 22/31 = 7.0967741... -> 7.097; 3 calls x 0.0005 = 0.0015 -> 0.002 |
+| c_jpy | monthly JPY from 10 Oct 2026, Asia/Tokyo | 1000 x 22/31 = 709.677... -> 710; 3 calls x 0.5 = 1.5 -> 2 |
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+
+import pytest
+
+from orchestration import pipeline
+from orchestration.catalog import CatalogError, read_catalog
+from tests.conftest import FIXTURES, catalog_error_after_edit
+
+CASE = FIXTURES / "calendar"
+AS_OF = datetime(2026, 11, 20)
+
+
+@pytest.fixture(scope="module")
+def invoices() -> list[dict]:
+    return pipeline.simulate(CASE / "catalog", [CASE / "events.jsonl"], as_of=AS_OF).invoices
+
+
+def _of(invoices: list[dict], customer: str) -> list[dict]:
+    return sorted((i for i in invoices if i["customer_id"] == customer), key=lambda i: i["invoice_at"])
+
+
+def _summary(invoice: dict) -> tuple:
+    """(invoice_at, service start of the base fee or usage, period end, base fee, API calls, total)."""
+    lines = {line["fee_kind"]: line for line in invoice["lines"]}
+    charge = lines.get("charge")
+    return (
+        invoice["invoice_at"],
+        invoice["period_start"],
+        invoice["period_end"],
+        lines["subscription"]["amount"] if "subscription" in lines else None,
+        charge["event_count"] if charge else None,
+        invoice["total_amount"],
+    )
+
+
+def test_anniversary_on_the_31st_clamps_to_february_and_comes_back(invoices):
+    assert [_summary(i) for i in _of(invoices, "c_leap")[:4]] == [
+        ("2024-02-29T00:00:00Z", "2024-01-31", "2024-02-28", "31.00", 1, "32.00"),
+        ("2024-03-31T00:00:00Z", "2024-02-29", "2024-03-30", "31.00", 1, "32.00"),
+        ("2024-04-30T00:00:00Z", "2024-03-31", "2024-04-29", "31.00", 0, "31.00"),
+        ("2024-05-31T00:00:00Z", "2024-04-30", "2024-05-30", "31.00", 0, "31.00"),
+    ]
+    assert [_summary(i) for i in _of(invoices, "c_nonleap")[:3]] == [
+        ("2025-02-28T00:00:00Z", "2025-01-31", "2025-02-27", "31.00", 1, "32.00"),
+        ("2025-03-31T00:00:00Z", "2025-02-28", "2025-03-30", "31.00", 1, "32.00"),
+        ("2025-04-30T00:00:00Z", "2025-03-31", "2025-04-29", "31.00", 0, "31.00"),
+    ]
+
+
+def test_weekly_quarterly_semiannual_calendar_periods_and_first_period_proration(invoices):
+    weekly = _of(invoices, "c_weekly")
+    assert [_summary(i) for i in weekly[:2]] == [
+        ("2026-09-07T00:00:00Z", "2026-09-02", "2026-09-06", "5.00", 0, "5.00"),
+        ("2026-09-14T00:00:00Z", "2026-09-07", "2026-09-13", "7.00", 0, "7.00"),
+    ]
+    assert len(weekly) == 12  # 11 closed weeks to Sunday 15 Nov, and the open week of 16 Nov
+    assert [i["status"] for i in weekly].count("draft") == 1
+    assert [_summary(i) for i in _of(invoices, "c_quarter")] == [
+        ("2026-04-01T00:00:00Z", "2026-02-10", "2026-03-31", "50.00", 0, "50.00"),
+        ("2026-07-01T00:00:00Z", "2026-04-01", "2026-06-30", "90.00", 0, "90.00"),
+        ("2026-10-01T00:00:00Z", "2026-07-01", "2026-09-30", "90.00", 0, "90.00"),
+        ("2027-01-01T00:00:00Z", "2026-10-01", "2026-12-31", "90.00", 0, "90.00"),
+    ]
+    semi = _of(invoices, "c_semi")
+    assert _summary(semi[0]) == ("2026-08-15T00:00:00Z", "2026-08-15", "2026-12-31", "139.00", None, "139.00")
+    base = next(line for line in semi[0]["lines"] if line["fee_kind"] == "subscription")
+    assert (base["service_period_start"], base["service_period_end"]) == ("2026-08-15", "2026-12-31")
+    assert base["precise_amount"] == "139"  # 184.00 x 139 / 184
+
+
+def test_yearly_anniversary_from_29_february_in_advance(invoices):
+    bases = [
+        (line["service_period_start"], line["service_period_end"], line["amount"], inv["invoice_at"])
+        for inv in _of(invoices, "c_year") for line in inv["lines"] if line["fee_kind"] == "subscription"
+    ]
+    assert bases == [
+        ("2024-02-29", "2025-02-27", "365.00", "2024-02-29T00:00:00Z"),
+        ("2025-02-28", "2026-02-27", "365.00", "2025-02-28T00:00:00Z"),
+        ("2026-02-28", "2027-02-27", "365.00", "2026-02-28T00:00:00Z"),
+    ]
+
+
+@pytest.mark.parametrize(("customer", "october_closes", "november_closes"), [
+    ("c_tonga", "2026-10-31T11:00:00Z", "2026-11-30T11:00:00Z"),
+    ("c_honolulu", "2026-11-01T10:00:00Z", "2026-12-01T10:00:00Z"),
+])
+def test_far_east_and_far_west_customers_get_one_invoice_per_month_with_the_right_events(
+        invoices, customer, october_closes, november_closes):
+    by_period = {}
+    for invoice in _of(invoices, customer):
+        assert invoice["period_start"] not in by_period, f"two invoices for {invoice['period_start']}"
+        by_period[invoice["period_start"]] = invoice
+    assert sorted(by_period) == ["2026-09-01", "2026-10-01", "2026-11-01"]
+    assert _summary(by_period["2026-10-01"]) == (october_closes, "2026-10-01", "2026-10-31", "31.00", 1, "32.00")
+    assert _summary(by_period["2026-11-01"]) == (november_closes, "2026-11-01", "2026-11-30", "31.00", 1, "32.00")
+
+
+def test_periods_across_daylight_saving_changes(invoices):
+    paris = {i["period_start"]: i for i in _of(invoices, "c_paris")}
+    # Week of Monday 19 Oct: 18 Oct 22:00 UTC (CEST) to 25 Oct 23:00 UTC (CET).
+    assert _summary(paris["2026-10-19"]) == ("2026-10-25T23:00:00Z", "2026-10-19", "2026-10-25", "7.00", 1, "8.00")
+    assert _summary(paris["2026-10-12"])[0] == "2026-10-18T22:00:00Z"
+    assert _summary(paris["2026-10-26"]) == ("2026-11-01T23:00:00Z", "2026-10-26", "2026-11-01", "7.00", 1, "8.00")
+    newyork = {i["period_start"]: i for i in _of(invoices, "c_newyork")}
+    assert _summary(newyork["2025-10-01"]) == ("2025-11-01T04:00:00Z", "2025-10-01", "2025-10-31", "31.00", 1, "32.00")
+    assert _summary(newyork["2025-11-01"]) == ("2025-12-01T05:00:00Z", "2025-11-01", "2025-11-30", "31.00", 1, "32.00")
+
+
+def test_currencies_round_half_up_to_their_own_exponent(invoices):
+    kwd = _of(invoices, "c_kwd")[0]
+    lines = {line["fee_kind"]: line for line in kwd["lines"]}
+    assert kwd["currency"] == "KWD"
+    assert (lines["subscription"]["precise_amount"], lines["subscription"]["amount"]) == ("7.096774193548", "7.097")
+    assert (lines["charge"]["precise_amount"], lines["charge"]["amount"]) == ("0.0015", "0.002")
+    assert kwd["total_amount"] == "7.099"
+    jpy = _of(invoices, "c_jpy")[0]
+    lines = {line["fee_kind"]: line for line in jpy["lines"]}
+    assert (lines["subscription"]["amount"], lines["charge"]["amount"], jpy["total_amount"]) == ("710", "2", "712")
+
+
+def test_invalid_interval_names_the_plan(tmp_path):
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, "interval: quarterly", "interval: fortnightly")
+    assert "plans[2] (code 'quarterly') > interval" in str(error)
+
+
+def test_invalid_billing_time_names_the_row(tmp_path):
+    copy = tmp_path / "catalog"
+    shutil.copytree(CASE / "catalog", copy)
+    path = copy / "subscriptions.csv"
+    path.write_text(path.read_text().replace("2026-02-10,,\n", "2026-02-10,,monthly\n"))
+    with pytest.raises(CatalogError) as raised:
+        read_catalog(copy)
+    assert str(raised.value) == (
+        f"{path}: row 5 (external_subscription_id 's_quarter') > billing_time: "
+        "'monthly' is not one of calendar, anniversary")
