@@ -360,11 +360,26 @@ class Plan(_Strict):
     currency: str
     amount: Decimal
     pay_in_advance: bool
+    # Whole local days from the subscription's start without a base fee (usage is billed).
+    trial_period: int = Field(default=0, ge=0, strict=True)
+    # Quarterly, semiannual and yearly plans may bill their charges every month.
+    bill_charges_monthly: bool = False
+    # The least a fee period must bill (all its fees); a true-up line covers the gap.
+    minimum_commitment: Decimal | None = None
     invoice_display_name: str | None = None
     charges: list[Charge] = []
 
     check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
     check_amount = field_validator("amount", mode="before")(classmethod(lambda cls, v: _non_negative_amount(v)))
+    check_commitment = field_validator("minimum_commitment", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _non_negative_amount(v)))
+
+    @model_validator(mode="after")
+    def _monthly_charges_need_a_longer_interval(self) -> Plan:
+        if self.bill_charges_monthly and self.interval in ("weekly", "monthly"):
+            raise ValueError(f"bill_charges_monthly: a {self.interval} plan already bills its charges every "
+                             f"{'week' if self.interval == 'weekly' else 'month'}")
+        return self
 
 
 class Coupon(_Strict):
@@ -809,6 +824,7 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
     "catalog.plans": [
         ("plan_code", "varchar"), ("name", "varchar"), ("billing_interval", "varchar"), ("currency", "varchar"),
         ("amount", MONEY), ("is_pay_in_advance", "boolean"), ("invoice_display_name", "varchar"),
+        ("trial_period_days", "integer"), ("bill_charges_monthly", "boolean"), ("minimum_commitment", MONEY),
     ],
     "catalog.charges": [
         ("charge_id", "varchar"), ("plan_code", "varchar"), ("metric_code", "varchar"),
@@ -917,8 +933,8 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
         "catalog.billing_entities": [(entity.code, entity.name, entity.timezone, entity.invoice_prefix, entity.address)],
         "catalog.billable_metrics": [(m.code, m.name, m.aggregation, m.field, m.description, m.recurring,
                                       m.rounding_function, m.rounding_step) for m in catalog.metrics],
-        "catalog.plans": [(p.code, p.name, p.interval, p.currency, p.amount, p.pay_in_advance, p.invoice_display_name)
-                          for p in catalog.plans],
+        "catalog.plans": [(p.code, p.name, p.interval, p.currency, p.amount, p.pay_in_advance, p.invoice_display_name,
+                           p.trial_period, p.bill_charges_monthly, p.minimum_commitment) for p in catalog.plans],
         "catalog.charges": charges,
         "catalog.charge_tiers": tiers,
         "catalog.charge_filter_values": filter_values,

@@ -37,21 +37,26 @@ def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str
         "[bold]Arithmetic[/bold]",
     ]
     currency = line["currency"]
-    if line["fee_kind"] == "subscription":
-        period = _one(warehouse, f"select billed_days, days_in_period from intermediate.int_billing_periods "
-                                 f"where billing_period_id = {p}", [line["billing_period_id"]])
-        base = _one(warehouse, f"select base_amount, is_pay_in_advance from staging.stg_catalog__plans "
-                               f"where plan_code = {p}", [line["plan_code"]])
-        out.append(f"  base fee {format_decimal(base[0])} {currency} x {period[0]} billed days / {period[1]} days "
-                   f"in the period = {format_decimal(line['precise_amount'])}"
-                   f" ({'in advance' if base[1] else 'in arrears'})")
+    if line["fee_kind"] in ("subscription", "commitment"):
+        period = _one(warehouse, f"select base_fee_days, fee_days_in_period, trial_end_at from "
+                                 f"intermediate.int_billing_periods where billing_period_id = {p}",
+                      [line["billing_period_id"]])
+        base = _one(warehouse, f"select base_amount, is_pay_in_advance, minimum_commitment "
+                               f"from staging.stg_catalog__plans where plan_code = {p}", [line["plan_code"]])
+        if line["fee_kind"] == "subscription":
+            out.append(f"  base fee {format_decimal(base[0])} {currency} x {period[0]} billed days / {period[1]} days "
+                       f"in the period = {format_decimal(line['precise_amount'])}"
+                       f" ({'in advance' if base[1] else 'in arrears'}; days from the end of any trial)")
+        else:
+            out.append(f"  minimum commitment {format_decimal(base[2])} {currency} x {period[0]} / {period[1]} days, "
+                       f"rounded, less everything the period invoiced = {format_decimal(line['precise_amount'])}")
     elif line["fee_kind"] == "true_up":
         minimum = _one(warehouse, f"select c.min_amount, p.billed_days, p.days_in_period "
                                   f"from staging.stg_catalog__charges c, intermediate.int_billing_periods p "
                                   f"where c.charge_id = {p} and p.billing_period_id = {p}",
                        [line["charge_id"], line["billing_period_id"]])
-        out.append(f"  spending minimum {format_decimal(minimum[0])} x {minimum[1]} / {minimum[2]} days, less the "
-                   f"charge's own fees = {format_decimal(line['precise_amount'])}")
+        out.append(f"  spending minimum {format_decimal(minimum[0])} x {minimum[1]} / {minimum[2]} days, rounded, "
+                   f"less the charge's own invoiced fees = {format_decimal(line['precise_amount'])}")
     elif (advance := _one(warehouse, f"select level_after, peak_before, peak_after from "
                                      f"intermediate.int_in_advance_fees where invoice_line_id = {p}", [line_id])):
         out.append(f"  billed in advance when the event happened: the period's level became "

@@ -18,6 +18,10 @@ API call costs 1.00 (0.0005 KWD, 0.5 JPY).
 | c_newyork | monthly, America/New_York, from 1 Sep 2025 | October 2025 ends 1 Nov 04:00 UTC (EDT), November 1 Dec 05:00 UTC (EST); an event at 1 Dec 04:30 UTC is November's |
 | c_kwd | monthly KWD from 10 Oct 2026, Asia/Kuwait | 10.000 x 22/31 = 7.0967741... -> 7.097; 3 calls x 0.0005 = 0.0015 -> 0.002 |
 | c_jpy | monthly JPY from 10 Oct 2026, Asia/Tokyo | 1000 x 22/31 = 709.677... -> 710; 3 calls x 0.5 = 1.5 -> 2 |
+| c_trial | monthly in arrears, 14-day trial, from 10 Oct 2026 | trial 10-23 Oct, base fee 24-31 Oct: 8.00; the call made during the trial is billed: 9.00 on 1 Nov |
+| c_trial_advance | monthly in advance, 14-day trial, from 10 Oct 2026 | first invoice at the trial's end (24 Oct): 8.00 for 24-31 Oct; 1 Nov: November 31.00 + October's call 1.00 |
+| c_trial_long | monthly in arrears, 14-day trial, from 25 Sep 2026 | September is all trial: no base fee line, the call 1.00; October's fee from 9 Oct: 23.00 |
+| c_yearly_usage | yearly calendar in advance (1,200.00), charges billed monthly (10.00 a call), commitment 1,500.00, from 1 Jul 2025 | 1 Jul 2025: 1,200 x 184/365 = 604.93; each month's calls invoiced at the month's end (August 30.00, November 20.00); 1 Jan 2026: December's usage 0.00, the 2025 commitment 1,500 x 184/365 = 756.16 - (604.93 + 30.00 + 20.00) = 101.23, and 2026's fee 1,200.00 |
 """
 
 from __future__ import annotations
@@ -158,3 +162,59 @@ def test_invalid_billing_time_names_the_row(tmp_path):
     assert str(raised.value) == (
         f"{path}: row 5 (external_subscription_id 's_quarter') > billing_time: "
         "'monthly' is not one of calendar, anniversary")
+
+
+def _lines(invoice: dict) -> list[tuple]:
+    return sorted((line["fee_kind"], line["service_period_start"], line["service_period_end"], line["amount"],
+                   line["event_count"]) for line in invoice["lines"])
+
+
+def test_trials_waive_the_base_fee_and_bill_usage(invoices):
+    trial = _of(invoices, "c_trial")[0]
+    assert (trial["invoice_at"], trial["total_amount"]) == ("2026-11-01T00:00:00Z", "9.00")
+    assert _lines(trial) == [("charge", "2026-10-10", "2026-10-31", "1.00", 1),
+                             ("subscription", "2026-10-24", "2026-10-31", "8.00", 0)]
+
+    advance = _of(invoices, "c_trial_advance")
+    assert (advance[0]["invoice_at"], advance[0]["total_amount"]) == ("2026-10-24T00:00:00Z", "8.00")
+    assert _lines(advance[0]) == [("subscription", "2026-10-24", "2026-10-31", "8.00", 0)]
+    assert (advance[1]["invoice_at"], advance[1]["total_amount"]) == ("2026-11-01T00:00:00Z", "32.00")
+    assert _lines(advance[1]) == [("charge", "2026-10-10", "2026-10-31", "1.00", 1),
+                                  ("subscription", "2026-11-01", "2026-11-30", "31.00", 0)]
+
+    long_trial = _of(invoices, "c_trial_long")
+    assert _lines(long_trial[0]) == [("charge", "2026-09-25", "2026-09-30", "1.00", 1)]
+    assert _lines(long_trial[1]) == [("charge", "2026-10-01", "2026-10-31", "0.00", 0),
+                                     ("subscription", "2026-10-09", "2026-10-31", "23.00", 0)]
+
+
+def test_a_negative_trial_is_refused(tmp_path):
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, "trial_period: 14\n    charges:\n      - {metric: api_calls, charge_model: standard, properties: {amount: \"1.00\"}}\n  - code: monthly_trial_advance",
+                                     "trial_period: -1\n    charges:\n      - {metric: api_calls, charge_model: standard, properties: {amount: \"1.00\"}}\n  - code: monthly_trial_advance")
+    assert "plans[7] (code 'monthly_trial') > trial_period" in str(error)
+
+
+def test_a_yearly_plan_bills_usage_monthly_and_trues_up_its_commitment_at_year_end(invoices):
+    yearly = _of(invoices, "c_yearly_usage")
+    summary = [(i["invoice_at"][:10], i["total_amount"], _lines(i)) for i in yearly]
+    assert summary[:7] == [
+        ("2025-07-01", "604.93", [("subscription", "2025-07-01", "2025-12-31", "604.93", 0)]),
+        ("2025-08-01", "0.00", [("charge", "2025-07-01", "2025-07-31", "0.00", 0)]),
+        ("2025-09-01", "30.00", [("charge", "2025-08-01", "2025-08-31", "30.00", 3)]),
+        ("2025-10-01", "0.00", [("charge", "2025-09-01", "2025-09-30", "0.00", 0)]),
+        ("2025-11-01", "0.00", [("charge", "2025-10-01", "2025-10-31", "0.00", 0)]),
+        ("2025-12-01", "20.00", [("charge", "2025-11-01", "2025-11-30", "20.00", 2)]),
+        ("2026-01-01", "1301.23", [("charge", "2025-12-01", "2025-12-31", "0.00", 0),
+                                   ("commitment", "2025-07-01", "2025-12-31", "101.23", 0),
+                                   ("subscription", "2026-01-01", "2026-12-31", "1200.00", 0)]),
+    ]
+    # 2026 is not over: monthly usage invoices, no commitment yet.
+    assert [row[0] for row in summary[7:]] == [f"2026-{m:02d}-01" for m in range(2, 13)]
+    assert not any(line[0] == "commitment" for row in summary[7:] for line in row[2])
+
+
+def test_monthly_charges_need_a_longer_interval(tmp_path):
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, "amount: \"31.00\"\n    pay_in_advance: false\n    charges",
+                                     "amount: \"31.00\"\n    pay_in_advance: false\n    bill_charges_monthly: true\n    charges")
+    assert "plans[0] (code 'monthly')" in str(error)
+    assert "a monthly plan already bills its charges every month" in str(error)

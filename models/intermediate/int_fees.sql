@@ -88,18 +88,20 @@ subscription_fees as (
         cast(null as {{ dbt.type_string() }}) as charge_model,
         plans.invoice_display_name as description,
         cast(null as {{ dbt.type_string() }}) as group_key,
-        -- Whole-day proration: billed days / days in the full period (docs/money.md).
+        -- Whole-day proration: billed days after any trial / days in the full period (docs/money.md).
         cast(1 as {{ quantity_type() }}) as units,
-        {{ divide_exactly("plans.base_amount * billing_periods.billed_days", "billing_periods.days_in_period") }}
+        {{ divide_exactly("plans.base_amount * billing_periods.base_fee_days", "billing_periods.fee_days_in_period") }}
             as precise_amount,
         0 as event_count,
-        {{ divide_exactly("billing_periods.billed_days", "billing_periods.days_in_period") }} as proration_factor,
+        {{ divide_exactly("billing_periods.base_fee_days", "billing_periods.fee_days_in_period") }} as proration_factor,
+        -- In advance: when the paid service starts (the end of a trial); in arrears: when it ends.
         case when plans.is_pay_in_advance
-            then billing_periods.service_start_at else billing_periods.service_end_at end as invoice_at
+            then billing_periods.base_fee_start_at else billing_periods.base_fee_end_at end as invoice_at
     from billing_periods
     inner join plans
         on billing_periods.plan_code = plans.plan_code
     where plans.base_amount > 0
+        and billing_periods.carries_base_fee
 ),
 
 advance_fees as (
@@ -189,36 +191,102 @@ all_fees as (
     select * from true_up_fees
 ),
 
-final as (
+-- Minimum commitment: when everything a fee period (the plan's interval) invoiced stays under
+-- the plan's commitment, prorated like the base fee and rounded, a true-up at the period's end
+-- tops it up. Fees count as invoiced (each line rounded), like the spending minimum above.
+fee_period_totals as (
     select
-        all_fees.invoice_line_id,
-        {{ dbt.hash("billing_periods.customer_id || '|' || billing_periods.currency || '|' || cast(all_fees.invoice_at as " ~ dbt.type_string() ~ ")") }}
-            as invoice_id,
-        all_fees.fee_kind,
-        all_fees.billing_period_id,
         billing_periods.subscription_id,
-        billing_periods.customer_id,
-        billing_periods.plan_code,
-        all_fees.charge_id,
-        all_fees.metric_code,
-        all_fees.charge_model,
-        all_fees.description,
-        all_fees.group_key,
-        billing_periods.currency,
-        billing_periods.minor_unit,
-        billing_periods.service_start_at,
-        billing_periods.service_end_at,
-        billing_periods.service_start_date,
-        billing_periods.service_last_date,
-        all_fees.invoice_at,
-        all_fees.units,
-        all_fees.event_count,
-        all_fees.proration_factor,
-        all_fees.precise_amount,
-        {{ round_money('all_fees.precise_amount', 'billing_periods.minor_unit') }} as amount
+        billing_periods.fee_period_index,
+        sum({{ round_money('all_fees.precise_amount', 'billing_periods.minor_unit') }}) as invoiced_amount
     from all_fees
     inner join billing_periods
         on all_fees.billing_period_id = billing_periods.billing_period_id
+    group by 1, 2
+),
+
+commitments as (
+    select
+        billing_periods.billing_period_id,
+        plans.invoice_display_name,
+        billing_periods.base_fee_days,
+        billing_periods.fee_days_in_period,
+        billing_periods.base_fee_end_at,
+        {{ round_money(divide_exactly("plans.minimum_commitment * billing_periods.base_fee_days",
+                                      "billing_periods.fee_days_in_period"), 'billing_periods.minor_unit') }}
+            as commitment_amount,
+        coalesce(fee_period_totals.invoiced_amount, 0) as invoiced_amount
+    from billing_periods
+    inner join plans
+        on billing_periods.plan_code = plans.plan_code
+    left join fee_period_totals
+        on billing_periods.subscription_id = fee_period_totals.subscription_id
+        and billing_periods.fee_period_index = fee_period_totals.fee_period_index
+    where plans.minimum_commitment is not null
+        and billing_periods.closes_fee_period
+        and billing_periods.base_fee_days > 0
+),
+
+commitment_fees as (
+    select
+        {{ dbt.hash("commitments.billing_period_id || '|commitment'") }} as invoice_line_id,
+        'commitment' as fee_kind,
+        commitments.billing_period_id,
+        cast(null as {{ dbt.type_string() }}) as charge_id,
+        cast(null as {{ dbt.type_string() }}) as metric_code,
+        cast(null as {{ dbt.type_string() }}) as charge_model,
+        commitments.invoice_display_name || ' (minimum commitment)' as description,
+        cast(null as {{ dbt.type_string() }}) as group_key,
+        cast(1 as {{ quantity_type() }}) as units,
+        {{ to_precise_money('commitments.commitment_amount - commitments.invoiced_amount') }} as precise_amount,
+        0 as event_count,
+        {{ divide_exactly("commitments.base_fee_days", "commitments.fee_days_in_period") }} as proration_factor,
+        commitments.base_fee_end_at as invoice_at
+    from commitments
+    where commitments.commitment_amount > commitments.invoiced_amount
+),
+
+every_fee as (
+    select * from all_fees
+    union all
+    select * from commitment_fees
+),
+
+final as (
+    select
+        every_fee.invoice_line_id,
+        {{ dbt.hash("billing_periods.customer_id || '|' || billing_periods.currency || '|' || cast(every_fee.invoice_at as " ~ dbt.type_string() ~ ")") }}
+            as invoice_id,
+        every_fee.fee_kind,
+        every_fee.billing_period_id,
+        billing_periods.subscription_id,
+        billing_periods.customer_id,
+        billing_periods.plan_code,
+        every_fee.charge_id,
+        every_fee.metric_code,
+        every_fee.charge_model,
+        every_fee.description,
+        every_fee.group_key,
+        billing_periods.currency,
+        billing_periods.minor_unit,
+        -- A base fee's service starts after the trial; every other fee covers the whole service.
+        case when every_fee.fee_kind in ('subscription', 'commitment')
+            then billing_periods.base_fee_start_at else billing_periods.service_start_at end as service_start_at,
+        case when every_fee.fee_kind in ('subscription', 'commitment')
+            then billing_periods.base_fee_end_at else billing_periods.service_end_at end as service_end_at,
+        case when every_fee.fee_kind in ('subscription', 'commitment')
+            then billing_periods.base_fee_start_date else billing_periods.service_start_date end as service_start_date,
+        case when every_fee.fee_kind in ('subscription', 'commitment')
+            then billing_periods.base_fee_last_date else billing_periods.service_last_date end as service_last_date,
+        every_fee.invoice_at,
+        every_fee.units,
+        every_fee.event_count,
+        every_fee.proration_factor,
+        every_fee.precise_amount,
+        {{ round_money('every_fee.precise_amount', 'billing_periods.minor_unit') }} as amount
+    from every_fee
+    inner join billing_periods
+        on every_fee.billing_period_id = billing_periods.billing_period_id
 )
 
 select * from final
