@@ -7,7 +7,9 @@ reads. Nothing reaches the warehouse unless the whole catalog is valid.
 
 from __future__ import annotations
 
+import copy
 import csv
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -368,11 +370,20 @@ class Plan(_Strict):
     minimum_commitment: Decimal | None = None
     invoice_display_name: str | None = None
     charges: list[Charge] = []
+    # Set on the plans that per-subscription overrides derive (never in plans.yml).
+    base_plan_code: str | None = Field(default=None, exclude=True)
 
     check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
     check_amount = field_validator("amount", mode="before")(classmethod(lambda cls, v: _non_negative_amount(v)))
     check_commitment = field_validator("minimum_commitment", mode="before")(
         classmethod(lambda cls, v: None if v is None else _non_negative_amount(v)))
+
+    @field_validator("base_plan_code")
+    @classmethod
+    def _derived_only(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("is set by subscription_overrides.yml, not written in a plan")
+        return value
 
     @model_validator(mode="after")
     def _monthly_charges_need_a_longer_interval(self) -> Plan:
@@ -601,34 +612,7 @@ def read_catalog(
     raw_plans = _read_yaml(plans_path, "plans")
     plans = _validate_list(plans_path, "plans", raw_plans, Plan)
     for plan_index, plan in enumerate(plans):
-        where = f"plans[{plan_index}] (code '{plan.code}')"
-        if plan.currency not in currencies:
-            raise CatalogError(plans_path, f"{where} > currency", f"unknown currency {plan.currency!r}")
-        seen: set[str] = set()
-        for charge_index, charge in enumerate(plan.charges):
-            if charge.metric not in metric_codes:
-                raise CatalogError(
-                    plans_path, f"{where} > charges[{charge_index}] > metric", f"unknown billable metric {charge.metric!r}"
-                )
-            if charge.metric in seen:
-                raise CatalogError(
-                    plans_path,
-                    f"{where} > charges[{charge_index}] > metric",
-                    f"a second charge on {charge.metric!r}: a plan prices each metric once",
-                )
-            seen.add(charge.metric)
-            aggregation = metrics_by_code[charge.metric].aggregation
-            if aggregation not in MODEL_AGGREGATIONS[charge.charge_model]:
-                raise CatalogError(
-                    plans_path, f"{where} > charges[{charge_index}] > charge_model",
-                    f"{charge.charge_model} cannot price metric {charge.metric!r} ({aggregation} aggregation); "
-                    f"it needs: {', '.join(sorted(MODEL_AGGREGATIONS[charge.charge_model]))}",
-                )
-            _check_charge_filters(plans_path, f"{where} > charges[{charge_index}]", charge,
-                                  metrics_by_code[charge.metric])
-            if charge.pay_in_advance:
-                _check_in_advance(plans_path, f"{where} > charges[{charge_index}]", charge,
-                                  metrics_by_code[charge.metric])
+        _check_plan(plans_path, f"plans[{plan_index}] (code '{plan.code}')", plan, metrics_by_code, currencies)
     plans_by_code = {p.code: p for p in plans}
 
     coupons_path = directory / "coupons.yml"
@@ -706,6 +690,12 @@ def read_catalog(
         subscription_rows[row["external_subscription_id"]] = number
     _check_one_active_subscription(subscriptions_path, subscriptions, subscription_rows)
 
+    overrides_path = directory / "subscription_overrides.yml"
+    contract_plans, subscriptions = _apply_overrides(
+        overrides_path, _read_yaml(overrides_path, "subscription_overrides", required=False) or [],
+        raw_plans, plans_by_code, subscriptions, metrics_by_code, currencies)
+    plans = [*plans, *contract_plans]
+
     applied_path = applied_coupons_file or directory / "applied_coupons.csv"
     applied: list[AppliedCoupon] = []
     for number, row in _read_csv(applied_path, ["external_customer_id", "coupon_code", "applied_at"], required=False):
@@ -726,7 +716,8 @@ def read_catalog(
         applied.append(AppliedCoupon(customer.external_customer_id, coupon.code, applied_at))
 
     digest = hashlib.sha256()
-    for path in (entity_path, metrics_path, plans_path, coupons_path, customers_path, subscriptions_path, applied_path):
+    for path in (entity_path, metrics_path, plans_path, coupons_path, customers_path, subscriptions_path, applied_path,
+                 overrides_path):
         digest.update(path.name.encode())
         digest.update(path.read_bytes() if path.exists() else b"")
     return Catalog(directory, entity, tuple(metrics), tuple(plans), tuple(coupons), tuple(customers),
@@ -788,6 +779,116 @@ def _check_in_advance(path: Path, where: str, charge: Charge, metric: BillableMe
         raise CatalogError(path, f"{where} > min_amount", "a spending minimum needs a charge billed in arrears")
 
 
+def _check_plan(plans_path: Path, where: str, plan: Plan, metrics_by_code: dict[str, BillableMetric],
+                currencies: dict[str, int]) -> None:
+    """The checks of one plan that need more than its own fields (metrics, currencies)."""
+    metric_codes = set(metrics_by_code)
+    if plan.currency not in currencies:
+        raise CatalogError(plans_path, f"{where} > currency", f"unknown currency {plan.currency!r}")
+    seen: set[str] = set()
+    for charge_index, charge in enumerate(plan.charges):
+        if charge.metric not in metric_codes:
+            raise CatalogError(
+                plans_path, f"{where} > charges[{charge_index}] > metric", f"unknown billable metric {charge.metric!r}"
+            )
+        if charge.metric in seen:
+            raise CatalogError(
+                plans_path,
+                f"{where} > charges[{charge_index}] > metric",
+                f"a second charge on {charge.metric!r}: a plan prices each metric once",
+            )
+        seen.add(charge.metric)
+        aggregation = metrics_by_code[charge.metric].aggregation
+        if aggregation not in MODEL_AGGREGATIONS[charge.charge_model]:
+            raise CatalogError(
+                plans_path, f"{where} > charges[{charge_index}] > charge_model",
+                f"{charge.charge_model} cannot price metric {charge.metric!r} ({aggregation} aggregation); "
+                f"it needs: {', '.join(sorted(MODEL_AGGREGATIONS[charge.charge_model]))}",
+            )
+        _check_charge_filters(plans_path, f"{where} > charges[{charge_index}]", charge,
+                              metrics_by_code[charge.metric])
+        if charge.pay_in_advance:
+            _check_in_advance(plans_path, f"{where} > charges[{charge_index}]", charge,
+                              metrics_by_code[charge.metric])
+
+
+OVERRIDABLE_PLAN_FIELDS = {"amount", "minimum_commitment", "trial_period", "invoice_display_name", "charges"}
+OVERRIDABLE_CHARGE_FIELDS = {"metric", "charge_model", "properties", "min_amount", "invoice_display_name", "filters"}
+
+
+def _apply_overrides(path: Path, items: Any, raw_plans: list[Any], plans_by_code: dict[str, Plan],
+                     subscriptions: list[Subscription], metrics_by_code: dict[str, BillableMetric],
+                     currencies: dict[str, int]) -> tuple[list[Plan], list[Subscription]]:
+    """Per-subscription prices (an enterprise contract) on top of the subscription's plan.
+
+    Each override names a subscription and replaces some of its plan's fields: the base fee,
+    commitment, trial, and per charge (matched by metric) its model, properties, minimum or
+    display name, and per filter (matched by its values) its properties. Everything else is
+    the plan's. The result is a plan of its own, coded "<plan>@<subscription>", on which the
+    subscription is billed; `base_plan_code` keeps the plan it came from.
+    """
+    if not isinstance(items, list):
+        raise CatalogError(path, "subscription_overrides", "expected a list")
+    raw_by_code = {raw.get("code"): raw for raw in raw_plans if isinstance(raw, dict)}
+    by_id = {s.external_subscription_id: s for s in subscriptions}
+    derived: list[Plan] = []
+    replaced: dict[str, Subscription] = {}
+    for index, item in enumerate(items):
+        where = f"subscription_overrides[{index}]"
+        if not isinstance(item, dict):
+            raise CatalogError(path, where, "expected a mapping")
+        subscription_id = item.get("subscription")
+        subscription = by_id.get(str(subscription_id))
+        if subscription is None:
+            raise CatalogError(path, f"{where} > subscription", f"unknown subscription {subscription_id!r}")
+        where = f"{where} (subscription '{subscription_id}')"
+        if subscription_id in replaced:
+            raise CatalogError(path, f"{where} > subscription", "a second override for the same subscription")
+        unknown = sorted(set(item) - OVERRIDABLE_PLAN_FIELDS - {"subscription"})
+        if unknown:
+            raise CatalogError(path, f"{where} > {unknown[0]}",
+                               f"cannot be overridden (fields: {', '.join(sorted(OVERRIDABLE_PLAN_FIELDS))})")
+        merged = copy.deepcopy(raw_by_code[subscription.plan_code])
+        merged.update({k: copy.deepcopy(v) for k, v in item.items() if k not in ("subscription", "charges")})
+        for charge_index, charge_override in enumerate(item.get("charges") or []):
+            at = f"{where} > charges[{charge_index}]"
+            if not isinstance(charge_override, dict):
+                raise CatalogError(path, at, "expected a mapping")
+            target = next((c for c in merged.get("charges", []) if c.get("metric") == charge_override.get("metric")), None)
+            if target is None:
+                raise CatalogError(path, f"{at} > metric", f"plan {subscription.plan_code!r} has no charge on "
+                                                            f"{charge_override.get('metric')!r}")
+            unknown = sorted(set(charge_override) - OVERRIDABLE_CHARGE_FIELDS)
+            if unknown:
+                raise CatalogError(path, f"{at} > {unknown[0]}", f"cannot be overridden (fields: "
+                                                                   f"{', '.join(sorted(OVERRIDABLE_CHARGE_FIELDS))})")
+            for key, value in charge_override.items():
+                if key != "filters":
+                    target[key] = copy.deepcopy(value)
+            for filter_index, filter_override in enumerate(charge_override.get("filters") or []):
+                values = filter_override.get("values") if isinstance(filter_override, dict) else None
+                match = next((f for f in target.get("filters") or [] if f.get("values") == values), None)
+                if match is None:
+                    raise CatalogError(path, f"{at} > filters[{filter_index}] > values",
+                                       f"the plan's charge has no filter with values {values!r}")
+                match.update(copy.deepcopy({k: v for k, v in filter_override.items() if k != "values"}))
+        try:
+            plan = Plan.model_validate(merged)
+        except ValidationError as error:
+            first = error.errors()[0]
+            location = _format_location("plan", [], first["loc"]).removeprefix("plan > ").removeprefix("plan")
+            message = first["msg"].removeprefix("Value error, ")
+            if first["loc"] and first["loc"][-1] == "properties" and ": " in message:
+                field, message = message.split(": ", 1)  # as in _validate_list
+                location = f"{location} > {field}"
+            raise CatalogError(path, f"{where} > {location}" if location else where, message) from None
+        _check_plan(path, where, plan, metrics_by_code, currencies)
+        contract = plan.model_copy(update={"code": f"{plan.code}@{subscription_id}", "base_plan_code": plan.code})
+        derived.append(contract)
+        replaced[str(subscription_id)] = dataclasses.replace(subscription, plan_code=contract.code)
+    return derived, [replaced.get(s.external_subscription_id, s) for s in subscriptions]
+
+
 def _check_one_active_subscription(path: Path, subscriptions: list[Subscription], rows: dict[str, int]) -> None:
     """Events may name only a customer; that must resolve to one subscription at any instant."""
     by_customer: dict[str, list[Subscription]] = {}
@@ -825,6 +926,7 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
         ("plan_code", "varchar"), ("name", "varchar"), ("billing_interval", "varchar"), ("currency", "varchar"),
         ("amount", MONEY), ("is_pay_in_advance", "boolean"), ("invoice_display_name", "varchar"),
         ("trial_period_days", "integer"), ("bill_charges_monthly", "boolean"), ("minimum_commitment", MONEY),
+        ("base_plan_code", "varchar"),
     ],
     "catalog.charges": [
         ("charge_id", "varchar"), ("plan_code", "varchar"), ("metric_code", "varchar"),
@@ -934,7 +1036,8 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
         "catalog.billable_metrics": [(m.code, m.name, m.aggregation, m.field, m.description, m.recurring,
                                       m.rounding_function, m.rounding_step) for m in catalog.metrics],
         "catalog.plans": [(p.code, p.name, p.interval, p.currency, p.amount, p.pay_in_advance, p.invoice_display_name,
-                           p.trial_period, p.bill_charges_monthly, p.minimum_commitment) for p in catalog.plans],
+                           p.trial_period, p.bill_charges_monthly, p.minimum_commitment, p.base_plan_code)
+                          for p in catalog.plans],
         "catalog.charges": charges,
         "catalog.charge_tiers": tiers,
         "catalog.charge_filter_values": filter_values,

@@ -21,6 +21,7 @@ API call costs 1.00 (0.0005 KWD, 0.5 JPY).
 | c_trial | monthly in arrears, 14-day trial, from 10 Oct 2026 | trial 10-23 Oct, base fee 24-31 Oct: 8.00; the call made during the trial is billed: 9.00 on 1 Nov |
 | c_trial_advance | monthly in advance, 14-day trial, from 10 Oct 2026 | first invoice at the trial's end (24 Oct): 8.00 for 24-31 Oct; 1 Nov: November 31.00 + October's call 1.00 |
 | c_trial_long | monthly in arrears, 14-day trial, from 25 Sep 2026 | September is all trial: no base fee line, the call 1.00; October's fee from 9 Oct: 23.00 |
+| c_override | the monthly plan with a contract (subscription_overrides.yml): base 20.00, calls at 0.25, commitment 25.00 | October: 20.00 + 4 calls x 0.25 = 21.00, commitment true-up 4.00: 25.00; the plan's other customers keep 31.00 and 1.00 a call |
 | c_yearly_usage | yearly calendar in advance (1,200.00), charges billed monthly (10.00 a call), commitment 1,500.00, from 1 Jul 2025 | 1 Jul 2025: 1,200 x 184/365 = 604.93; each month's calls invoiced at the month's end (August 30.00, November 20.00); 1 Jan 2026: December's usage 0.00, the 2025 commitment 1,500 x 184/365 = 756.16 - (604.93 + 30.00 + 20.00) = 101.23, and 2026's fee 1,200.00 |
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import datetime
+from decimal import Decimal
 
 import pytest
 
@@ -218,3 +220,45 @@ def test_monthly_charges_need_a_longer_interval(tmp_path):
                                      "amount: \"31.00\"\n    pay_in_advance: false\n    bill_charges_monthly: true\n    charges")
     assert "plans[0] (code 'monthly')" in str(error)
     assert "a monthly plan already bills its charges every month" in str(error)
+
+
+def test_a_subscription_override_prices_one_contract_without_touching_the_plan(invoices):
+    october = _of(invoices, "c_override")[0]
+    assert october["total_amount"] == "25.00"
+    assert sorted((line["fee_kind"], line["description"], line["quantity"], line["amount"])
+                  for line in october["lines"]) == [
+        ("charge", "API calls (contract price)", "4", "1.00"),
+        ("commitment", "Monthly (minimum commitment)", "1", "4.00"),
+        ("subscription", "Monthly", "1", "20.00"),
+    ]
+    others = [line for i in _of(invoices, "c_newyork") for line in i["lines"] if line["fee_kind"] == "subscription"]
+    assert {line["amount"] for line in others} == {"31.00"}
+
+    catalog = read_catalog(CASE / "catalog")
+    contract = next(p for p in catalog.plans if p.code == "monthly@s_override")
+    assert (contract.base_plan_code, contract.amount, contract.charges[0].properties.amount) == (
+        "monthly", Decimal("20.00"), Decimal("0.25"))
+    plan = next(p for p in catalog.plans if p.code == "monthly")
+    assert (plan.amount, plan.minimum_commitment) == (Decimal("31.00"), None)
+    assert {s.external_subscription_id: s.plan_code for s in catalog.subscriptions}["s_override"] == "monthly@s_override"
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("subscription: s_override", "subscription: s_nobody",
+     "subscription_overrides[0] > subscription: unknown subscription 's_nobody'"),
+    ("metric: api_calls", "metric: tokens",
+     "subscription_overrides[0] (subscription 's_override') > charges[0] > metric: plan 'monthly' has no charge on 'tokens'"),
+    ('properties: {amount: "0.25"}', "properties: {amount: 0.25}",
+     "subscription_overrides[0] (subscription 's_override') > charges[0] > properties > amount: 0.25 is not a decimal string"),
+    ('amount: "20.00"', 'interval: weekly',
+     "subscription_overrides[0] (subscription 's_override') > interval: cannot be overridden"),
+])
+def test_invalid_overrides_name_the_field(tmp_path, old, new, expected):
+    copy = tmp_path / "catalog"
+    shutil.copytree(CASE / "catalog", copy)
+    path = copy / "subscription_overrides.yml"
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(CatalogError) as raised:
+        read_catalog(copy)
+    assert str(raised.value).startswith(f"{path}: {expected}")

@@ -47,6 +47,7 @@ subscriptions_local as (
                 when 'monthly' then 1 when 'quarterly' then 3 when 'semiannual' then 6 when 'yearly' then 12 else 0
             end
         end as usage_months,
+        plans.base_plan_code,
         plans.is_pay_in_advance,
         plans.trial_period_days,
         customers.billing_timezone,
@@ -222,6 +223,7 @@ final as (
         service_days.subscription_id,
         service_days.customer_id,
         service_days.plan_code,
+        service_days.base_plan_code,
         service_days.billing_interval,
         service_days.billing_time,
         service_days.period_index,

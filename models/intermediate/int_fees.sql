@@ -262,6 +262,7 @@ final as (
         billing_periods.subscription_id,
         billing_periods.customer_id,
         billing_periods.plan_code,
+        billing_periods.base_plan_code,
         every_fee.charge_id,
         every_fee.metric_code,
         every_fee.charge_model,

@@ -12,6 +12,7 @@ final as (
         fees.customer_id,
         fees.subscription_id,
         fees.plan_code,
+        fees.base_plan_code,
         fees.billing_period_id,
         fees.charge_id,
         fees.metric_code,

@@ -6,6 +6,8 @@ with source as (
 final as (
     select
         source.plan_code,
+        -- A contract plan (a subscription's overrides, "<plan>@<subscription>") names its plan.
+        coalesce(source.base_plan_code, source.plan_code) as base_plan_code,
         source.name as plan_name,
         source.billing_interval,
         source.currency,
