@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, ScheduleDefinition, define_asset_job, in_process_executor
+from dagster import (
+    AssetSelection,
+    Definitions,
+    ScheduleDefinition,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+    in_process_executor,
+)
 from dagster_dbt import DbtCliResource
 
 from orchestration.assets.billing import build_dbt_assets, dbt_project
-from orchestration.assets.exports import invoice_files
+from orchestration.assets.exports import invoice_files, issued_invoices
 from orchestration.assets.ingestion import build_landing_sensor, price_book, raw_events, raw_events_expectations
 from orchestration.pipeline import dbt_executable
 from orchestration.resources import MeterlineSettings
@@ -16,23 +23,31 @@ meterline_models = build_dbt_assets()
 # One process runs the steps in order: DuckDB allows a single writer per file.
 billing_job = define_asset_job(
     "billing_run",
-    selection=AssetSelection.all(),
+    selection=AssetSelection.all() - AssetSelection.assets(issued_invoices),
     executor_def=in_process_executor,
     description="Load the catalog, ingest new files, build and test the models, write invoice files.",
 )
 
-daily_billing = ScheduleDefinition(
+# Billing by date: each run issues the invoices of one UTC day (a partition); backfills in the
+# UI (or `dagster job backfill`) re-issue past dates with the same result.
+invoices_by_date_job = define_asset_job(
+    "invoices_by_billing_date",
+    selection=AssetSelection.assets(issued_invoices),
+    executor_def=in_process_executor,
+    description="Issue the invoices of one billing date (load, ingest, build when needed, write the day's files).",
+)
+
+daily_billing = build_schedule_from_partitioned_job(
+    invoices_by_date_job,
     name="daily_billing",
-    job=billing_job,
-    cron_schedule="0 2 * * *",
-    execution_timezone="UTC",
-    description="Every day at 02:00 UTC: invoices of the periods that closed are computed and written.",
+    hour_of_day=2,
+    description="Every day at 02:00 UTC: the invoices of the day before are issued.",
 )
 
 defs = Definitions(
-    assets=[price_book, raw_events, meterline_models, invoice_files],
+    assets=[price_book, raw_events, meterline_models, invoice_files, issued_invoices],
     asset_checks=[raw_events_expectations],
-    jobs=[billing_job],
+    jobs=[billing_job, invoices_by_date_job],
     schedules=[daily_billing],
     sensors=[build_landing_sensor(billing_job)],
     resources={

@@ -57,13 +57,18 @@ def fetch_invoices(
     period: str | None = None,
     customer: str | None = None,
     status: str | None = None,
+    issued_between: tuple[datetime, datetime] | None = None,
 ) -> list[dict[str, Any]]:
     """Invoices with their lines and discounts, in the JSON shape of `meterline invoices`.
 
     period: 'YYYY-MM', the month in which the invoice's billing period starts.
+    issued_between: (start, end) in naive UTC: invoices whose invoice_at falls in [start, end).
     """
     placeholder = "?" if warehouse.kind == "duckdb" else "%s"
     where, params = [], []
+    if issued_between:
+        where.append(f"invoice_at >= {placeholder} and invoice_at < {placeholder}")
+        params.extend(issued_between)
     if period:
         where.append(f"cast(period_start as varchar) like {placeholder}")
         params.append(f"{period}-%")
@@ -153,6 +158,23 @@ def write_invoice_files(output_dir: Path, invoices: list[dict[str, Any]]) -> dic
         writer.writerow(header)
         writer.writerows(rows)
     return {"json": all_path, "csv": csv_path, "per_invoice": per_invoice_dir}
+
+
+def write_billing_date_files(output_dir: Path, billing_date: date, invoices: list[dict[str, Any]]) -> dict[str, Path]:
+    """The invoices issued on one billing date: <output>/issued/<date>/invoices.json and
+    invoice_lines.csv. Content only (no run time), so re-running a date rewrites the same bytes."""
+    folder = output_dir / "issued" / billing_date.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    issued = [{k: v for k, v in invoice.items() if k != "computed_as_of"} for invoice in invoices]
+    json_path = folder / "invoices.json"
+    json_path.write_text(json.dumps(issued, indent=2) + "\n")
+    csv_path = folder / "invoice_lines.csv"
+    header, rows = invoices_to_csv_rows(issued)
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return {"json": json_path, "csv": csv_path}
 
 
 def reconciliation(warehouse: Warehouse) -> list[tuple[str, str, int]]:

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 from orchestration.catalog import Catalog, read_catalog, write_catalog
@@ -215,6 +215,48 @@ def export(settings: Settings) -> dict[str, Path]:
     with connect(settings, read_only=settings.target == "duckdb") as warehouse:
         invoices = fetch_invoices(warehouse)
     return write_invoice_files(settings.output_dir, invoices)
+
+
+@dataclass(frozen=True)
+class BillingDateResult:
+    billing_date: date
+    as_of: datetime  # the warehouse's as_of the invoices were read from (>= the day's end)
+    built: BuildResult | None  # None when the warehouse was already past the day, unchanged
+    ingested_files: int
+    invoices: list[dict]
+    outputs: dict[str, Path]
+
+
+def bill_billing_date(settings: Settings, billing_date: date) -> BillingDateResult:
+    """Issue the invoices of one billing date: those whose invoice_at falls in that UTC day
+    (the periods that ended then, and in-advance fees that started then).
+
+    The catalog and any new landing files are loaded first. The closed invoices of a day are
+    the same for every as_of at or after the day's end (as_of decides what is closed, not what
+    an issued invoice contains), so the warehouse only ever moves forward: it is built as of
+    max(the day's end, its last as_of) when new data arrived, the catalog or models changed, or
+    it is behind the day; otherwise the day's invoices are read as they are. Re-running or
+    backfilling a date therefore writes the same files, and stays incremental.
+    """
+    day_start = datetime.combine(billing_date, time())
+    day_end = day_start + timedelta(days=1)
+    catalog = read_catalog(settings.catalog_dir)
+    load_catalog(settings, catalog)
+    files = new_landing_files(settings)
+    if files:
+        ingest(settings, files)
+    with connect(settings) as warehouse:
+        previous = _previous_run(warehouse)
+    as_of = max(day_end, previous[0]) if previous else day_end
+    built = None
+    if previous is None or files or previous[0] < day_end or needs_full_refresh(settings, as_of)[0]:
+        built = build(settings, as_of)
+    from orchestration.exports import fetch_invoices, write_billing_date_files
+
+    with connect(settings, read_only=settings.target == "duckdb") as warehouse:
+        invoices = fetch_invoices(warehouse, status="closed", issued_between=(day_start, day_end))
+    outputs = write_billing_date_files(settings.output_dir, billing_date, invoices)
+    return BillingDateResult(billing_date, as_of, built, len(files), invoices, outputs)
 
 
 def read_and_load_catalog(settings: Settings, directory: Path, **files: Path | None) -> Catalog:
