@@ -64,15 +64,16 @@ def test_landing_sensor_requests_a_run_for_new_files(small_home, monkeypatch):
 
 
 def test_billing_dates_are_partitions_and_a_backfill_is_idempotent(small_home, monkeypatch):
-    """Issue 1 October, then 1 November, then 1 October again (a backfill): the second run of
-    1 October rewrites the same bytes without rebuilding (the warehouse never moves back)."""
+    """Issue 30 September, then 31 October, then 30 September again (a backfill): the second run
+    rewrites the same bytes without rebuilding (the warehouse never moves back). Both customers
+    are east of UTC, so September closes on 30 September in UTC (at 22:00 and 15:00)."""
     from orchestration.definitions import defs
 
     monkeypatch.setenv("METERLINE_HOME", str(small_home.home))
     shutil.copy(FIXTURES / "small_events" / "events.jsonl", small_home.landing_dir)
     job = defs.resolve_job_def("invoices_by_billing_date")
     assert defs.resolve_schedule_def("daily_billing").job_name == "invoices_by_billing_date"
-    october = small_home.output_dir / "issued" / "2026-10-01" / "invoices.json"
+    september = small_home.output_dir / "issued" / "2026-09-30" / "invoices.json"
 
     def issue(instance, day: str) -> dict:
         result = job.execute_in_process(instance=instance, partition_key=day)
@@ -81,14 +82,15 @@ def test_billing_dates_are_partitions_and_a_backfill_is_idempotent(small_home, m
         return {k: v.value for k, v in event.materialization.metadata.items()}
 
     with DagsterInstance.ephemeral() as instance:
-        first = issue(instance, "2026-10-01")
-        first_bytes = october.read_bytes()
-        november = issue(instance, "2026-11-01")
-        again = issue(instance, "2026-10-01")
-    assert first["built"] is True and november["built"] is True and again["built"] is False
+        first = issue(instance, "2026-09-30")
+        first_bytes = september.read_bytes()
+        october = issue(instance, "2026-10-31")
+        again = issue(instance, "2026-09-30")
+    assert first["built"] is True and october["built"] is True and again["built"] is False
     assert first["files_ingested"] == 1 and again["files_ingested"] == 0
-    assert october.read_bytes() == first_bytes
+    assert september.read_bytes() == first_bytes
     issued = json.loads(first_bytes)
-    assert issued and first["invoices"] == len(issued)
-    assert all(i["invoice_at"].startswith("2026-10-01") and i["status"] == "closed" for i in issued)
+    assert sorted((i["customer_id"], i["invoice_at"], i["total_amount"]) for i in issued) == [
+        ("cus_a", "2026-09-30T22:00:00Z", "7.52"), ("cus_b", "2026-09-30T15:00:00Z", "1501")]
+    assert first["invoices"] == 2 and first["total/USD"] == "7.52" and first["total/JPY"] == "1501"
     assert "computed_as_of" not in issued[0]
