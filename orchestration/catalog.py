@@ -11,6 +11,7 @@ import copy
 import csv
 import dataclasses
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
@@ -450,9 +451,15 @@ class Subscription:
     external_subscription_id: str
     external_customer_id: str
     plan_code: str
-    started_at: datetime  # naive UTC
+    started_at: datetime  # naive UTC; for a later phase, when the plan change was requested
     ended_at: datetime | None
     billing_time: str = "calendar"  # calendar | anniversary (docs/billing-calendar.md)
+    phase: int = 1  # 2, 3...: the subscription's plan changes, in order (docs/billing-calendar.md)
+
+    @property
+    def subscription_id(self) -> str:
+        """The phase's own id: the external id for the first phase, "<id>#<phase>" after."""
+        return self.external_subscription_id if self.phase == 1 else f"{self.external_subscription_id}#{self.phase}"
 
 
 @dataclass(frozen=True)
@@ -649,8 +656,7 @@ def read_catalog(
 
     subscriptions_path = subscriptions_file or directory / "subscriptions.csv"
     subscriptions: list[Subscription] = []
-    subscription_rows: dict[str, int] = {}
-    seen_subscriptions: set[str] = set()
+    subscription_rows: dict[str, int] = {}  # "<id>|<started_at>" -> row number
     for number, row in _read_csv(
         subscriptions_path, ["external_subscription_id", "external_customer_id", "plan_code", "started_at"]
     ):
@@ -658,9 +664,6 @@ def read_catalog(
         for field in ("external_subscription_id", "external_customer_id", "plan_code", "started_at"):
             if not row.get(field):
                 raise _row_error(subscriptions_path, number, key, field, "required")
-        if row["external_subscription_id"] in seen_subscriptions:
-            raise _row_error(subscriptions_path, number, key, "external_subscription_id", "duplicate id")
-        seen_subscriptions.add(row["external_subscription_id"])
         customer = customers_by_id.get(row["external_customer_id"])
         if customer is None:
             raise _row_error(subscriptions_path, number, key, "external_customer_id",
@@ -687,7 +690,8 @@ def read_catalog(
                              f"{billing_time!r} is not one of {', '.join(BILLING_TIMES)}")
         subscriptions.append(Subscription(row["external_subscription_id"], customer.external_customer_id,
                                           plan.code, instants["started_at"], instants["ended_at"], billing_time))
-        subscription_rows[row["external_subscription_id"]] = number
+        subscription_rows[f"{row['external_subscription_id']}|{instants['started_at']}"] = number
+    subscriptions = _number_phases(subscriptions_path, subscriptions, subscription_rows)
     _check_one_active_subscription(subscriptions_path, subscriptions, subscription_rows)
 
     overrides_path = directory / "subscription_overrides.yml"
@@ -830,9 +834,10 @@ def _apply_overrides(path: Path, items: Any, raw_plans: list[Any], plans_by_code
     if not isinstance(items, list):
         raise CatalogError(path, "subscription_overrides", "expected a list")
     raw_by_code = {raw.get("code"): raw for raw in raw_plans if isinstance(raw, dict)}
-    by_id = {s.external_subscription_id: s for s in subscriptions}
+    by_id = {s.external_subscription_id: s for s in subscriptions if s.phase == 1}
     derived: list[Plan] = []
     replaced: dict[str, Subscription] = {}
+    overridden: set[str] = set()
     for index, item in enumerate(items):
         where = f"subscription_overrides[{index}]"
         if not isinstance(item, dict):
@@ -842,65 +847,98 @@ def _apply_overrides(path: Path, items: Any, raw_plans: list[Any], plans_by_code
         if subscription is None:
             raise CatalogError(path, f"{where} > subscription", f"unknown subscription {subscription_id!r}")
         where = f"{where} (subscription '{subscription_id}')"
-        if subscription_id in replaced:
+        if str(subscription_id) in overridden:
             raise CatalogError(path, f"{where} > subscription", "a second override for the same subscription")
+        overridden.add(str(subscription_id))
         unknown = sorted(set(item) - OVERRIDABLE_PLAN_FIELDS - {"subscription"})
         if unknown:
             raise CatalogError(path, f"{where} > {unknown[0]}",
                                f"cannot be overridden (fields: {', '.join(sorted(OVERRIDABLE_PLAN_FIELDS))})")
-        merged = copy.deepcopy(raw_by_code[subscription.plan_code])
-        merged.update({k: copy.deepcopy(v) for k, v in item.items() if k not in ("subscription", "charges")})
-        for charge_index, charge_override in enumerate(item.get("charges") or []):
-            at = f"{where} > charges[{charge_index}]"
-            if not isinstance(charge_override, dict):
-                raise CatalogError(path, at, "expected a mapping")
-            target = next((c for c in merged.get("charges", []) if c.get("metric") == charge_override.get("metric")), None)
-            if target is None:
-                raise CatalogError(path, f"{at} > metric", f"plan {subscription.plan_code!r} has no charge on "
-                                                            f"{charge_override.get('metric')!r}")
-            unknown = sorted(set(charge_override) - OVERRIDABLE_CHARGE_FIELDS)
-            if unknown:
-                raise CatalogError(path, f"{at} > {unknown[0]}", f"cannot be overridden (fields: "
-                                                                   f"{', '.join(sorted(OVERRIDABLE_CHARGE_FIELDS))})")
-            for key, value in charge_override.items():
-                if key != "filters":
-                    target[key] = copy.deepcopy(value)
-            for filter_index, filter_override in enumerate(charge_override.get("filters") or []):
-                values = filter_override.get("values") if isinstance(filter_override, dict) else None
-                match = next((f for f in target.get("filters") or [] if f.get("values") == values), None)
-                if match is None:
-                    raise CatalogError(path, f"{at} > filters[{filter_index}] > values",
-                                       f"the plan's charge has no filter with values {values!r}")
-                match.update(copy.deepcopy({k: v for k, v in filter_override.items() if k != "values"}))
-        try:
-            plan = Plan.model_validate(merged)
-        except ValidationError as error:
-            first = error.errors()[0]
-            location = _format_location("plan", [], first["loc"]).removeprefix("plan > ").removeprefix("plan")
-            message = first["msg"].removeprefix("Value error, ")
-            if first["loc"] and first["loc"][-1] == "properties" and ": " in message:
-                field, message = message.split(": ", 1)  # as in _validate_list
-                location = f"{location} > {field}"
-            raise CatalogError(path, f"{where} > {location}" if location else where, message) from None
-        _check_plan(path, where, plan, metrics_by_code, currencies)
-        contract = plan.model_copy(update={"code": f"{plan.code}@{subscription_id}", "base_plan_code": plan.code})
-        derived.append(contract)
-        replaced[str(subscription_id)] = dataclasses.replace(subscription, plan_code=contract.code)
-    return derived, [replaced.get(s.external_subscription_id, s) for s in subscriptions]
+        # Every phase of the subscription (each plan it moves to) gets the contract's prices.
+        for phase in [s for s in subscriptions if s.external_subscription_id == subscription_id]:
+            subscription = phase
+            merged = copy.deepcopy(raw_by_code[subscription.plan_code])
+            merged.update({k: copy.deepcopy(v) for k, v in item.items() if k not in ("subscription", "charges")})
+            for charge_index, charge_override in enumerate(item.get("charges") or []):
+                at = f"{where} > charges[{charge_index}]"
+                if not isinstance(charge_override, dict):
+                    raise CatalogError(path, at, "expected a mapping")
+                target = next((c for c in merged.get("charges", []) if c.get("metric") == charge_override.get("metric")), None)
+                if target is None:
+                    raise CatalogError(path, f"{at} > metric", f"plan {subscription.plan_code!r} has no charge on "
+                                                                f"{charge_override.get('metric')!r}")
+                unknown = sorted(set(charge_override) - OVERRIDABLE_CHARGE_FIELDS)
+                if unknown:
+                    raise CatalogError(path, f"{at} > {unknown[0]}", f"cannot be overridden (fields: "
+                                                                       f"{', '.join(sorted(OVERRIDABLE_CHARGE_FIELDS))})")
+                for key, value in charge_override.items():
+                    if key != "filters":
+                        target[key] = copy.deepcopy(value)
+                for filter_index, filter_override in enumerate(charge_override.get("filters") or []):
+                    values = filter_override.get("values") if isinstance(filter_override, dict) else None
+                    match = next((f for f in target.get("filters") or [] if f.get("values") == values), None)
+                    if match is None:
+                        raise CatalogError(path, f"{at} > filters[{filter_index}] > values",
+                                           f"the plan's charge has no filter with values {values!r}")
+                    match.update(copy.deepcopy({k: v for k, v in filter_override.items() if k != "values"}))
+            try:
+                plan = Plan.model_validate(merged)
+            except ValidationError as error:
+                first = error.errors()[0]
+                location = _format_location("plan", [], first["loc"]).removeprefix("plan > ").removeprefix("plan")
+                message = first["msg"].removeprefix("Value error, ")
+                if first["loc"] and first["loc"][-1] == "properties" and ": " in message:
+                    field, message = message.split(": ", 1)  # as in _validate_list
+                    location = f"{location} > {field}"
+                raise CatalogError(path, f"{where} > {location}" if location else where, message) from None
+            _check_plan(path, where, plan, metrics_by_code, currencies)
+            contract = plan.model_copy(update={"code": f"{plan.code}@{subscription.subscription_id}",
+                                               "base_plan_code": plan.code})
+            derived.append(contract)
+            replaced[subscription.subscription_id] = dataclasses.replace(subscription, plan_code=contract.code)
+    return derived, [replaced.get(s.subscription_id, s) for s in subscriptions]
+
+
+def _number_phases(path: Path, subscriptions: list[Subscription], rows: dict[str, int]) -> list[Subscription]:
+    """Rows sharing an external_subscription_id are the phases of one subscription: each later
+    row is a plan change requested at its started_at. Same customer; only the last may end."""
+    by_id: dict[str, list[Subscription]] = {}
+    for subscription in subscriptions:
+        by_id.setdefault(subscription.external_subscription_id, []).append(subscription)
+    numbered: list[Subscription] = []
+    for items in by_id.values():
+        items.sort(key=lambda s: s.started_at)
+        for index, item in enumerate(items):
+            where = f"row {rows[f'{item.external_subscription_id}|{item.started_at}']} " \
+                    f"(external_subscription_id '{item.external_subscription_id}')"
+            if index and item.started_at == items[index - 1].started_at:
+                raise CatalogError(path, f"{where} > started_at", "two rows of one subscription start at the same time")
+            if index and item.external_customer_id != items[0].external_customer_id:
+                raise CatalogError(path, f"{where} > external_customer_id",
+                                   "a plan change keeps the subscription's customer")
+            if item.ended_at is not None and index < len(items) - 1:
+                raise CatalogError(path, f"{where} > ended_at",
+                                   "only the last row of a subscription (its current plan) may end it")
+            numbered.append(dataclasses.replace(item, phase=index + 1))
+    return numbered
 
 
 def _check_one_active_subscription(path: Path, subscriptions: list[Subscription], rows: dict[str, int]) -> None:
     """Events may name only a customer; that must resolve to one subscription at any instant."""
     by_customer: dict[str, list[Subscription]] = {}
     for subscription in subscriptions:
-        by_customer.setdefault(subscription.external_customer_id, []).append(subscription)
+        if subscription.phase == 1:  # a subscription's span: its first start to its last end
+            last = max((s for s in subscriptions if s.external_subscription_id == subscription.external_subscription_id),
+                       key=lambda s: s.phase)
+            by_customer.setdefault(subscription.external_customer_id, []).append(
+                dataclasses.replace(subscription, ended_at=last.ended_at))
     for customer, items in by_customer.items():
         items.sort(key=lambda s: s.started_at)
         for earlier, later in zip(items, items[1:]):
             if earlier.ended_at is None or earlier.ended_at > later.started_at:
                 raise CatalogError(
                     path,
-                    f"row {rows[later.external_subscription_id]} "
+                    f"row {rows[f'{later.external_subscription_id}|{later.started_at}']} "
                     f"(external_subscription_id '{later.external_subscription_id}') > started_at",
                     f"customer {customer!r} already has subscription {earlier.external_subscription_id!r} "
                     "active then (one active subscription per customer in this version)",
@@ -943,6 +981,9 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
         # pricing groups
         ("group_key_1", "varchar"), ("group_key_2", "varchar"), ("group_key_3", "varchar"),
         ("is_pay_in_advance", "boolean"),
+        # the price's identity across plans (metric + filter values): recurring levels carry
+        # across a plan change between prices with the same key
+        ("price_key", "varchar"),
     ],
     "catalog.charge_filter_values": [
         ("charge_id", "varchar"), ("filter_key", "varchar"), ("filter_value", "varchar"),
@@ -962,6 +1003,7 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
     "catalog.subscriptions": [
         ("external_subscription_id", "varchar"), ("external_customer_id", "varchar"), ("plan_code", "varchar"),
         ("started_at", "timestamp"), ("ended_at", "timestamp"), ("billing_time", "varchar"),
+        ("subscription_id", "varchar"), ("phase", "integer"),
     ],
     "catalog.applied_coupons": [
         ("applied_coupon_id", "varchar"), ("external_customer_id", "varchar"), ("coupon_code", "varchar"),
@@ -992,7 +1034,7 @@ def _charge_tiers(charge_id: str, charge: Charge) -> list[tuple]:
 
 def _charge_row(charge_id: str, plan: Plan, position: int, charge: Charge, *, props: Any = None,
                 display_name: str | None = None, parent_charge_id: str | None = None,
-                filter_position: int | None = None) -> tuple:
+                filter_position: int | None = None, filter_values: dict[str, list[str]] | None = None) -> tuple:
     props = props if props is not None else charge.properties
     package = props if isinstance(props, PackageProperties) else None
     percentage = props if isinstance(props, PercentageProperties) else None
@@ -1008,6 +1050,8 @@ def _charge_row(charge_id: str, plan: Plan, position: int, charge: Charge, *, pr
         percentage.per_transaction_min_amount if percentage else None,
         percentage.per_transaction_max_amount if percentage else None,
         parent_charge_id or charge_id, filter_position, *groups, charge.pay_in_advance,
+        charge.metric + ("" if filter_values is None else "|" + json.dumps(
+            {key: sorted(values) for key, values in sorted(filter_values.items())}, separators=(",", ":"))),
     )
 
 
@@ -1027,7 +1071,8 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
                 name = bucket.invoice_display_name or (
                     f"{charge.invoice_display_name or metric_names[charge.metric]} ({shown})")
                 charges.append(_charge_row(filter_id, plan, position, charge, props=props, display_name=name,
-                                           parent_charge_id=charge_id, filter_position=filter_position))
+                                           parent_charge_id=charge_id, filter_position=filter_position,
+                                           filter_values=bucket.values))
                 tiers.extend(_charge_tiers(filter_id, charge.model_copy(update={"properties": props})))
                 filter_values.extend((filter_id, key, value)
                                      for key, values in bucket.values.items() for value in values)
@@ -1046,7 +1091,8 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
         "catalog.customers": [(c.external_customer_id, c.name, c.email, c.country, c.currency, c.timezone, entity.code)
                               for c in catalog.customers],
         "catalog.subscriptions": [(s.external_subscription_id, s.external_customer_id, s.plan_code, s.started_at,
-                                   s.ended_at, s.billing_time) for s in catalog.subscriptions],
+                                   s.ended_at, s.billing_time, s.subscription_id, s.phase)
+                                  for s in catalog.subscriptions],
         "catalog.applied_coupons": [
             (f"{a.external_customer_id}:{a.coupon_code}:{a.applied_at.isoformat()}", a.external_customer_id,
              a.coupon_code, a.applied_at) for a in catalog.applied_coupons

@@ -129,6 +129,29 @@ def fetch_invoices(
     return result
 
 
+CREDIT_NOTE_FIELDS = [
+    "credit_note_id", "status", "reason", "customer_id", "subscription_id", "plan_code", "currency", "issued_at",
+    "issuing_date", "service_period_start", "service_period_end", "unused_days", "days_in_period", "description",
+    "precise_amount", "amount",
+]
+
+
+def fetch_credit_notes(warehouse: Warehouse) -> list[dict[str, Any]]:
+    """Credit notes (marts.fct_credit_notes), amounts as decimal strings like invoices."""
+    if not warehouse.table_exists("marts", "fct_credit_notes"):
+        return []
+    rows = warehouse.query(f"select {', '.join(CREDIT_NOTE_FIELDS)} from marts.fct_credit_notes "
+                           "order by customer_id, issued_at, credit_note_id")
+    exponents = known_currencies()
+    notes = []
+    for row in rows:
+        note = {k: _plain(v) for k, v in zip(CREDIT_NOTE_FIELDS, row)}
+        note["amount"] = format_money(row[CREDIT_NOTE_FIELDS.index("amount")], exponents[note["currency"]])
+        note["precise_amount"] = format_decimal(row[CREDIT_NOTE_FIELDS.index("precise_amount")])
+        notes.append(note)
+    return notes
+
+
 def invoices_to_csv_rows(invoices: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     """One row per line, with its invoice's header fields in front (a flat line-item table)."""
     header_fields = [f for f in INVOICE_FIELDS if f not in {"computed_as_of"}]

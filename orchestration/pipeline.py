@@ -209,12 +209,16 @@ def new_landing_files(settings: Settings) -> list[Path]:
 
 
 def export(settings: Settings) -> dict[str, Path]:
-    """Write every invoice as JSON and CSV under <home>/output."""
-    from orchestration.exports import fetch_invoices, write_invoice_files
+    """Write every invoice as JSON and CSV, and the credit notes as JSON, under <home>/output."""
+    from orchestration.exports import fetch_credit_notes, fetch_invoices, write_invoice_files
 
     with connect(settings, read_only=settings.target == "duckdb") as warehouse:
         invoices = fetch_invoices(warehouse)
-    return write_invoice_files(settings.output_dir, invoices)
+        credit_notes = fetch_credit_notes(warehouse)
+    outputs = write_invoice_files(settings.output_dir, invoices)
+    outputs["credit_notes"] = settings.output_dir / "credit_notes.json"
+    outputs["credit_notes"].write_text(json.dumps(credit_notes, indent=2) + "\n")
+    return outputs
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,7 @@ class Simulation:
     invoices: list[dict]
     ingest: IngestReport
     as_of: datetime
+    credit_notes: list[dict]
 
 
 def simulate(
@@ -289,7 +294,7 @@ def simulate(
     import shutil
     import tempfile
 
-    from orchestration.exports import fetch_invoices
+    from orchestration.exports import fetch_credit_notes, fetch_invoices
 
     with tempfile.TemporaryDirectory(prefix="meterline-simulate-") as scratch:
         home = Path(scratch)
@@ -306,4 +311,5 @@ def simulate(
         build(settings, as_of, full_refresh=True)
         with connect(settings, read_only=True) as warehouse:
             invoices = fetch_invoices(warehouse)
-    return Simulation(invoices, report, as_of)
+            credit_notes = fetch_credit_notes(warehouse)
+    return Simulation(invoices, report, as_of, credit_notes)

@@ -56,6 +56,7 @@ FIXTURE_CASES = {
     "filters_groups": datetime(2026, 11, 15),
     "in_advance": datetime(2026, 11, 15),
     "calendar": datetime(2026, 11, 20),
+    "plan_changes": datetime(2026, 11, 20),
 }
 
 

@@ -7,8 +7,10 @@
 -- converted to UTC (so a period may be 23 or 25 hours longer or shorter across a DST change);
 -- the service part of a period is cut by the subscription's start and end. Periods are
 -- spelled out up to the one that contains the run's as_of (or the subscription's end).
+-- A subscription phase (int_subscriptions: its first plan, then each plan change) is billed
+-- from the instant it takes effect to the one it ends.
 with subscriptions as (
-    select * from {{ ref('stg_catalog__subscriptions') }}
+    select * from {{ ref('int_subscriptions') }}
 ),
 
 customers as (
@@ -26,20 +28,16 @@ currencies as (
 subscriptions_local as (
     select
         subscriptions.subscription_id,
+        subscriptions.external_subscription_id,
+        subscriptions.phase,
         subscriptions.customer_id,
         subscriptions.plan_code,
         subscriptions.started_at,
         subscriptions.ended_at,
+        subscriptions.end_reason,
         subscriptions.billing_time,
         plans.billing_interval,
-        -- Months per period; 0 for weekly periods (counted in days).
-        case plans.billing_interval
-            when 'monthly' then 1
-            when 'quarterly' then 3
-            when 'semiannual' then 6
-            when 'yearly' then 12
-            else 0
-        end as interval_months,
+        {{ interval_months('plans.billing_interval') }} as interval_months,
         -- Months per usage period: one for a plan that bills its charges monthly.
         case when plans.bill_charges_monthly and plans.billing_interval in ('quarterly', 'semiannual', 'yearly')
             then 1
@@ -63,30 +61,14 @@ subscriptions_local as (
     inner join plans
         on subscriptions.plan_code = plans.plan_code
     where subscriptions.started_at < {{ as_of_timestamp() }}
+        and (subscriptions.ended_at is null or subscriptions.ended_at > subscriptions.started_at)
 ),
 
 anchored as (
     select
         subscriptions_local.*,
-        cast(
-            case
-                when subscriptions_local.billing_time = 'anniversary'
-                    then {{ dbt.date_trunc('day', 'subscriptions_local.started_local') }}
-                when subscriptions_local.billing_interval = 'weekly'
-                    then {{ dbt.date_trunc('week', 'subscriptions_local.started_local') }}
-                when subscriptions_local.billing_interval = 'monthly'
-                    then {{ dbt.date_trunc('month', 'subscriptions_local.started_local') }}
-                when subscriptions_local.billing_interval = 'quarterly'
-                    then {{ dbt.date_trunc('quarter', 'subscriptions_local.started_local') }}
-                when subscriptions_local.billing_interval = 'semiannual'
-                    then {{ dbt.dateadd(
-                        'month',
-                        'case when extract(month from subscriptions_local.started_local) >= 7 then 6 else 0 end',
-                        dbt.date_trunc('year', 'subscriptions_local.started_local')) }}
-                else {{ dbt.date_trunc('year', 'subscriptions_local.started_local') }}
-            end
-            as timestamp
-        ) as anchor_local
+        {{ billing_anchor('subscriptions_local.billing_time', 'subscriptions_local.billing_interval',
+                          'subscriptions_local.started_local') }} as anchor_local
     from subscriptions_local
 ),
 
@@ -95,13 +77,8 @@ period_counts as (
         anchored.*,
         -- An upper bound on the index of the period holding last_instant_local; periods that
         -- start after it are dropped below (an anniversary month may end before the bound).
-        cast(floor(
-            case when anchored.interval_months = 0
-                then {{ dbt.datediff('anchored.anchor_local', 'anchored.last_instant_local', 'day') }} / 7.0
-                else {{ dbt.datediff('anchored.anchor_local', 'anchored.last_instant_local', 'month') }}
-                    / (1.0 * anchored.usage_months)
-            end
-        ) as integer) as last_period_index
+        {{ period_index_bound('anchored.anchor_local', 'anchored.usage_months', 'anchored.last_instant_local') }}
+            as last_period_index
     from anchored
 ),
 
@@ -114,14 +91,10 @@ periods_local as (
         cast(case when period_counts.interval_months = 0 then series.n
             else floor(series.n * period_counts.usage_months / (1.0 * period_counts.interval_months))
         end as integer) as fee_period_index,
-        cast(case when period_counts.interval_months = 0
-            then {{ dbt.dateadd('day', '7 * series.n', 'period_counts.anchor_local') }}
-            else {{ dbt.dateadd('month', 'period_counts.usage_months * series.n', 'period_counts.anchor_local') }}
-        end as timestamp) as period_start_local,
-        cast(case when period_counts.interval_months = 0
-            then {{ dbt.dateadd('day', '7 * (series.n + 1)', 'period_counts.anchor_local') }}
-            else {{ dbt.dateadd('month', 'period_counts.usage_months * (series.n + 1)', 'period_counts.anchor_local') }}
-        end as timestamp) as period_end_local
+        {{ period_boundary('period_counts.anchor_local', 'period_counts.usage_months', 'series.n') }}
+            as period_start_local,
+        {{ period_boundary('period_counts.anchor_local', 'period_counts.usage_months', 'series.n + 1') }}
+            as period_end_local
     from period_counts
     cross join lateral {{ integer_series('period_counts.last_period_index + 1') }} as series
 ),
@@ -175,9 +148,12 @@ trials as (
 ),
 
 -- The base fee's service in the fee period: from the latest of the fee period's start, the
--- subscription's start and the trial's end, to the earliest of the fee period's end and the
--- subscription's end (known in advance, even when it is after as_of).
-base_fees as (
+-- subscription's start and the trial's end, to the fee period's end or the instant the base fee
+-- stops (fee_cut_at): the end of the phase, or for a phase upgraded away, the start of the switch
+-- day (which belongs to the new plan). In arrears the fee covers the days used. In advance it was
+-- invoiced in full when its service started; a stop inside the period is then a credit for the
+-- unused days (docs/billing-calendar.md, "Plan changes").
+fee_cuts as (
     select
         trials.*,
         case
@@ -186,9 +162,38 @@ base_fees as (
             when trials.started_at >= trials.fee_period_start_at then trials.started_at
             else trials.fee_period_start_at
         end as base_fee_start_at,
-        case when trials.ended_at is not null and trials.ended_at < trials.fee_period_end_at
-            then trials.ended_at else trials.fee_period_end_at end as base_fee_end_at
+        case
+            when trials.ended_at is null then cast(null as timestamp)
+            when trials.end_reason = 'upgrade'
+                then {{ to_utc(dbt.date_trunc('day', from_utc('trials.ended_at', 'trials.billing_timezone')),
+                               'trials.billing_timezone') }}
+            else trials.ended_at
+        end as fee_cut_at
     from trials
+),
+
+base_fees as (
+    select
+        fee_cuts.*,
+        case
+            when fee_cuts.fee_cut_at is null or fee_cuts.fee_cut_at >= fee_cuts.fee_period_end_at
+                then fee_cuts.fee_period_end_at
+            when fee_cuts.is_pay_in_advance and fee_cuts.fee_cut_at > fee_cuts.base_fee_start_at
+                then fee_cuts.fee_period_end_at
+            else fee_cuts.fee_cut_at
+        end as base_fee_end_at,
+        -- In advance, a stop inside a period already invoiced credits the days after it.
+        (fee_cuts.is_pay_in_advance and fee_cuts.fee_cut_at is not null
+            and fee_cuts.fee_cut_at > fee_cuts.base_fee_start_at
+            and fee_cuts.fee_cut_at < fee_cuts.fee_period_end_at) as has_unused_days,
+        -- When the base fee is invoiced: at its start in advance; in arrears at the fee period's
+        -- end, or with the phase's last usage when it ends inside the period.
+        case
+            when fee_cuts.is_pay_in_advance then fee_cuts.base_fee_start_at
+            when fee_cuts.ended_at is not null and fee_cuts.ended_at < fee_cuts.fee_period_end_at then fee_cuts.ended_at
+            else fee_cuts.fee_period_end_at
+        end as base_fee_invoice_at
+    from fee_cuts
 ),
 
 service_days as (
@@ -201,17 +206,26 @@ service_days as (
         cast({{ from_utc('base_fees.base_fee_start_at', 'base_fees.billing_timezone') }} as date) as base_fee_start_date,
         cast({{ dbt.dateadd('second', -1, from_utc('base_fees.base_fee_end_at', 'base_fees.billing_timezone')) }} as date)
             as base_fee_last_date,
-        -- This usage period carries the fee period's base fee: the one where the fee's service
-        -- starts (in advance) or ends (in arrears). Its end also closes the fee period (commitments).
+        -- The last local day the base fee was used, when a stop leaves unused days (a credit).
+        cast({{ dbt.dateadd('second', -1, from_utc('base_fees.fee_cut_at', 'base_fees.billing_timezone')) }} as date)
+            as used_last_date,
+        cast({{ dbt.dateadd('second', -1, from_utc('base_fees.fee_period_end_at', 'base_fees.billing_timezone')) }} as date)
+            as fee_period_last_date,
+        -- This usage period carries the fee period's base fee: the one holding the instant it is
+        -- invoiced. The one where the fee's service ends closes the fee period (commitments), and
+        -- the one where the phase ends carries a credit for unused in-advance days.
         (base_fees.base_fee_end_at > base_fees.period_start_at and base_fees.base_fee_end_at <= base_fees.period_end_at)
             as closes_fee_period,
         (base_fees.base_fee_start_at < base_fees.base_fee_end_at
             and case when base_fees.is_pay_in_advance
-                then base_fees.base_fee_start_at >= base_fees.period_start_at
-                    and base_fees.base_fee_start_at < base_fees.period_end_at
-                else base_fees.base_fee_end_at > base_fees.period_start_at
-                    and base_fees.base_fee_end_at <= base_fees.period_end_at
-            end) as carries_base_fee
+                then base_fees.base_fee_invoice_at >= base_fees.period_start_at
+                    and base_fees.base_fee_invoice_at < base_fees.period_end_at
+                else base_fees.base_fee_invoice_at > base_fees.period_start_at
+                    and base_fees.base_fee_invoice_at <= base_fees.period_end_at
+            end) as carries_base_fee,
+        (base_fees.has_unused_days
+            and base_fees.ended_at > base_fees.period_start_at and base_fees.ended_at <= base_fees.period_end_at)
+            as carries_unused_days_credit
     from base_fees
     where base_fees.service_start_at < base_fees.service_end_at
 ),
@@ -221,6 +235,8 @@ final as (
         {{ dbt.hash("service_days.subscription_id || '|' || cast(service_days.period_start_local as " ~ dbt.type_string() ~ ")") }}
             as billing_period_id,
         service_days.subscription_id,
+        service_days.external_subscription_id,
+        service_days.phase,
         service_days.customer_id,
         service_days.plan_code,
         service_days.base_plan_code,
@@ -257,8 +273,17 @@ final as (
             then {{ dbt.datediff('service_days.base_fee_start_date', 'service_days.base_fee_last_date', 'day') }} + 1
             else 0
         end as base_fee_days,
+        service_days.base_fee_invoice_at,
         service_days.carries_base_fee,
         service_days.closes_fee_period,
+        service_days.end_reason,
+        service_days.ended_at as subscription_ended_at,
+        case when service_days.carries_unused_days_credit
+            then {{ dbt.datediff('service_days.used_last_date', 'service_days.fee_period_last_date', 'day') }}
+            else 0
+        end as unused_days,
+        cast({{ dbt.dateadd('day', 1, 'service_days.used_last_date') }} as date) as unused_start_date,
+        service_days.fee_period_last_date,
         (service_days.service_end_at <= {{ as_of_timestamp() }}) as is_closed
     from service_days
     inner join currencies

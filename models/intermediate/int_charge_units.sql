@@ -75,10 +75,13 @@ charge_fees as (
                     ~ " || coalesce('|' || fee_keys.group_key, '')") }} as invoice_line_id,
         billing_periods.billing_period_id,
         billing_periods.subscription_id,
+        billing_periods.external_subscription_id,
         billing_periods.period_start_at,
+        billing_periods.service_start_at,
         {{ dbt.datediff('billing_periods.service_start_at', 'billing_periods.service_end_at', 'second') }}
             as service_seconds,
         charges.charge_id,
+        charges.price_key,
         fee_keys.group_key,
         charges.aggregation,
         charges.is_recurring,
@@ -109,10 +112,11 @@ charge_fees as (
 carried as (
     select
         charge_fees.*,
-        -- The level reached before this period: what recurring metrics start from.
+        -- The level reached before this period: what recurring metrics start from. It carries
+        -- across plan changes (phases of one subscription) between prices of the same key.
         coalesce(sum(charge_fees.period_sum) over (
-            partition by charge_fees.subscription_id, charge_fees.charge_id, charge_fees.group_key
-            order by charge_fees.period_start_at
+            partition by charge_fees.external_subscription_id, charge_fees.price_key, charge_fees.group_key
+            order by charge_fees.service_start_at
             rows between unbounded preceding and 1 preceding
         ), 0) as level_before
     from charge_fees

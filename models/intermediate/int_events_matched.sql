@@ -15,8 +15,20 @@ with events as (
     select * from {{ ref('int_events_deduplicated') }}
 ),
 
+-- Events name a subscription by its external id, which all its phases (plan changes) share;
+-- the billing period matched below, by time, picks the phase.
+subscription_phases as (
+    select * from {{ ref('int_subscriptions') }}
+),
+
 subscriptions as (
-    select * from {{ ref('stg_catalog__subscriptions') }}
+    select
+        subscription_phases.external_subscription_id as subscription_id,
+        subscription_phases.customer_id,
+        min(subscription_phases.started_at) as started_at,
+        case when count(subscription_phases.ended_at) = count(*) then max(subscription_phases.ended_at) end as ended_at
+    from subscription_phases
+    group by 1, 2
 ),
 
 customers as (
@@ -82,12 +94,13 @@ matched as (
         resolved.*,
         billing_periods.billing_period_id,
         billing_periods.customer_id,
+        billing_periods.subscription_id as phase_subscription_id,
         charges.charge_id,
         charges.aggregation,
         charges.field_name
     from resolved
     left join billing_periods
-        on resolved.subscription_id = billing_periods.subscription_id
+        on resolved.subscription_id = billing_periods.external_subscription_id
         and resolved.event_at >= billing_periods.service_start_at
         and resolved.event_at < billing_periods.service_end_at
     left join charges
@@ -170,7 +183,8 @@ final as (
         classified.event_at,
         classified.loaded_at,
         classified.metric_code,
-        classified.subscription_id,
+        -- The phase the event is billed on; the subscription's id when it is not billed.
+        coalesce(classified.phase_subscription_id, classified.subscription_id) as subscription_id,
         case when classified.exclusion_reason is null then classified.customer_id end as customer_id,
         case when classified.exclusion_reason is null then classified.billing_period_id end as billing_period_id,
         -- The price the event is billed at: the charge's default, or the filter it matched.

@@ -95,8 +95,7 @@ subscription_fees as (
         0 as event_count,
         {{ divide_exactly("billing_periods.base_fee_days", "billing_periods.fee_days_in_period") }} as proration_factor,
         -- In advance: when the paid service starts (the end of a trial); in arrears: when it ends.
-        case when plans.is_pay_in_advance
-            then billing_periods.base_fee_start_at else billing_periods.base_fee_end_at end as invoice_at
+        billing_periods.base_fee_invoice_at as invoice_at
     from billing_periods
     inner join plans
         on billing_periods.plan_code = plans.plan_code

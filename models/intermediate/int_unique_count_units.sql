@@ -17,10 +17,12 @@ matched_events as (
     where invoice_line_id is not null and unique_value is not null
 ),
 
+-- Values are followed per subscription (all its phases: a plan change keeps the seats) and
+-- price key (the metric and filter values), so they carry across a plan change.
 value_events as (
     select
-        matched_events.subscription_id,
-        matched_events.charge_id,
+        billing_periods.external_subscription_id,
+        charges.price_key,
         coalesce(matched_events.group_key, '') as group_key,
         matched_events.unique_value,
         matched_events.operation_type,
@@ -29,19 +31,25 @@ value_events as (
     from matched_events
     inner join charges
         on matched_events.charge_id = charges.charge_id
+    inner join billing_periods
+        on matched_events.billing_period_id = billing_periods.billing_period_id
 ),
 
 periods as (
     select
         billing_periods.billing_period_id,
-        billing_periods.subscription_id,
+        billing_periods.external_subscription_id,
         billing_periods.service_start_at,
         billing_periods.service_end_at,
-        series.charge_id,
+        charges.charge_id,
+        series.price_key,
         series.group_key
     from billing_periods
-    inner join (select distinct subscription_id, charge_id, group_key from value_events) as series
-        on billing_periods.subscription_id = series.subscription_id
+    inner join (select distinct external_subscription_id, price_key, group_key from value_events) as series
+        on billing_periods.external_subscription_id = series.external_subscription_id
+    inner join charges
+        on billing_periods.plan_code = charges.plan_code
+        and series.price_key = charges.price_key
 ),
 
 operations_before as (
@@ -57,8 +65,8 @@ operations_before as (
         ) as recency
     from periods
     inner join value_events
-        on periods.subscription_id = value_events.subscription_id
-        and periods.charge_id = value_events.charge_id
+        on periods.external_subscription_id = value_events.external_subscription_id
+        and periods.price_key = value_events.price_key
         and periods.group_key = value_events.group_key
         -- At the start instant too: a value removed exactly when the period starts is not active
         -- in it (active from an add until a remove, the remove's instant excluded).
@@ -76,8 +84,8 @@ active_values as (
     select periods.billing_period_id, periods.charge_id, periods.group_key, value_events.unique_value
     from periods
     inner join value_events
-        on periods.subscription_id = value_events.subscription_id
-        and periods.charge_id = value_events.charge_id
+        on periods.external_subscription_id = value_events.external_subscription_id
+        and periods.price_key = value_events.price_key
         and periods.group_key = value_events.group_key
         and value_events.event_at >= periods.service_start_at
         and value_events.event_at < periods.service_end_at

@@ -35,7 +35,8 @@ final as (
         charges.group_key_1,
         charges.group_key_2,
         charges.group_key_3,
-        coalesce(charges.is_pay_in_advance, false) as is_pay_in_advance
+        coalesce(charges.is_pay_in_advance, false) as is_pay_in_advance,
+        coalesce(charges.price_key, charges.metric_code) as price_key
     from charges
     inner join metrics
         on charges.metric_code = metrics.metric_code
