@@ -143,6 +143,9 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
 
     with connect(settings, read_only=True) as warehouse:
         by_charge = billed_by_charge(warehouse)
+        credit_notes = warehouse.query(
+            "select currency, count(*), sum(amount) from marts.fct_credit_notes where status = 'closed' "
+            "group by 1 order by 1")
         closed = totals_by_currency(warehouse, "closed")
         drafts = totals_by_currency(warehouse, "draft")
         outcomes = reconciliation(warehouse)
@@ -161,6 +164,10 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
         table.add_row(currency, f"{n:,}", f"{total:,.{places}f}", f"{dn:,}", f"{dt:,.{places}f}")
     console.print(table)
     _print_billed_by_charge(by_charge, exponents)
+    if credit_notes:
+        summary = ", ".join(f"{currency} {total:,.{exponents[currency]}f} ({count})"
+                            for currency, count, total in credit_notes)
+        console.print(f"Credit notes for unused in-advance days (terminations, upgrades): {summary}")
     events = Table(title="Events (every input record is accounted for)", show_edge=False)
     events.add_column("outcome")
     events.add_column("reason")
