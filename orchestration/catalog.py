@@ -394,6 +394,19 @@ class Plan(_Strict):
         return self
 
 
+class AddOn(_Strict):
+    """A one-off charge (onboarding, support hours): invoiced on its own when applied."""
+
+    code: str
+    name: str
+    amount: Decimal
+    currency: str
+    invoice_display_name: str | None = None
+
+    check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
+    check_amount = field_validator("amount", mode="before")(classmethod(lambda cls, v: _non_negative_amount(v)))
+
+
 class Coupon(_Strict):
     code: str
     name: str
@@ -470,6 +483,17 @@ class AppliedCoupon:
 
 
 @dataclass(frozen=True)
+class AppliedAddOn:
+    row: int  # the row in applied_add_ons.csv: each row is a one-off invoice line
+    external_customer_id: str
+    add_on_code: str
+    applied_at: datetime  # naive UTC
+    units: Decimal
+    unit_amount: Decimal  # the add-on's amount, or the row's own
+    description: str | None
+
+
+@dataclass(frozen=True)
 class Catalog:
     directory: Path
     billing_entity: BillingEntity
@@ -480,6 +504,8 @@ class Catalog:
     subscriptions: tuple[Subscription, ...]
     applied_coupons: tuple[AppliedCoupon, ...]
     fingerprint: str
+    add_ons: tuple[AddOn, ...] = ()
+    applied_add_ons: tuple[AppliedAddOn, ...] = ()
     """sha256 of the files' bytes, in a fixed order: the price-book version."""
 
     @property
@@ -719,13 +745,46 @@ def read_catalog(
             raise _row_error(applied_path, number, key, "applied_at", str(error)) from None
         applied.append(AppliedCoupon(customer.external_customer_id, coupon.code, applied_at))
 
+    add_ons_path = directory / "add_ons.yml"
+    add_ons = _validate_list(add_ons_path, "add_ons", _read_yaml(add_ons_path, "add_ons", required=False), AddOn)
+    for index, add_on in enumerate(add_ons):
+        if add_on.currency not in currencies:
+            raise CatalogError(add_ons_path, f"add_ons[{index}] (code '{add_on.code}') > currency", "unknown currency")
+    add_ons_by_code = {a.code: a for a in add_ons}
+    applied_add_ons_path = directory / "applied_add_ons.csv"
+    applied_add_ons: list[AppliedAddOn] = []
+    for number, row in _read_csv(applied_add_ons_path, ["external_customer_id", "add_on_code", "applied_at"],
+                                 required=False):
+        key = f"external_customer_id '{row['external_customer_id']}'"
+        customer = customers_by_id.get(row["external_customer_id"])
+        if customer is None:
+            raise _row_error(applied_add_ons_path, number, key, "external_customer_id", "unknown customer")
+        add_on = add_ons_by_code.get(row["add_on_code"])
+        if add_on is None:
+            raise _row_error(applied_add_ons_path, number, key, "add_on_code", f"unknown add-on {row['add_on_code']!r}")
+        if add_on.currency != customer.currency:
+            raise _row_error(applied_add_ons_path, number, key, "add_on_code",
+                             f"add-on is in {add_on.currency}, customer pays in {customer.currency}")
+        values: dict[str, Decimal] = {}
+        for field, default in (("units", Decimal(1)), ("amount", add_on.amount)):
+            try:
+                values[field] = _non_negative_amount(row[field]) if row.get(field) else default
+            except ValueError as error:
+                raise _row_error(applied_add_ons_path, number, key, field, str(error)) from None
+        try:
+            applied_at = _parse_instant(row["applied_at"], customer.timezone or entity.timezone)
+        except ValueError as error:
+            raise _row_error(applied_add_ons_path, number, key, "applied_at", str(error)) from None
+        applied_add_ons.append(AppliedAddOn(number, customer.external_customer_id, add_on.code, applied_at,
+                                            values["units"], values["amount"], row.get("description") or None))
+
     digest = hashlib.sha256()
     for path in (entity_path, metrics_path, plans_path, coupons_path, customers_path, subscriptions_path, applied_path,
-                 overrides_path):
+                 overrides_path, add_ons_path, applied_add_ons_path):
         digest.update(path.name.encode())
         digest.update(path.read_bytes() if path.exists() else b"")
     return Catalog(directory, entity, tuple(metrics), tuple(plans), tuple(coupons), tuple(customers),
-                   tuple(subscriptions), tuple(applied), digest.hexdigest())
+                   tuple(subscriptions), tuple(applied), digest.hexdigest(), tuple(add_ons), tuple(applied_add_ons))
 
 
 def _check_charge_filters(path: Path, where: str, charge: Charge, metric: BillableMetric) -> None:
@@ -1009,6 +1068,14 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
         ("applied_coupon_id", "varchar"), ("external_customer_id", "varchar"), ("coupon_code", "varchar"),
         ("applied_at", "timestamp"),
     ],
+    "catalog.add_ons": [
+        ("add_on_code", "varchar"), ("name", "varchar"), ("amount", MONEY), ("currency", "varchar"),
+        ("invoice_display_name", "varchar"),
+    ],
+    "catalog.applied_add_ons": [
+        ("applied_add_on_id", "varchar"), ("external_customer_id", "varchar"), ("add_on_code", "varchar"),
+        ("applied_at", "timestamp"), ("units", QUANTITY), ("unit_amount", MONEY), ("description", "varchar"),
+    ],
     "catalog.price_book_versions": [
         ("fingerprint", "varchar"), ("source_directory", "varchar"), ("loaded_at", "timestamp"),
     ],
@@ -1096,6 +1163,11 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
         "catalog.applied_coupons": [
             (f"{a.external_customer_id}:{a.coupon_code}:{a.applied_at.isoformat()}", a.external_customer_id,
              a.coupon_code, a.applied_at) for a in catalog.applied_coupons
+        ],
+        "catalog.add_ons": [(a.code, a.name, a.amount, a.currency, a.invoice_display_name) for a in catalog.add_ons],
+        "catalog.applied_add_ons": [
+            (f"{a.external_customer_id}:{a.add_on_code}:{a.applied_at.isoformat()}:row{a.row}", a.external_customer_id,
+             a.add_on_code, a.applied_at, a.units, a.unit_amount, a.description) for a in catalog.applied_add_ons
         ],
         "catalog.price_book_versions": [(catalog.fingerprint, str(catalog.directory), loaded_at)],
     }

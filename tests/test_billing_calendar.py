@@ -22,6 +22,7 @@ API call costs 1.00 (0.0005 KWD, 0.5 JPY).
 | c_trial_advance | monthly in advance, 14-day trial, from 10 Oct 2026 | first invoice at the trial's end (24 Oct): 8.00 for 24-31 Oct; 1 Nov: November 31.00 + October's call 1.00 |
 | c_trial_long | monthly in arrears, 14-day trial, from 25 Sep 2026 | September is all trial: no base fee line, the call 1.00; October's fee from 9 Oct: 23.00 |
 | c_override | the monthly plan with a contract (subscription_overrides.yml): base 20.00, calls at 0.25, commitment 25.00 | October: 20.00 + 4 calls x 0.25 = 21.00, commitment true-up 4.00: 25.00; the plan's other customers keep 31.00 and 1.00 a call |
+| add-ons (add_ons.yml, applied_add_ons.csv) | c_leap: 2 x setup 250.00 on 15 Oct; c_weekly: setup at a negotiated 199.99 on Monday 2 Nov, the instant its weekly invoice is issued; c_kwd: 3 x training 45.125 KWD on 20 Oct 09:30 Kuwait time | one-off invoices of their own: 500.00, 199.99 (beside the week's 7.00 invoice, not merged), 135.375 KWD |
 | c_yearly_usage | yearly calendar in advance (1,200.00), charges billed monthly (10.00 a call), commitment 1,500.00, from 1 Jul 2025 | 1 Jul 2025: 1,200 x 184/365 = 604.93; each month's calls invoiced at the month's end (August 30.00, November 20.00); 1 Jan 2026: December's usage 0.00, the 2025 commitment 1,500 x 184/365 = 756.16 - (604.93 + 30.00 + 20.00) = 101.23, and 2026's fee 1,200.00 |
 """
 
@@ -47,7 +48,9 @@ def invoices() -> list[dict]:
 
 
 def _of(invoices: list[dict], customer: str) -> list[dict]:
-    return sorted((i for i in invoices if i["customer_id"] == customer), key=lambda i: i["invoice_at"])
+    """The customer's subscription invoices (one-off add-on invoices are tested on their own)."""
+    return sorted((i for i in invoices if i["customer_id"] == customer
+                   and not all(line["fee_kind"] == "add_on" for line in i["lines"])), key=lambda i: i["invoice_at"])
 
 
 def _summary(invoice: dict) -> tuple:
@@ -262,3 +265,32 @@ def test_invalid_overrides_name_the_field(tmp_path, old, new, expected):
     with pytest.raises(CatalogError) as raised:
         read_catalog(copy)
     assert str(raised.value).startswith(f"{path}: {expected}")
+
+
+def test_add_ons_are_one_off_invoices_of_their_own(invoices):
+    one_off = sorted((i["customer_id"], i["currency"], i["invoice_at"], i["total_amount"],
+                      [(line["description"], line["quantity"], line["unit_amount"], line["amount"]) for line in i["lines"]])
+                     for i in invoices if any(line["fee_kind"] == "add_on" for line in i["lines"]))
+    assert one_off == [
+        ("c_kwd", "KWD", "2026-10-20T06:30:00Z", "135.375", [("Training (KWD)", "3", "45.125", "135.375")]),
+        ("c_leap", "USD", "2026-10-15T00:00:00Z", "500.00", [("Integration setup", "2", "250", "500.00")]),
+        ("c_weekly", "USD", "2026-11-02T00:00:00Z", "199.99", [("Setup (negotiated)", "1", "199.99", "199.99")]),
+    ]
+    week = [i for i in invoices if i["customer_id"] == "c_weekly" and i["invoice_at"] == "2026-11-02T00:00:00Z"]
+    assert sorted(i["total_amount"] for i in week) == ["199.99", "7.00"]  # two invoices, not one
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("c_leap,setup,", "c_leap,onboarding,", "row 2 (external_customer_id 'c_leap') > add_on_code: unknown add-on 'onboarding'"),
+    ("c_kwd,training_kwd,", "c_kwd,setup,", "row 4 (external_customer_id 'c_kwd') > add_on_code: add-on is in USD, customer pays in KWD"),
+    (",199.99,", ",-5,", "row 3 (external_customer_id 'c_weekly') > amount: '-5' must not be negative"),
+])
+def test_invalid_applied_add_ons_name_the_row(tmp_path, old, new, expected):
+    copy = tmp_path / "catalog"
+    shutil.copytree(CASE / "catalog", copy)
+    path = copy / "applied_add_ons.csv"
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(CatalogError) as raised:
+        read_catalog(copy)
+    assert str(raised.value) == f"{path}: {expected}"

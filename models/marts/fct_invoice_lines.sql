@@ -1,6 +1,10 @@
--- One row per invoice line: a base fee or a usage fee, with the arithmetic that explains it.
+-- One row per invoice line: a base fee, a usage fee, a true-up or an add-on, with the arithmetic
+-- that explains it.
 with fees as (
     select * from {{ ref('int_fees') }}
+    union all
+    -- One-off invoices of add-ons: the same columns, no subscription.
+    select * from {{ ref('int_add_on_fees') }}
 ),
 
 final as (
