@@ -191,7 +191,8 @@ def _print_billed_by_charge(rows, exponents: dict[str, int]) -> None:
         table.add_column(column, justify="right" if column in {"events", "billed"} else "left", no_wrap=True)
     previous = None
     for fee_kind, metric, aggregation, model, currency, _lines, events, amount in rows:
-        priced_by = {"subscription": "base fee", "true_up": "true-up", "commitment": "commitment"}.get(fee_kind, model)
+        priced_by = {"subscription": "base fee", "true_up": "true-up", "commitment": "commitment",
+                     "add_on": "add-on"}.get(fee_kind, model)
         first = (metric, priced_by) != previous
         previous = (metric, priced_by)
         table.add_row(metric if first else "", aggregation if first else "", priced_by if first else "",

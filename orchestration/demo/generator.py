@@ -42,7 +42,7 @@ __all__ = ["DemoSummary", "generate_demo", "PRICE_BOOK_DIR", "PRICE_BOOK_FILES"]
 
 UTC = timezone.utc
 PRICE_BOOK_DIR = Path(__file__).resolve().parent / "price_book"
-PRICE_BOOK_FILES = ("billing_entity.yml", "billable_metrics.yml", "plans.yml", "coupons.yml")
+PRICE_BOOK_FILES = ("billing_entity.yml", "billable_metrics.yml", "plans.yml", "coupons.yml", "add_ons.yml")
 
 CUSTOMERS_COLUMNS = ("external_customer_id", "name", "email", "country", "currency", "timezone")
 SUBSCRIPTIONS_COLUMNS = (
@@ -53,6 +53,8 @@ SUBSCRIPTIONS_COLUMNS = (
     "ended_at",
 )
 APPLIED_COUPONS_COLUMNS = ("external_customer_id", "coupon_code", "applied_at")
+APPLIED_ADD_ONS_COLUMNS = ("external_customer_id", "add_on_code", "applied_at", "units", "amount", "description")
+UPGRADE_PLAN = ("developer", "scale")  # one running developer customer moves to scale in the window
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -74,7 +76,7 @@ CONFLICTING_DUPLICATES = 10
 JSONL_GOOD_ROWS = 10
 EXACT_DUPLICATE_RATE = 0.002
 CUSTOMER_ID_RATE = 0.005
-MIN_CUSTOMERS = 9  # one per guaranteed profile below
+MIN_CUSTOMERS = 10  # one per guaranteed profile below
 MIN_EVENTS = 1_000
 
 # --------------------------------------------------------------------------- customers
@@ -97,6 +99,7 @@ _ZONES: tuple[tuple[str, str, str, float], ...] = (
 # Always present, so that even a small run covers every zone family, currency and plan.
 _GUARANTEED: tuple[tuple[str, str], ...] = (
     ("America/New_York", "scale"),
+    ("America/New_York", "scale_yearly"),
     ("America/Chicago", "enterprise"),
     ("America/Los_Angeles", "developer"),
     ("Pacific/Honolulu", "free"),
@@ -107,7 +110,7 @@ _GUARANTEED: tuple[tuple[str, str], ...] = (
     ("", "free"),
 )
 _PLAN_MIX: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
-    "USD": (("free", "developer", "scale", "enterprise"), (0.32, 0.42, 0.18, 0.08)),
+    "USD": (("free", "developer", "scale", "scale_yearly", "enterprise"), (0.30, 0.40, 0.16, 0.06, 0.08)),
     "EUR": (("developer_eur", "scale_eur"), (0.7, 0.3)),
     "JPY": (("scale_jpy",), (1.0,)),
 }
@@ -118,6 +121,7 @@ _PLAN_USAGE_FACTOR = {
     "scale": 6.0,
     "scale_eur": 6.0,
     "scale_jpy": 6.0,
+    "scale_yearly": 6.0,
     "enterprise": 30.0,
 }
 _NAME_FIRST = (
@@ -272,7 +276,7 @@ def generate_demo(
     catalog_rng = np.random.default_rng([seed, customers, 1])
     custs = _make_customers(catalog_rng, customers, window_start, as_of, default_zone)
     coupons = _make_applied_coupons(catalog_rng, custs, window_start, as_of)
-    catalog_files = _write_catalog(catalog_dir, custs, coupons)
+    catalog_files = _write_catalog(catalog_dir, custs, coupons, _contracts(custs, window_start))
 
     event_rng = np.random.default_rng([seed, customers, events, 2])
     plans = yaml.safe_load((PRICE_BOOK_DIR / "plans.yml").read_text("utf-8"))["plans"]
@@ -462,8 +466,27 @@ def _csv_bytes(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def _contracts(custs: list[_Customer], window_start: datetime) -> dict[str, Any]:
+    """The demo's subscription-level events in the catalog (deterministic, no randomness):
+    - an upgrade: the first running developer customer (started before the window) moves to
+      scale on the 10th of the window's second month (a second subscriptions.csv row);
+    - an enterprise contract: the first enterprise customer pays 2,000.00 a month instead of
+      2,500.00 and 0.0000015 per atlas-large input token (subscription_overrides.yml);
+    - an add-on: that customer's onboarding workshop, on the 3rd of the window's first month."""
+    ws = window_start.date()
+    second_month = (ws.replace(day=28) + timedelta(days=4)).replace(day=10)
+    running = [c for c in custs if c.ended_at is None and c.started_at < ws]
+    upgrade = next((c for c in running if c.plan_code == UPGRADE_PLAN[0]), None)
+    enterprise = next((c for c in running if c.plan_code == "enterprise"), None)
+    return {
+        "upgrade": (upgrade, second_month) if upgrade else None,
+        "enterprise": enterprise,
+        "add_on": (enterprise, ws + timedelta(days=2)) if enterprise else None,
+    }
+
+
 def _write_catalog(
-    catalog_dir: Path, custs: list[_Customer], coupons: list[tuple[str, str, str]]
+    catalog_dir: Path, custs: list[_Customer], coupons: list[tuple[str, str, str]], contracts: dict[str, Any]
 ) -> tuple[Path, ...]:
     written: list[Path] = []
     for name in PRICE_BOOK_FILES:
@@ -486,10 +509,32 @@ def _write_catalog(
                     c.ended_at.isoformat() if c.ended_at else "",
                 )
                 for c in custs
-            ],
+            ]
+            + (
+                [(contracts["upgrade"][0].subscription_id, contracts["upgrade"][0].customer_id,
+                  UPGRADE_PLAN[1], contracts["upgrade"][1].isoformat(), "")]
+                if contracts["upgrade"] else []
+            ),
         ),
         "applied_coupons.csv": _csv_bytes(APPLIED_COUPONS_COLUMNS, coupons),
+        "applied_add_ons.csv": _csv_bytes(
+            APPLIED_ADD_ONS_COLUMNS,
+            [(contracts["add_on"][0].customer_id, "onboarding", contracts["add_on"][1].isoformat(), "1", "", "")]
+            if contracts["add_on"] else [],
+        ),
     }
+    if contracts["enterprise"]:
+        tables["subscription_overrides.yml"] = (
+            "# An enterprise contract on top of the enterprise plan (docs/catalog.md).\n"
+            "subscription_overrides:\n"
+            f"  - subscription: {contracts['enterprise'].subscription_id}\n"
+            '    amount: "2000.00"\n'
+            "    charges:\n"
+            "      - metric: input_tokens\n"
+            "        filters:\n"
+            "          - values: {model: [atlas-large]}\n"
+            '            properties: {amount: "0.0000015"}\n'
+        ).encode("utf-8")
     for name, data in tables.items():
         target = catalog_dir / name
         target.write_bytes(data)
