@@ -100,12 +100,15 @@ def test_files_written(demo: DemoSummary) -> None:
     catalog = sorted(p.name for p in demo.catalog_dir.iterdir())
     assert catalog == sorted(
         [
+            "add_ons.yml",
+            "applied_add_ons.csv",
             "applied_coupons.csv",
             "billable_metrics.yml",
             "billing_entity.yml",
             "coupons.yml",
             "customers.csv",
             "plans.yml",
+            "subscription_overrides.yml",
             "subscriptions.csv",
         ]
     )
@@ -155,14 +158,19 @@ def test_catalog_csv_columns(demo: DemoSummary) -> None:
     cols, applied = _csv(demo.catalog_dir / "applied_coupons.csv")
     assert cols == ["external_customer_id", "coupon_code", "applied_at"]
     assert len(customers) == demo.customers == CUSTOMERS
-    assert len(subs) == demo.subscriptions == CUSTOMERS
+    # One row per subscription, plus the upgrade's second row (a plan change, same id).
+    assert demo.subscriptions == CUSTOMERS and demo.plan_changes == 1
+    assert len(subs) == CUSTOMERS + 1
     assert [c["external_customer_id"] for c in customers] == [
         f"cus_{i:04d}" for i in range(1, CUSTOMERS + 1)
     ]
     assert len({c["name"] for c in customers}) == CUSTOMERS
-    assert [s["external_subscription_id"] for s in subs] == [
+    assert [s["external_subscription_id"] for s in subs[:CUSTOMERS]] == [
         f"sub_{i:04d}" for i in range(1, CUSTOMERS + 1)
     ]
+    upgraded = [s for s in subs if s["external_subscription_id"] == subs[-1]["external_subscription_id"]]
+    assert [s["plan_code"] for s in upgraded] == ["developer", "scale"]
+    assert upgraded[0]["started_at"] < upgraded[1]["started_at"] and not upgraded[0]["ended_at"]
     for row in subs:
         date.fromisoformat(row["started_at"])
         if row["ended_at"]:
@@ -238,7 +246,7 @@ def test_price_book_follows_catalog_format(demo: DemoSummary) -> None:
     assert by_code["storage_gb"].rounding_function == "ceil"
     plans = yaml.safe_load((demo.catalog_dir / "plans.yml").read_text())["plans"]
     assert [p["code"] for p in plans] == [
-        "free", "developer", "scale", "enterprise", "developer_eur", "scale_eur", "scale_jpy"
+        "free", "developer", "scale", "scale_yearly", "enterprise", "developer_eur", "scale_eur", "scale_jpy"
     ]
     charges = [(plan, charge) for plan in plans for charge in plan["charges"]]
     assert {c["charge_model"] for _, c in charges} == {
@@ -299,10 +307,11 @@ def test_events_inside_window_and_active_time(demo: DemoSummary, events: pa.Tabl
     _, subs = _csv(demo.catalog_dir / "subscriptions.csv")
     active: dict[str, tuple[datetime, datetime | None]] = {}
     sub_of_customer: dict[str, str] = {}
-    for s in subs:
+    for s in subs:  # a plan change's second row keeps the subscription's first start
         z = zone[s["external_customer_id"]]
         end = _midnight(s["ended_at"], z) if s["ended_at"] else None
-        active[s["external_subscription_id"]] = (_midnight(s["started_at"], z), end)
+        first = active.get(s["external_subscription_id"], (_midnight(s["started_at"], z), None))[0]
+        active[s["external_subscription_id"]] = (first, end)
         sub_of_customer[s["external_customer_id"]] = s["external_subscription_id"]
 
     unknown = 0

@@ -3,9 +3,10 @@
 ``generate_demo`` writes a complete catalog directory (docs/catalog.md) and a landing
 directory of event files that follow the event input contract:
 
-    out_dir/catalog/   billing_entity.yml, billable_metrics.yml, plans.yml, coupons.yml
-                       (copied from orchestration/demo/price_book/), customers.csv,
-                       subscriptions.csv, applied_coupons.csv
+    out_dir/catalog/   billing_entity.yml, billable_metrics.yml, plans.yml, coupons.yml,
+                       add_ons.yml (copied from orchestration/demo/price_book/), customers.csv,
+                       subscriptions.csv (with one plan change), applied_coupons.csv,
+                       applied_add_ons.csv, subscription_overrides.yml (an enterprise contract)
     out_dir/landing/   events-YYYY-MM-DD.parquet (one per UTC day of event time) and
                        late-and-malformed.jsonl (bad rows of distinct kinds plus a few good
                        rows whose timestamp is unix seconds)
@@ -199,7 +200,8 @@ class DemoSummary:
     event_files: tuple[Path, ...]  # the Parquet files, in day order
     jsonl_file: Path
     customers: int
-    subscriptions: int
+    subscriptions: int  # one per customer
+    plan_changes: int  # extra subscriptions.csv rows: the demo's upgrade
     events_written: int  # well-formed event records: Parquet rows + good JSON lines
     parquet_rows: int
     jsonl_good_rows: int  # good rows in the JSON-lines file (unix-seconds timestamps)
@@ -276,7 +278,8 @@ def generate_demo(
     catalog_rng = np.random.default_rng([seed, customers, 1])
     custs = _make_customers(catalog_rng, customers, window_start, as_of, default_zone)
     coupons = _make_applied_coupons(catalog_rng, custs, window_start, as_of)
-    catalog_files = _write_catalog(catalog_dir, custs, coupons, _contracts(custs, window_start))
+    contracts = _contracts(custs, window_start)
+    catalog_files = _write_catalog(catalog_dir, custs, coupons, contracts)
 
     event_rng = np.random.default_rng([seed, customers, events, 2])
     plans = yaml.safe_load((PRICE_BOOK_DIR / "plans.yml").read_text("utf-8"))["plans"]
@@ -298,6 +301,7 @@ def generate_demo(
         jsonl_file=jsonl_file,
         customers=len(custs),
         subscriptions=len(custs),
+        plan_changes=1 if contracts["upgrade"] else 0,
         events_written=parquet_rows + JSONL_GOOD_ROWS,
         parquet_rows=parquet_rows,
         jsonl_good_rows=JSONL_GOOD_ROWS,
