@@ -46,7 +46,31 @@ docs/billable-metrics.md, docs/charge-models.md, docs/money.md and docs/ingestio
 * each line is rounded once, half-up, to the currency's decimals; an invoice's fees are the
   sum of its rounded lines;
 * coupons: applied to the customer's invoices with fees above zero issued at or after the
-  coupon's application, in invoice order, never below zero.
+  coupon's application, in invoice order, never below zero (never to an add-on's invoice);
+* trials (docs/billing-calendar.md): ``trial_period: N`` leaves the first N whole local days of
+  the subscription (the start day included) without a base fee; an in-advance fee is invoiced
+  when its service starts, so the first one at the trial's end (local midnight), prorated over
+  the rest of its month, alone on its invoice (header: its service days); usage is billed
+  during the trial, at its period's end;
+* yearly plans (calendar billing): the base fee's period is the calendar year, in advance at
+  its start (1 January, or the subscription's start: start..31 December prorated by days over
+  365 or 366); with ``bill_charges_monthly`` usage is invoiced at every calendar month's end;
+* plan changes: the subscription's later rows in subscriptions.csv are phases; an upgrade (the
+  new plan's yearly base fee at least the old one's) takes effect at the requested instant, the
+  switch day being the new plan's. The old phase's usage up to the switch is invoiced at the
+  switch instant (header: the old phase's days of the month), its in-advance fee was invoiced
+  in full at the period start and its unused days (switch day to period end) become a credit
+  note (credit_notes.json: base fee x unused days / days in the period, rounded once), never an
+  invoice line; the new phase bills from the switch day (in arrears at the month's end,
+  prorated). Recurring levels (seats, stored GB) carry from phase to phase for prices of the
+  same metric and filter values (docs/billing-calendar.md, "Plan changes");
+* contracts (subscription_overrides.yml): the named fields (base fee, a charge's properties,
+  min_amount, model, name, a filter's properties by its values) replace the plan's for that
+  subscription, the rest stays the plan's;
+* add-ons (add_ons.yml, applied_add_ons.csv): each applied row is a one-off invoice of its own
+  at ``applied_at`` (never merged, even at the instant of another invoice; header and service:
+  the local day), one ``add_on`` line of units x amount (the row's or the add-on's), described
+  by the row's description, else the add-on's invoice_display_name or name.
 
 Every closed invoice of every customer whose subscription runs must match line by line (lines
 keyed by fee kind, metric and description: filter lines share their charge's metric), to the
@@ -55,7 +79,10 @@ are also chosen by role, and a test checks that the roles hold, so that the comp
 pass vacuously: together their closed invoices use every aggregation and charge model of the
 demo price book, with filter lines for atlas-large and embeddings, a seat removed, a storage
 level carried into a later month, marketplace sales under the percentage model, and the
-enterprise plan's max, latest and volume lines and its spending minimum's true-up. The
+enterprise plan's max, latest and volume lines and its spending minimum's true-up; a trial's
+first fee, a yearly fee with monthly usage, an upgrade (with its credit note, checked by hand
+against credit_notes.json, and at 400k events a seat and stored GB carried across it), a
+contract's overridden base fee and filter price with events, and an add-on invoice. The
 reference run has 20k events; a second run at 400k events (the catalog, hence the customers,
 stay the same) makes usage reach the priced graduated ranges and their flat amounts, requests
 beyond the package's free units and true-ups over real usage, which 20k events do not.
@@ -63,7 +90,9 @@ beyond the package's free units and true-ups over real usage, which 20k events d
 
 from __future__ import annotations
 
+import bisect
 import calendar
+import copy
 import csv
 import json
 import os
@@ -94,7 +123,8 @@ PRECISE = Decimal("1e-12")  # precise amounts keep 12 decimals (docs/charge-mode
 QUANTITY = Decimal("1e-9")  # time-weighted units are kept to 9 decimals (docs/billable-metrics.md)
 ROLES = ("developer_usd_non_utc", "scale_prefer_jpy_eur", "started_inside_window", "coupon_holder",
          "entity_timezone", "deepest_graduated_range", "enterprise_minimum", "marketplace_seller",
-         "seat_removed", "storage_carried", "package_above_free", "large_and_embed_filters")
+         "seat_removed", "storage_carried", "package_above_free", "large_and_embed_filters",
+         "trial_ended", "yearly_usage_monthly", "upgraded", "contract_override", "add_on_invoice")
 
 
 # ------------------------------------------------------------------------------ catalog
@@ -125,14 +155,44 @@ class Customer:
     timezone: str  # as written in customers.csv ("" = the billing entity's)
     zone: ZoneInfo
     subscription_id: str
-    plan_code: str
+    plan_code: str  # the current plan (the last phase's)
     start: datetime  # UTC instant
     end: datetime | None
     coupons: list[tuple[str, datetime]] = field(default_factory=list)
+    # (plan code, plan with the subscription's overrides applied, UTC instant the phase was requested),
+    # one per row of the subscription in subscriptions.csv, in order
+    phases: list[tuple[str, dict, datetime]] = field(default_factory=list)
+    override: dict | None = None  # the subscription's entry of subscription_overrides.yml
+    add_ons: list[tuple[dict, datetime]] = field(default_factory=list)  # (applied_add_ons.csv row, applied_at)
 
     @property
     def start_date(self) -> date:
         return self.start.astimezone(self.zone).date()
+
+
+def apply_override(plan: dict, override: dict | None) -> dict:
+    """The plan with a contract's fields replacing the plan's (docs/catalog.md): everything not
+    named stays the plan's; charges are found by metric, their filters by values."""
+    if override is None:
+        return plan
+    plan = copy.deepcopy(plan)
+    assert override.get("minimum_commitment") is None, "minimum commitments are outside this hand computation"
+    for key in ("amount", "trial_period", "invoice_display_name"):
+        if key in override:
+            plan[key] = override[key]
+    for change in override.get("charges") or []:
+        [charge] = [ch for ch in plan["charges"] if ch["metric"] == change["metric"]]
+        for key in ("properties", "min_amount", "charge_model", "invoice_display_name"):
+            if key in change:
+                charge[key] = change[key]
+        for bucket_change in change.get("filters") or []:
+            wanted = {k: sorted(map(str, vs)) for k, vs in bucket_change["values"].items()}
+            [bucket] = [b for b in charge.get("filters") or []
+                        if {k: sorted(map(str, vs)) for k, vs in b["values"].items()} == wanted]
+            for key in ("properties", "invoice_display_name"):
+                if key in bucket_change:
+                    bucket[key] = bucket_change[key]
+    return plan
 
 
 @dataclass(frozen=True)
@@ -166,11 +226,28 @@ def load_catalog(catalog_dir: Path) -> SimpleNamespace:
     metrics = {m["code"]: m for m in yml("billable_metrics.yml")["billable_metrics"]}
     plans = {p["code"]: p for p in yml("plans.yml")["plans"]}
     coupons = {c["code"]: c for c in (yml("coupons.yml") or {}).get("coupons", [])}
+    add_ons = {a["code"]: a for a in ((yml("add_ons.yml") if (catalog_dir / "add_ons.yml").exists() else None)
+                                      or {}).get("add_ons", [])}
+    overrides = {o["subscription"]: o for o in ((yml("subscription_overrides.yml")
+                                                if (catalog_dir / "subscription_overrides.yml").exists() else None)
+                                               or {}).get("subscription_overrides", [])}
     customers: dict[str, Customer] = {}
     cust_rows = {r["external_customer_id"]: r for r in _csv_rows(catalog_dir / "customers.csv")}
     for sub in _csv_rows(catalog_dir / "subscriptions.csv"):
+        assert not sub.get("billing_time") or sub["billing_time"] == "calendar", "calendar billing only"
         row = cust_rows[sub["external_customer_id"]]
         zone = ZoneInfo(row["timezone"] or entity_zone)
+        override = overrides.get(sub["external_subscription_id"])
+        phase = (sub["plan_code"], apply_override(plans[sub["plan_code"]], override),
+                 _local_instant(sub["started_at"], zone))
+        known = customers.get(row["external_customer_id"])
+        if known is not None:  # a plan change: a later row of the same subscription (docs/catalog.md)
+            assert known.subscription_id == sub["external_subscription_id"], "one subscription per customer"
+            assert known.end is None, "only the last row of a subscription may end it"
+            known.phases.append(phase)
+            known.plan_code = sub["plan_code"]
+            known.end = _local_instant(sub["ended_at"], zone) if sub["ended_at"] else None
+            continue
         customers[row["external_customer_id"]] = Customer(
             customer_id=row["external_customer_id"],
             currency=row["currency"],
@@ -178,16 +255,22 @@ def load_catalog(catalog_dir: Path) -> SimpleNamespace:
             zone=zone,
             subscription_id=sub["external_subscription_id"],
             plan_code=sub["plan_code"],
-            start=_local_instant(sub["started_at"], zone),
+            start=phase[2],
             end=_local_instant(sub["ended_at"], zone) if sub["ended_at"] else None,
+            phases=[phase],
+            override=override,
         )
     applied = catalog_dir / "applied_coupons.csv"
     for row in _csv_rows(applied) if applied.exists() else []:
         c = customers[row["external_customer_id"]]
         c.coupons.append((row["coupon_code"], _local_instant(row["applied_at"], c.zone)))
+    applied = catalog_dir / "applied_add_ons.csv"
+    for row in _csv_rows(applied) if applied.exists() else []:
+        c = customers[row["external_customer_id"]]
+        c.add_ons.append((row, _local_instant(row["applied_at"], c.zone)))
     assert len(customers) == len(cust_rows), "one subscription per customer in the demo"
     return SimpleNamespace(entity_zone=entity_zone, metrics=metrics, plans=plans, coupons=coupons,
-                           customers=customers)
+                           add_ons=add_ons, overrides=overrides, customers=customers)
 
 
 # ------------------------------------------------------------------------------- events
@@ -576,24 +659,130 @@ class Invoice:
     fees: Decimal = Decimal(0)
     discount: Decimal = Decimal(0)
     total: Decimal = Decimal(0)
+    one_off: bool = False  # an add-on's invoice of its own
 
 
 def plan_name(plan: dict) -> str:
     return plan.get("invoice_display_name") or plan["name"]
 
 
-def base_fee_line(plan: dict, currency: str, first: date, last: date) -> Line:
-    """The base fee for whole local days first..last of one calendar month."""
-    days, month_days = (last - first).days + 1, calendar.monthrange(first.year, first.month)[1]
-    precise = _dec(plan["amount"]) * days / month_days
-    return Line("subscription", None, plan_name(plan), first, last, Decimal(1), money(precise, currency), precise,
-                0, detail=[(days, month_days)])
+def _fee_period_start(day: date, interval: str) -> date:
+    """The calendar period of the plan's interval that holds the day: its month or its year."""
+    return {"monthly": day.replace(day=1), "yearly": date(day.year, 1, 1)}[interval]
+
+
+def _next_fee_period(day: date, interval: str) -> date:
+    return {"monthly": _next_month(day), "yearly": date(day.year + 1, 1, 1)}[interval]
+
+
+@dataclass
+class FeeService:
+    """One base fee of a phase: whole local days first..last of the fee period period_first..period_last
+    (a calendar month or year), invoiced at `at`; `unused` days credited when an upgrade cuts it."""
+
+    plan_code: str
+    plan: dict
+    at: datetime
+    first: date
+    last: date
+    period_first: date
+    period_last: date
+    after_trial: bool
+    switch_day: date | None = None  # the upgrade's day, when it cuts a fee paid in advance
+
+    @property
+    def days(self) -> tuple[int, int]:
+        return (self.last - self.first).days + 1, (self.period_last - self.period_first).days + 1
+
+
+def yearly_base_fee(plan: dict) -> Decimal:
+    return _dec(plan["amount"]) * {"monthly": 12, "yearly": 1}[plan["interval"]]
+
+
+def fee_services(customer: Customer, index: int, as_of: datetime) -> list[FeeService]:
+    """The base fees of the customer's phase `index` whose service starts by as_of
+    (docs/billing-calendar.md): the fee period is the plan's calendar interval; the trial's first
+    N local days of the subscription carry no fee; in advance, a fee is invoiced when its service
+    starts (after any trial) and runs to the fee period's end even if an upgrade cuts it (the
+    unused days become a credit note); in arrears, at the end of its service (the period's end or
+    the switch)."""
+    code, plan, start = customer.phases[index]
+    end = customer.phases[index + 1][2] if index + 1 < len(customer.phases) else customer.end
+    assert end is None or index + 1 < len(customer.phases), "ended subscriptions are outside this computation"
+    if not _dec(plan["amount"]):
+        return []  # a base fee of "0" (free) has no base fee line
+    zone, interval, advance = customer.zone, plan["interval"], bool(plan["pay_in_advance"])
+
+    def instant(day: date) -> datetime:
+        return datetime.combine(day, time(0), zone).astimezone(UTC)
+
+    start_day = start.astimezone(zone).date()
+    end_day = None if end is None else end.astimezone(zone).date()
+    trial_end = customer.start_date + timedelta(days=int(plan.get("trial_period") or 0))
+    result: list[FeeService] = []
+    period_first = _fee_period_start(start_day, interval)
+    while instant(period_first) <= as_of and (end_day is None or period_first < end_day):
+        period_last = _next_fee_period(period_first, interval) - timedelta(1)
+        first = max(period_first, start_day, trial_end)
+        last = period_last if advance or end_day is None or end_day > period_last else end_day - timedelta(1)
+        if first <= last and (end_day is None or first < end_day):
+            result.append(FeeService(
+                code, plan, instant(first) if advance else instant(last + timedelta(1)), first, last, period_first,
+                period_last, first == trial_end > max(period_first, start_day),
+                end_day if advance and end_day is not None and end_day <= period_last else None))
+        period_first = period_last + timedelta(1)
+    return result
+
+
+def base_fee_line(fee: FeeService, currency: str) -> Line:
+    """The base fee for whole local days first..last of its fee period (a month, or a 365/366-day year)."""
+    days, period_days = fee.days
+    precise = _dec(fee.plan["amount"]) * days / period_days
+    return Line("subscription", None, plan_name(fee.plan), fee.first, fee.last, Decimal(1), money(precise, currency),
+                precise, 0, detail=[(fee.plan["amount"], days, period_days)],
+                notes={"after_trial": fee.after_trial, "interval": fee.plan["interval"], "plan_code": fee.plan_code})
+
+
+@dataclass
+class CreditNote:
+    reason: str
+    plan_code: str
+    issued_at: datetime
+    issuing_date: date
+    service_start: date
+    service_end: date
+    unused_days: int
+    days_in_period: int
+    precise: Decimal
+    amount: Decimal
+    description: str
+
+
+def credit_notes_by_hand(customer: Customer, as_of: datetime) -> list[CreditNote]:
+    """An upgrade cutting a base fee paid in advance credits its unused days, from the switch day to the
+    fee period's end: base fee x unused days / days in the period, rounded once (docs/billing-calendar.md)."""
+    notes = []
+    for index in range(len(customer.phases)):
+        for fee in fee_services(customer, index, as_of):
+            if fee.switch_day is None:
+                continue
+            unused, period_days = (fee.period_last - fee.switch_day).days + 1, fee.days[1]
+            with localcontext() as ctx:
+                ctx.prec = 60
+                precise = _dec(fee.plan["amount"]) * unused / period_days
+            at = customer.phases[index + 1][2]
+            notes.append(CreditNote("upgrade", fee.plan_code, at, at.astimezone(customer.zone).date(), fee.switch_day,
+                                    fee.period_last, unused, period_days, precise,
+                                    money(precise, customer.currency), f"{plan_name(fee.plan)} (unused days)"))
+    return notes
 
 
 def charge_lines(charge: dict, metric: dict, currency: str, periods: list[Period],
-                 events: list[tuple[int, Event]]) -> list[list[Line]]:
+                 events: list[tuple[int, Event]],
+                 meters: dict[tuple[str, str], Meter] | None = None) -> list[list[Line]]:
     """The lines of one charge in every closed period: one per price, then its true-up.
-    `events`: (closed period index, event) in time order."""
+    `events`: (closed period index, event) in time order. `meters`: the subscription's meters by
+    (metric, filter values), so that recurring levels carry across a plan change."""
     prices = charge_prices(charge, metric)
     by_price: list[list[list[Event]]] = [[[] for _ in periods] for _ in prices]
     for k, event in events:
@@ -601,7 +790,8 @@ def charge_lines(charge: dict, metric: dict, currency: str, periods: list[Period
             by_price[price_of(event, prices)][k].append(event)
     result: list[list[Line]] = [[] for _ in periods]
     for p, price in enumerate(prices):
-        meter = Meter(metric)
+        key = (charge["metric"], json.dumps(price.values, sort_keys=True))
+        meter = Meter(metric) if meters is None else meters.setdefault(key, Meter(metric))
         for k, period in enumerate(periods):
             period_events = by_price[p][k]
             raw_units, notes = meter.units(period_events, period)
@@ -628,54 +818,90 @@ def charge_lines(charge: dict, metric: dict, currency: str, periods: list[Period
     return result
 
 
-def hand_invoices(customer: Customer, plan: dict, metrics: dict[str, dict], events: list[Event],
-                  as_of: datetime, coupons: dict[str, dict]) -> list[Invoice]:
+def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Event], as_of: datetime,
+                  coupons: dict[str, dict], add_ons: dict[str, dict]) -> list[Invoice]:
     """Every invoice issued up to as_of for the customer (which has no end date)."""
     assert customer.end is None, "ended subscriptions are outside this test's hand computation"
-    assert plan["interval"] == "monthly"
-    currency, zone = plan["currency"], customer.zone
-    assert customer.currency == currency
+    currency, zone = customer.currency, customer.zone
 
     def instant(day: date) -> datetime:
         return datetime.combine(day, time(0), zone).astimezone(UTC)
 
-    def base_fee(first: date, last: date) -> list[Line]:
-        # A plan whose base fee is "0" (free) has no base fee line at all.
-        return [base_fee_line(plan, currency, first, last)] if _dec(plan["amount"]) else []
+    def local(at: datetime) -> date:
+        return at.astimezone(zone).date()
 
-    start = customer.start_date
-    periods: list[Period] = []
-    period_start, boundary = start, _next_month(start)
-    while instant(boundary) <= as_of:
-        periods.append(Period(period_start, boundary - timedelta(1), max(customer.start, instant(period_start)),
-                              instant(boundary)))
-        period_start, boundary = boundary, _next_month(boundary)
-
-    invoices: list[Invoice] = []
-    if plan["pay_in_advance"] and customer.start <= as_of:
-        invoices.append(Invoice(customer.start, start, start, _last_day(start), base_fee(start, _last_day(start))))
+    # Invoices are keyed by instant: every fee invoiced at the same instant forms one invoice.
+    usage_at: dict[datetime, tuple[date, date]] = {}  # the usage period an invoice closes
+    fees_at: dict[datetime, list[FeeService]] = {}
+    lines_at: dict[datetime, list[Line]] = {}
+    meters: dict[tuple[str, str], Meter] = {}  # carried across phases (recurring levels)
+    events = sorted(events, key=lambda e: e.at)  # stable: same instant keeps the ingestion order
     with localcontext() as ctx:
         ctx.prec = 60
-        usage: list[list[Line]] = [[] for _ in periods]
-        # Each event in the closed period of its local month (events of the open one wait), in
-        # time order; events at the same instant keep their ingestion order (a stable sort).
-        period_of = {period.first.replace(day=1): k for k, period in enumerate(periods)}
-        timed = [(period_of[month], e) for e in sorted(events, key=lambda e: e.at)
-                 if (month := e.at.astimezone(zone).date().replace(day=1)) in period_of]
-        for charge in plan["charges"]:
-            for k, lines in enumerate(charge_lines(charge, metrics[charge["metric"]], currency, periods, timed)):
-                usage[k].extend(lines)
-        for k, period in enumerate(periods):
-            boundary = period.last + timedelta(1)
-            if plan["pay_in_advance"]:
-                lines = base_fee(boundary, _last_day(boundary))
-            else:
-                lines = base_fee(period.first, period.last)
-            invoices.append(Invoice(period.end_at, boundary, period.first, period.last, lines + usage[k]))
+        for index, (code, plan, start) in enumerate(customer.phases):
+            end = customer.phases[index + 1][2] if index + 1 < len(customer.phases) else None
+            assert plan["currency"] == currency
+            assert plan["interval"] == "monthly" or (
+                plan["interval"] == "yearly" and plan.get("bill_charges_monthly")), (
+                f"{code}: usage is invoiced monthly in this hand computation")
+            assert plan.get("minimum_commitment") is None, "minimum commitments are outside this hand computation"
+            if index:  # an upgrade takes effect at once; downgrades are outside this hand computation
+                assert yearly_base_fee(plan) >= yearly_base_fee(customer.phases[index - 1][1]), "a downgrade"
+            for at in (start, end):
+                assert at is None or at == instant(local(at)), "phases start at local midnights in the demo"
+            # Usage periods: calendar months (of a monthly plan, or billed monthly by a yearly one),
+            # cut at the phase's start and at the switch (the switch day is the next phase's).
+            periods: list[Period] = []
+            first = local(start)
+            end_day = None if end is None else local(end)
+            while True:
+                boundary = _next_month(first)
+                last_one = end_day is not None and end_day <= boundary
+                boundary = end_day if last_one else boundary
+                if instant(boundary) > as_of:
+                    break
+                periods.append(Period(first, boundary - timedelta(1), instant(first), instant(boundary)))
+                if last_one:
+                    break
+                first = boundary
+            # Each event in the closed period of the phase that holds its instant (the open one waits).
+            starts = [period.start_at for period in periods]
+            timed = []
+            for e in events:
+                k = bisect.bisect_right(starts, e.at) - 1
+                if k >= 0 and e.at < periods[k].end_at:
+                    timed.append((k, e))
+            usage: list[list[Line]] = [[] for _ in periods]
+            for charge in plan["charges"]:
+                for k, lines in enumerate(charge_lines(charge, metrics[charge["metric"]], currency, periods, timed,
+                                                       meters)):
+                    usage[k].extend(lines)
+            for k, period in enumerate(periods):
+                assert period.end_at not in usage_at
+                usage_at[period.end_at] = (period.first, period.last)
+                lines_at.setdefault(period.end_at, []).extend(usage[k])
+            for fee in fee_services(customer, index, as_of):
+                fees_at.setdefault(fee.at, []).append(fee)
+                lines_at.setdefault(fee.at, []).insert(0, base_fee_line(fee, currency))
+
+    invoices: list[Invoice] = []
+    for at, lines in lines_at.items():
+        # The header is the usage period the invoice closes, else the service of its (in-advance) fee.
+        first, last = usage_at[at] if at in usage_at else (fees_at[at][0].first, fees_at[at][0].last)
+        invoices.append(Invoice(at, local(at), first, last, lines))
+    for row, at in customer.add_ons:  # one-off invoices, each on its own (docs/catalog.md)
+        add_on = add_ons[row["add_on_code"]]
+        assert add_on["currency"] == currency
+        units = Decimal(row.get("units") or 1)
+        unit = _dec(row["amount"]) if row.get("amount") else _dec(add_on["amount"])
+        precise = units * unit
+        line = Line("add_on", None, row.get("description") or add_on.get("invoice_display_name") or add_on["name"],
+                    local(at), local(at), units, money(precise, currency), precise, 0, detail=[(units, unit)])
+        invoices.append(Invoice(at, local(at), local(at), local(at), [line], one_off=True))
 
     for invoice in invoices:
         invoice.fees = sum((line.amount for line in invoice.lines), Decimal(0))
-    invoices.sort(key=lambda inv: inv.at)
+    invoices.sort(key=lambda inv: (inv.at, inv.one_off))
     remaining_fees = {id(inv): inv.fees for inv in invoices}
     for code, applied_at in sorted(customer.coupons, key=lambda c: c[1]):
         coupon = coupons[code]
@@ -683,8 +909,8 @@ def hand_invoices(customer: Customer, plan: dict, metrics: dict[str, dict], even
         for invoice in invoices:
             if uses is not None and uses <= 0:
                 break
-            if invoice.at < applied_at or invoice.fees <= 0:
-                continue
+            if invoice.at < applied_at or invoice.fees <= 0 or invoice.one_off:
+                continue  # coupons never apply to an add-on's invoice
             left = remaining_fees[id(invoice)]
             if coupon["coupon_type"] == "percentage":
                 discount = money(invoice.fees * _dec(coupon["percentage_rate"]) / 100, currency)
@@ -712,9 +938,8 @@ def window_start(as_of: datetime) -> date:
 def closed_invoices(customer: Customer, catalog: SimpleNamespace, events: list[Event],
                     as_of: datetime) -> list[Invoice]:
     """The customer's invoices issued up to as_of, by hand."""
-    plan = catalog.plans[customer.plan_code]
-    return [inv for inv in hand_invoices(customer, plan, catalog.metrics, customer_events(customer, events), as_of,
-                                         catalog.coupons) if inv.at <= as_of]
+    return [inv for inv in hand_invoices(customer, catalog.metrics, customer_events(customer, events), as_of,
+                                         catalog.coupons, catalog.add_ons) if inv.at <= as_of]
 
 
 def usage_lines(invoices: list[Invoice]) -> list[Line]:
@@ -789,7 +1014,8 @@ def choose(role: str, catalog: SimpleNamespace, hand: dict[str, list[Invoice]], 
                                  c.customer_id))
     elif role == "marketplace_seller":  # percentage; prefer sales held at the minimum and at the maximum
         pool = [c for c in running if with_events(c, charge_model="percentage")]
-        pool.sort(key=lambda c: (-sum(1 for note in ("at_minimum", "at_maximum")
+        pool.sort(key=lambda c: (not any(line.notes.get("at_minimum") for line in lines(c)),
+                                 -sum(1 for note in ("at_minimum", "at_maximum")
                                       if any(line.notes.get(note) for line in lines(c))),
                                  -sum(line.event_count for line in with_events(c, charge_model="percentage")),
                                  c.customer_id))
@@ -808,6 +1034,19 @@ def choose(role: str, catalog: SimpleNamespace, hand: dict[str, list[Invoice]], 
         pool = [c for c in running
                 if any(_has_filter_value(line, "atlas-large") for line in with_events(c))
                 and any(_has_filter_value(line, "atlas-embed") for line in with_events(c))]
+    elif role == "trial_ended":  # an in-advance base fee invoiced at the end of a trial, prorated
+        pool = [c for c in running if any(line.notes.get("after_trial") for inv in hand[c.customer_id]
+                                          for line in inv.lines if line.fee_kind == "subscription")]
+    elif role == "yearly_usage_monthly":  # a yearly base fee in advance, usage invoiced every month
+        pool = [c for c in running if any(line.fee_kind == "subscription" and line.notes.get("interval") == "yearly"
+                                          for inv in hand[c.customer_id] for line in inv.lines)]
+    elif role == "upgraded":  # a plan change (a second row of the subscription) in a closed period
+        pool = [c for c in running
+                if len(c.phases) > 1 and any(inv.at == c.phases[1][2] for inv in hand[c.customer_id])]
+    elif role == "contract_override":  # a subscription billed on its contract (subscription_overrides.yml)
+        pool = [c for c in running if c.override is not None and lines(c)]
+    elif role == "add_on_invoice":  # an add-on's one-off invoice
+        pool = [c for c in running if any(inv.one_off for inv in hand[c.customer_id])]
     else:
         raise AssertionError(role)
     return pool[0] if pool else None
@@ -827,15 +1066,22 @@ def billed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         summary = generate_demo(home, customers=12, events=request.param, seed=11, as_of=AS_OF, overwrite=True)
         settings = get_settings(home)
         _, report, _, outputs = run_all(settings, as_of=AS_OF.replace(tzinfo=None))
-    catalog = load_catalog(summary.catalog_dir)
-    events, good_rows, bad_rows = read_landing(summary.landing_dir, catalog.metrics, AS_OF)
+    return SimpleNamespace(events_param=request.param, summary=summary, report=report,
+                           **vars(bill_by_hand(summary.catalog_dir, summary.landing_dir, outputs)))
+
+
+def bill_by_hand(catalog_dir: Path, landing_dir: Path, outputs: dict) -> SimpleNamespace:
+    """The hand bill of every running customer, beside Meterline's exported invoices and credit notes."""
+    catalog = load_catalog(catalog_dir)
+    events, good_rows, bad_rows = read_landing(landing_dir, catalog.metrics, AS_OF)
     invoices = json.loads(Path(outputs["json"]).read_text())
-    hand = {c.customer_id: closed_invoices(c, catalog, events, AS_OF)
-            for c in catalog.customers.values() if c.end is None}
+    credit_notes = json.loads((Path(outputs["json"]).parent / "credit_notes.json").read_text())
+    running = [c for c in catalog.customers.values() if c.end is None]
+    hand = {c.customer_id: closed_invoices(c, catalog, events, AS_OF) for c in running}
+    hand_credit_notes = {c.customer_id: credit_notes_by_hand(c, AS_OF) for c in running}
     chosen = {role: choose(role, catalog, hand, AS_OF) for role in ROLES}
-    return SimpleNamespace(events_param=request.param, summary=summary, report=report, catalog=catalog,
-                           events=events, good_rows=good_rows, bad_rows=bad_rows, invoices=invoices,
-                           hand=hand, chosen=chosen)
+    return SimpleNamespace(catalog=catalog, events=events, good_rows=good_rows, bad_rows=bad_rows, invoices=invoices,
+                           credit_notes=credit_notes, hand=hand, hand_credit_notes=hand_credit_notes, chosen=chosen)
 
 
 # -------------------------------------------------------------------------------- tests
@@ -902,22 +1148,44 @@ def invoice_differences(expected: list[Invoice], actual: list[dict], currency: s
     return problems
 
 
+def _is_one_off(invoice: dict) -> bool:
+    return any(line["fee_kind"] == "add_on" for line in invoice["lines"])
+
+
 def customer_differences(billed: SimpleNamespace, customer: Customer) -> list[str]:
     """Every difference between the customer's closed invoices, by Meterline and by hand."""
-    plan = billed.catalog.plans[customer.plan_code]
     expected = billed.hand[customer.customer_id]
+    # At one instant the subscription's invoice comes before an add-on's one-off invoice (as by hand).
     actual = sorted((inv for inv in billed.invoices
                      if inv["customer_id"] == customer.customer_id and inv["status"] == "closed"),
-                    key=lambda inv: (inv["invoice_at"], inv["invoice_id"]))
-    # One invoice per period end passed since the start, plus the start invoice of an in-advance plan.
-    boundaries = sum(1 for inv in expected if inv.issuing_date.day == 1 and inv.issuing_date != customer.start_date)
-    advance_start = 1 if plan["pay_in_advance"] else 0
-    assert len(expected) == boundaries + advance_start
+                    key=lambda inv: (inv["invoice_at"], _is_one_off(inv), inv["invoice_id"]))
+    # One invoice per instant at which something is invoiced: a usage period's end (with the in-advance
+    # fee starting then), an in-advance fee's start (subscription, trial end), plus each add-on's own.
+    assert len({inv.at for inv in expected if not inv.one_off}) == sum(1 for inv in expected if not inv.one_off)
+    assert sum(1 for inv in expected if inv.one_off) == sum(1 for _, at in customer.add_ons if at <= AS_OF)
     if len(actual) != len(expected):
-        return [f"{len(actual)} closed invoices, expected {len(expected)} ({boundaries} period ends passed + "
-                f"{advance_start} start invoice); Meterline issued {[inv['invoice_at'] for inv in actual]}, "
-                f"by hand {[_stamp(inv.at) for inv in expected]}"]
-    return invoice_differences(expected, actual, plan["currency"])
+        return [f"{len(actual)} closed invoices, expected {len(expected)}; Meterline issued "
+                f"{[inv['invoice_at'] for inv in actual]}, by hand {[_stamp(inv.at) for inv in expected]}"]
+    return invoice_differences(expected, actual, customer.currency)
+
+
+def credit_note_differences(billed: SimpleNamespace, customer: Customer) -> list[str]:
+    """Every difference between the customer's credit notes (credit_notes.json) and the hand ones."""
+    def row(note: dict) -> tuple:
+        return (note["reason"], note["subscription_id"], note["plan_code"], note["currency"], note["issued_at"],
+                note["issuing_date"], note["service_period_start"], note["service_period_end"], note["unused_days"],
+                note["days_in_period"], Decimal(note["amount"]), Decimal(note["precise_amount"]), note["description"],
+                note["status"])
+
+    actual = sorted(row(n) for n in billed.credit_notes if n["customer_id"] == customer.customer_id)
+    expected = sorted((n.reason, customer.subscription_id, n.plan_code, customer.currency, _stamp(n.issued_at),
+                       n.issuing_date.isoformat(), n.service_start.isoformat(), n.service_end.isoformat(),
+                       n.unused_days, n.days_in_period, n.amount, n.precise.quantize(PRECISE, rounding=ROUND_HALF_UP),
+                       n.description, "closed" if n.issued_at <= AS_OF else "draft")
+                      for n in billed.hand_credit_notes[customer.customer_id])
+    problems = [f"credit note only in Meterline: {tuple(map(str, n))}" for n in actual if n not in expected]
+    problems += [f"credit note only by hand: {tuple(map(str, n))}" for n in expected if n not in actual]
+    return problems
 
 
 def _who(customer: Customer, role: str = "") -> str:
@@ -935,13 +1203,35 @@ def test_closed_invoices_equal_the_hand_computation(billed: SimpleNamespace, rol
 
 
 def test_every_running_customer_equals_the_hand_computation(billed: SimpleNamespace) -> None:
-    """Beyond the chosen ones: every customer whose subscription runs (no end date), every closed invoice."""
+    """Beyond the chosen ones: every customer whose subscription runs (no end date), every closed invoice
+    and every credit note."""
     report = []
     for customer in sorted(billed.catalog.customers.values(), key=lambda c: c.customer_id):
         if customer.end is None:
             report += [f"{_who(customer)}: {problem}" for problem in customer_differences(billed, customer)]
+            report += [f"{_who(customer)}: {problem}" for problem in credit_note_differences(billed, customer)]
     assert len(billed.hand) >= billed.summary.customers // 2
     assert not report, f"{len(report)} differences:\n" + "\n".join(report)
+
+
+def test_the_upgrade_credits_the_unused_days_of_its_in_advance_fee(billed: SimpleNamespace) -> None:
+    """The upgraded customer's credit note, by hand: the developer fee paid in advance for the
+    switch's month, from the switch day (the new plan's) to the month's end."""
+    customer = billed.chosen["upgraded"]
+    assert customer is not None, "no upgraded customer in the demo"
+    [note] = billed.hand_credit_notes[customer.customer_id]
+    old_plan, switch = customer.phases[0][1], customer.phases[1][2]
+    switch_day = switch.astimezone(customer.zone).date()
+    month_days = calendar.monthrange(switch_day.year, switch_day.month)[1]
+    unused = month_days - switch_day.day + 1
+    assert (note.reason, note.issued_at, note.service_start, note.service_end, note.unused_days,
+            note.days_in_period) == ("upgrade", switch, switch_day, _last_day(switch_day), unused, month_days)
+    assert note.amount == money(_dec(old_plan["amount"]) * unused / month_days, customer.currency)
+    problems = credit_note_differences(billed, customer)
+    assert not problems, f"{_who(customer, 'upgraded')}:\n" + "\n".join(problems)
+    # Credit notes are no invoice lines: no closed invoice carries a negative or credit line.
+    assert all(line.fee_kind != "credit" and Decimal(line.amount) >= 0 for inv in billed.hand[customer.customer_id]
+               for line in inv.lines)
 
 
 # Roles that the 20k-event run may lack: usage too small to reach them.
@@ -1008,6 +1298,71 @@ def test_the_chosen_customers_exercise_what_they_are_chosen_for(billed: SimpleNa
     for model in ("atlas-large", "atlas-embed"):
         assert any(_has_filter_value(line, model) and line.event_count for line in lines("large_and_embed_filters")), (
             f"{who('large_and_embed_filters')}: no {model} filter line with events")
+    # Trial: no base fee for the first trial_period local days; the first in-advance fee at the trial's end,
+    # prorated over the month, alone on its invoice (usage of the trial days waits for the period's end).
+    t = chosen["trial_ended"]
+    t_plan = t.phases[0][1]
+    trial_end = t.start_date + timedelta(days=int(t_plan["trial_period"]))
+    t_fees = [(inv, line) for inv in hand[t.customer_id] for line in inv.lines if line.fee_kind == "subscription"]
+    inv, first_fee = t_fees[0]
+    month_days = calendar.monthrange(trial_end.year, trial_end.month)[1]
+    assert (inv.at, first_fee.service_start, first_fee.service_end, [line.key for line in inv.lines]) == (
+        datetime.combine(trial_end, time(0), t.zone).astimezone(UTC), trial_end, _last_day(trial_end),
+        [first_fee.key]), f"{who('trial_ended')}: first base fee {first_fee} at {inv.at}"
+    assert first_fee.amount == money(_dec(t_plan["amount"]) * (_last_day(trial_end).day - trial_end.day + 1)
+                                     / month_days, t.currency) > 0
+    assert not any(inv.at == t.start for inv in hand[t.customer_id]), "an invoice at the start of a trial"
+    # Yearly plan: the base fee once, at the start, prorated over the 365/366-day calendar year; usage every month.
+    y = chosen["yearly_usage_monthly"]
+    y_plan = y.phases[0][1]
+    [(inv, y_fee)] = [(inv, line) for inv in hand[y.customer_id] for line in inv.lines
+                      if line.fee_kind == "subscription"]
+    year_days = 366 if calendar.isleap(y.start_date.year) else 365
+    assert (inv.at, y_fee.service_start, y_fee.service_end) == (y.start, y.start_date, date(y.start_date.year, 12, 31))
+    assert y_fee.amount == money(_dec(y_plan["amount"]) * ((date(y.start_date.year, 12, 31) - y.start_date).days + 1)
+                                 / year_days, y.currency)
+    monthly = [inv for inv in hand[y.customer_id]
+               if inv.lines and all(line.fee_kind != "subscription" for line in inv.lines)]
+    assert len(monthly) >= 2 and all(inv.issuing_date.day == 1 for inv in monthly), f"{who('yearly_usage_monthly')}"
+    assert any(line.event_count for inv in monthly for line in inv.lines), f"{who('yearly_usage_monthly')}: no usage"
+    # Upgrade: the old phase's usage invoiced at the switch; the new plan's fee (in arrears) from the switch day;
+    # recurring levels carried across the change (at 400k events a seat and stored GB cross it).
+    u = chosen["upgraded"]
+    switch = u.phases[1][2]
+    switch_day = switch.astimezone(u.zone).date()
+    [at_switch] = [inv for inv in hand[u.customer_id] if inv.at == switch]
+    assert at_switch.lines and all(line.fee_kind == "charge" and line.service_end == switch_day - timedelta(1)
+                                   for line in at_switch.lines), f"{who('upgraded')}: invoice at the switch"
+    assert {line.description for line in at_switch.lines} == {
+        p.description for ch in u.phases[0][1]["charges"] for p in charge_prices(ch, catalog.metrics[ch["metric"]])}
+    new_fees = [line for inv in hand[u.customer_id] for line in inv.lines
+                if line.fee_kind == "subscription" and line.notes["plan_code"] == u.phases[1][0]]
+    assert new_fees and new_fees[0].service_start == switch_day, f"{who('upgraded')}: no fee of the new plan"
+    after = [line for inv in hand[u.customer_id] for line in inv.lines if inv.at > switch]
+    assert any(line.notes.get("carried_values") or line.notes.get("level_before") for line in after) or not large, (
+        f"{who('upgraded')}: no recurring level carried across the change")
+    # Contract: the overridden base fee and atlas-large input-token price replace the plan's.
+    o = chosen["contract_override"]
+    base_plan, o_plan = catalog.plans[o.phases[0][0]], o.phases[0][1]
+    assert o_plan != base_plan
+    assert any(line.fee_kind == "subscription" and line.detail[0][1] == line.detail[0][2]
+               and line.amount == _dec(o.override["amount"]) != _dec(base_plan["amount"])
+               for inv in hand[o.customer_id] for line in inv.lines), f"{who('contract_override')}: base fee"
+    for ch_over in o.override.get("charges") or []:
+        for f_over in ch_over.get("filters") or []:
+            priced = [line for line in lines("contract_override") if line.metric_code == ch_over["metric"]
+                      and line.filter_values == {k: [str(v) for v in vs] for k, vs in f_over["values"].items()}
+                      and line.event_count]
+            assert priced and all(row[3] == _dec(f_over["properties"]["amount"]) for line in priced
+                                  for row in line.detail), f"{who('contract_override')}: {f_over} not exercised"
+    # Add-on: a one-off invoice of its own at applied_at, one line, no coupon.
+    a_on = chosen["add_on_invoice"]
+    one_offs = [inv for inv in hand[a_on.customer_id] if inv.one_off]
+    assert one_offs and all(len(inv.lines) == 1 and inv.lines[0].fee_kind == "add_on" and inv.discount == 0
+                            and inv.at in {at for _, at in a_on.add_ons} for inv in one_offs)
+    actual_one_offs = [inv for inv in billed.invoices if inv["customer_id"] == a_on.customer_id
+                       and inv["status"] == "closed" and _is_one_off(inv)]
+    assert len(actual_one_offs) == len(one_offs) and all(len(inv["lines"]) == 1 for inv in actual_one_offs)
     # Together the chosen customers' closed invoices use every aggregation and charge model of the price book.
     checked = [line for role in ROLES for line in lines(role) if line.fee_kind == "charge" and line.event_count]
     used_aggregations = {catalog.metrics[ch["metric"]]["aggregation"] for p in catalog.plans.values()

@@ -452,11 +452,14 @@ def _make_applied_coupons(
         coupon = "launch50" if custs[i].currency == "USD" and len(chosen) % 2 == 0 else "welcome10"
         chosen.append((i, coupon))
     rows = []
+    earliest = chosen[0][0] if chosen else None  # applied early: it meets closed invoices
     for i, coupon in sorted(chosen):
         c = custs[i]
         first = max(window_start.date(), c.started_at)
         last = (c.ended_at - timedelta(1)) if c.ended_at else as_of.date() - timedelta(1)
         span = max(0, (last - first).days)
+        if i == earliest:
+            span = min(span, 20)
         applied = first + timedelta(int(rng.integers(0, span + 1)))
         rows.append((c.customer_id, coupon, applied.isoformat()))
     return rows
