@@ -143,6 +143,20 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
 
     with connect(settings, read_only=True) as warehouse:
         by_charge = billed_by_charge(warehouse)
+        plans_in_use = warehouse.query(
+            """
+            select plans.base_plan_code, plans.billing_interval, plans.is_pay_in_advance, plans.trial_period_days,
+                count(distinct subscriptions.external_subscription_id),
+                sum(case when subscriptions.change_kind is not null then 1 else 0 end),
+                sum(case when plans.plan_code <> plans.base_plan_code then 1 else 0 end)
+            from intermediate.int_subscriptions as subscriptions
+            inner join staging.stg_catalog__plans as plans
+                on subscriptions.plan_code = plans.plan_code
+            group by 1, 2, 3, 4
+            order by 1
+            """)
+        one_off = warehouse.query(
+            "select count(distinct invoice_id) from marts.fct_invoice_lines where fee_kind = 'add_on'")[0][0]
         credit_notes = warehouse.query(
             "select currency, count(*), sum(amount) from marts.fct_credit_notes where status = 'closed' "
             "group by 1 order by 1")
@@ -163,6 +177,7 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
         places = exponents[currency]
         table.add_row(currency, f"{n:,}", f"{total:,.{places}f}", f"{dn:,}", f"{dt:,.{places}f}")
     console.print(table)
+    _print_plans_in_use(plans_in_use, one_off)
     _print_billed_by_charge(by_charge, exponents)
     if credit_notes:
         summary = ", ".join(f"{currency} {total:,.{exponents[currency]}f} ({count})"
@@ -181,6 +196,21 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
     console.print(f"Invoices written to {outputs['json']} and {outputs['csv']} "
                   f"(one file per invoice in {outputs['per_invoice']}/)")
     console.print(f"Warehouse: {settings.warehouse_path}   Try: meterline invoices --format table")
+
+
+def _print_plans_in_use(rows, one_off_invoices: int) -> None:
+    """Subscriptions per plan: interval, base fee timing, trial, plan changes into it, contracts."""
+    table = Table(title="Subscriptions by plan", show_edge=False, pad_edge=False)
+    for column in ("plan", "interval", "fee", "trial", "subs", "changed to", "contracts"):
+        table.add_column(column, no_wrap=True,
+                         justify="right" if column in {"subs", "changed to", "contracts"} else "left")
+    for plan, interval, in_advance, trial_days, subscriptions, changes, contracts in rows:
+        table.add_row(plan, interval, "advance" if in_advance else "arrears",
+                      f"{trial_days} d" if trial_days else "", f"{subscriptions:,}",
+                      f"{changes:,}" if changes else "", f"{contracts:,}" if contracts else "")
+    console.print(table)
+    if one_off_invoices:
+        console.print(f"One-off add-on invoices: {one_off_invoices:,}")
 
 
 def _print_billed_by_charge(rows, exponents: dict[str, int]) -> None:
