@@ -163,6 +163,19 @@ def invoices_to_csv_rows(invoices: list[dict[str, Any]]) -> tuple[list[str], lis
     return header, rows
 
 
+def _write_json_and_csv(folder: Path, invoices: list[dict[str, Any]]) -> dict[str, Path]:
+    """invoices.json and the flat invoice_lines.csv of these invoices, in `folder`."""
+    json_path = folder / "invoices.json"
+    json_path.write_text(json.dumps(invoices, indent=2) + "\n")
+    csv_path = folder / "invoice_lines.csv"
+    header, rows = invoices_to_csv_rows(invoices)
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return {"json": json_path, "csv": csv_path}
+
+
 def write_invoice_files(output_dir: Path, invoices: list[dict[str, Any]]) -> dict[str, Path]:
     """invoices.json (all), invoice_lines.csv (flat), and one JSON file per invoice."""
     per_invoice_dir = output_dir / "invoices"
@@ -172,15 +185,7 @@ def write_invoice_files(output_dir: Path, invoices: list[dict[str, Any]]) -> dic
     for invoice in invoices:
         (per_invoice_dir / f"{invoice['issuing_date']}_{invoice['customer_id']}_{invoice['invoice_id'][:12]}.json"
          ).write_text(json.dumps(invoice, indent=2) + "\n")
-    all_path = output_dir / "invoices.json"
-    all_path.write_text(json.dumps(invoices, indent=2) + "\n")
-    csv_path = output_dir / "invoice_lines.csv"
-    header, rows = invoices_to_csv_rows(invoices)
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return {"json": all_path, "csv": csv_path, "per_invoice": per_invoice_dir}
+    return {**_write_json_and_csv(output_dir, invoices), "per_invoice": per_invoice_dir}
 
 
 def write_billing_date_files(output_dir: Path, billing_date: date, invoices: list[dict[str, Any]]) -> dict[str, Path]:
@@ -189,15 +194,7 @@ def write_billing_date_files(output_dir: Path, billing_date: date, invoices: lis
     folder = output_dir / "issued" / billing_date.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     issued = [{k: v for k, v in invoice.items() if k != "computed_as_of"} for invoice in invoices]
-    json_path = folder / "invoices.json"
-    json_path.write_text(json.dumps(issued, indent=2) + "\n")
-    csv_path = folder / "invoice_lines.csv"
-    header, rows = invoices_to_csv_rows(issued)
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return {"json": json_path, "csv": csv_path}
+    return _write_json_and_csv(folder, issued)
 
 
 def reconciliation(warehouse: Warehouse) -> list[tuple[str, str, int]]:
