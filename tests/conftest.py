@@ -94,18 +94,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     os._exit(_exit_status)
 
 
-def catalog_error_after_edit(catalog: Path, tmp_path: Path, old: str, new: str):
-    """Copy a catalog, replace `old` by `new` in its plans.yml, and return the CatalogError that
-    reading it raises (the test fails if the edit does not apply or nothing is raised)."""
+def catalog_error_after_edit(catalog: Path, tmp_path: Path, old: str, new: str, file: str = "plans.yml"):
+    """Copy a catalog, replace `old` by `new` in one of its files (plans.yml by default), and
+    return the CatalogError that reading it raises, which must name that file (the test fails
+    if the edit does not apply or nothing is raised). The edited file is `error.file`."""
     from orchestration.catalog import CatalogError, read_catalog
 
     copy = tmp_path / "edited_catalog"
     shutil.copytree(catalog, copy)
-    plans = copy / "plans.yml"
-    text = plans.read_text()
+    edited = copy / file
+    text = edited.read_text()
     assert old in text, f"the edit does not apply: {old!r}"
-    plans.write_text(text.replace(old, new))
+    edited.write_text(text.replace(old, new))
     with pytest.raises(CatalogError) as raised:
         read_catalog(copy)
-    assert str(raised.value).startswith(f"{plans}: ")
+    assert str(raised.value).startswith(f"{edited}: ")
     return raised.value

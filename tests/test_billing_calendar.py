@@ -28,14 +28,13 @@ API call costs 1.00 (0.0005 KWD, 0.5 JPY).
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime
 from decimal import Decimal
 
 import pytest
 
 from orchestration import pipeline
-from orchestration.catalog import CatalogError, read_catalog
+from orchestration.catalog import read_catalog
 from tests.conftest import FIXTURES, catalog_error_after_edit
 
 CASE = FIXTURES / "calendar"
@@ -158,15 +157,10 @@ def test_invalid_interval_names_the_plan(tmp_path):
 
 
 def test_invalid_billing_time_names_the_row(tmp_path):
-    copy = tmp_path / "catalog"
-    shutil.copytree(CASE / "catalog", copy)
-    path = copy / "subscriptions.csv"
-    path.write_text(path.read_text().replace("2026-02-10,,\n", "2026-02-10,,monthly\n"))
-    with pytest.raises(CatalogError) as raised:
-        read_catalog(copy)
-    assert str(raised.value) == (
-        f"{path}: row 5 (external_subscription_id 's_quarter') > billing_time: "
-        "'monthly' is not one of calendar, anniversary")
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, "2026-02-10,,\n", "2026-02-10,,monthly\n",
+                                     file="subscriptions.csv")
+    assert str(error) == (f"{error.file}: row 5 (external_subscription_id 's_quarter') > billing_time: "
+                          "'monthly' is not one of calendar, anniversary")
 
 
 def _lines(invoice: dict) -> list[tuple]:
@@ -257,14 +251,8 @@ def test_a_subscription_override_prices_one_contract_without_touching_the_plan(i
      "subscription_overrides[0] (subscription 's_override') > interval: cannot be overridden"),
 ])
 def test_invalid_overrides_name_the_field(tmp_path, old, new, expected):
-    copy = tmp_path / "catalog"
-    shutil.copytree(CASE / "catalog", copy)
-    path = copy / "subscription_overrides.yml"
-    assert old in path.read_text()
-    path.write_text(path.read_text().replace(old, new))
-    with pytest.raises(CatalogError) as raised:
-        read_catalog(copy)
-    assert str(raised.value).startswith(f"{path}: {expected}")
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, old, new, file="subscription_overrides.yml")
+    assert str(error).startswith(f"{error.file}: {expected}")
 
 
 def test_add_ons_are_one_off_invoices_of_their_own(invoices):
@@ -286,11 +274,5 @@ def test_add_ons_are_one_off_invoices_of_their_own(invoices):
     (",199.99,", ",-5,", "row 3 (external_customer_id 'c_weekly') > amount: '-5' must not be negative"),
 ])
 def test_invalid_applied_add_ons_name_the_row(tmp_path, old, new, expected):
-    copy = tmp_path / "catalog"
-    shutil.copytree(CASE / "catalog", copy)
-    path = copy / "applied_add_ons.csv"
-    assert old in path.read_text()
-    path.write_text(path.read_text().replace(old, new))
-    with pytest.raises(CatalogError) as raised:
-        read_catalog(copy)
-    assert str(raised.value) == f"{path}: {expected}"
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, old, new, file="applied_add_ons.csv")
+    assert str(error) == f"{error.file}: {expected}"

@@ -19,7 +19,7 @@ from datetime import datetime
 import pytest
 
 from orchestration import pipeline
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, catalog_error_after_edit
 
 CASE = FIXTURES / "plan_changes"
 
@@ -90,16 +90,7 @@ def test_an_in_advance_upgrade_bills_the_new_plan_and_credits_the_old_one(billed
 
 
 def test_only_the_last_row_of_a_subscription_may_end_it(tmp_path):
-    import shutil
-
-    from orchestration.catalog import CatalogError, read_catalog
-
-    copy = tmp_path / "catalog"
-    shutil.copytree(CASE / "catalog", copy)
-    path = copy / "subscriptions.csv"
-    path.write_text(path.read_text().replace("s_up,c_upgrade,basic_arrears,2026-09-01,",
-                                             "s_up,c_upgrade,basic_arrears,2026-09-01,2026-12-01"))
-    with pytest.raises(CatalogError) as raised:
-        read_catalog(copy)
-    assert str(raised.value) == (f"{path}: row 2 (external_subscription_id 's_up') > ended_at: "
-                                 "only the last row of a subscription (its current plan) may end it")
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, "s_up,c_upgrade,basic_arrears,2026-09-01,",
+                                     "s_up,c_upgrade,basic_arrears,2026-09-01,2026-12-01", file="subscriptions.csv")
+    assert str(error) == (f"{error.file}: row 2 (external_subscription_id 's_up') > ended_at: "
+                          "only the last row of a subscription (its current plan) may end it")

@@ -39,11 +39,8 @@ subscriptions_local as (
         plans.billing_interval,
         {{ interval_months('plans.billing_interval') }} as interval_months,
         -- Months per usage period: one for a plan that bills its charges monthly.
-        case when plans.bill_charges_monthly and plans.billing_interval in ('quarterly', 'semiannual', 'yearly')
-            then 1
-            else case plans.billing_interval
-                when 'monthly' then 1 when 'quarterly' then 3 when 'semiannual' then 6 when 'yearly' then 12 else 0
-            end
+        case when plans.bill_charges_monthly and {{ interval_months('plans.billing_interval') }} > 1 then 1
+            else {{ interval_months('plans.billing_interval') }}
         end as usage_months,
         plans.base_plan_code,
         plans.is_pay_in_advance,
@@ -102,14 +99,10 @@ periods_local as (
 fee_periods_local as (
     select
         periods_local.*,
-        cast(case when periods_local.interval_months = 0 then periods_local.period_start_local
-            else {{ dbt.dateadd('month', 'periods_local.interval_months * periods_local.fee_period_index',
-                                'periods_local.anchor_local') }}
-        end as timestamp) as fee_period_start_local,
-        cast(case when periods_local.interval_months = 0 then periods_local.period_end_local
-            else {{ dbt.dateadd('month', 'periods_local.interval_months * (periods_local.fee_period_index + 1)',
-                                'periods_local.anchor_local') }}
-        end as timestamp) as fee_period_end_local
+        {{ period_boundary('periods_local.anchor_local', 'periods_local.interval_months',
+                           'periods_local.fee_period_index') }} as fee_period_start_local,
+        {{ period_boundary('periods_local.anchor_local', 'periods_local.interval_months',
+                           'periods_local.fee_period_index + 1') }} as fee_period_end_local
     from periods_local
 ),
 
