@@ -92,3 +92,13 @@
                 then {{ tiers }}.flat_amount else 0 end
     end
 {%- endmacro %}
+
+{#- Round down to the currency's minor unit: the most of a precise amount a discount or a
+    credit may take without taking the amount below zero. Constant branches, as round_money. -#}
+{% macro floor_money(amount, minor_unit) -%}
+    cast(case {{ minor_unit }}
+        when 0 then cast(floor({{ amount }}) as {{ rounded_money_type() }})
+        when 2 then cast(floor(({{ amount }}) * 100) * 0.01 as {{ rounded_money_type() }})
+        when 3 then cast(floor(({{ amount }}) * 1000) * 0.001 as {{ rounded_money_type() }})
+    end as {{ rounded_money_type() }})
+{%- endmacro %}

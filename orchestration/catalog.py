@@ -13,8 +13,9 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,11 @@ from orchestration.settings import PROJECT_DIR
 from orchestration.warehouse import Warehouse
 
 CODE_PATTERN = re.compile(r"^[a-z0-9_]+$")
+
+# dbt applies a customer's coupons one after another in a fixed number of steps (models/
+# intermediate/int_invoice_coupons.sql); the catalog refuses more coupons than steps.
+MAX_COUPONS_PER_CUSTOMER = int(
+    yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]["max_coupons_per_customer"])
 
 
 class CatalogError(ValueError):
@@ -100,6 +106,8 @@ class BillingEntity(_Strict):
     timezone: str = "UTC"
     invoice_prefix: str
     address: str | None = None
+    # Tax codes (taxes.yml) every fee bears unless its customer, plan or charge names its own.
+    taxes: list[str] = []
 
     check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
     check_tz = field_validator("timezone")(classmethod(lambda cls, v: _timezone(v)))
@@ -327,6 +335,8 @@ class Charge(_Strict):
     """Buckets priced on their own; `properties` prices the events that match none of them."""
     pricing_group_keys: list[str] = []
     """Properties whose distinct values split the charge: each group priced on its own line."""
+    taxes: list[str] = []
+    """Tax codes for this charge's fees, instead of the plan's, customer's or billing entity's."""
 
     check_min = field_validator("min_amount", mode="before")(_optional_amount)
 
@@ -371,6 +381,8 @@ class Plan(_Strict):
     minimum_commitment: Decimal | None = None
     invoice_display_name: str | None = None
     charges: list[Charge] = []
+    # Tax codes for this plan's fees, instead of the customer's or billing entity's.
+    taxes: list[str] = []
     # Set on the plans that per-subscription overrides derive (never in plans.yml).
     base_plan_code: str | None = Field(default=None, exclude=True)
 
@@ -407,6 +419,25 @@ class AddOn(_Strict):
     check_amount = field_validator("amount", mode="before")(classmethod(lambda cls, v: _non_negative_amount(v)))
 
 
+class Tax(_Strict):
+    """A tax rate, in percent of the fee net of its coupon share (docs/taxes.md)."""
+
+    code: str
+    name: str
+    rate: Decimal
+    description: str | None = None
+
+    check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
+
+    @field_validator("rate", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Decimal:
+        rate = _non_negative_amount(value)
+        if rate > 100:
+            raise ValueError(f"{value!r} is above 100 (a rate is in percent)")
+        return rate
+
+
 class Coupon(_Strict):
     code: str
     name: str
@@ -416,6 +447,11 @@ class Coupon(_Strict):
     currency: str | None = None
     frequency: Literal["once", "recurring", "forever"]
     frequency_duration: int | None = None
+    # The last day (in the customer's time zone) on whose invoices the coupon discounts.
+    expiration_date: date | None = None
+    # Limits: the coupon discounts only the fees of these plans, or of these metrics' charges.
+    plan_codes: list[str] = []
+    metric_codes: list[str] = []
 
     check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
     check_money = field_validator("percentage_rate", "amount", mode="before")(
@@ -438,6 +474,8 @@ class Coupon(_Strict):
             raise ValueError("frequency_duration: a recurring coupon needs a number of invoices >= 1")
         if self.frequency != "recurring" and self.frequency_duration is not None:
             raise ValueError("frequency_duration: only recurring coupons take a duration")
+        if self.plan_codes and self.metric_codes:
+            raise ValueError("plan_codes: a coupon is limited to plans or to metrics, not both")
         return self
 
 
@@ -452,6 +490,8 @@ class Customer:
     country: str | None
     currency: str
     timezone: str | None
+    tax_codes: tuple[str, ...] = ()  # taxes for this customer's fees, instead of the billing entity's
+    tax_exempt: bool = False  # no tax on any of its invoices
 
 
 # Calendar periods start on a Monday / the 1st / 1 January; anniversary periods on the
@@ -480,6 +520,7 @@ class AppliedCoupon:
     external_customer_id: str
     coupon_code: str
     applied_at: datetime  # naive UTC
+    row: int = 0  # the row in applied_coupons.csv: breaks ties between coupons applied at once
 
 
 @dataclass(frozen=True)
@@ -504,9 +545,10 @@ class Catalog:
     subscriptions: tuple[Subscription, ...]
     applied_coupons: tuple[AppliedCoupon, ...]
     fingerprint: str
+    """sha256 of the files' bytes, in a fixed order: the price-book version."""
     add_ons: tuple[AddOn, ...] = ()
     applied_add_ons: tuple[AppliedAddOn, ...] = ()
-    """sha256 of the files' bytes, in a fixed order: the price-book version."""
+    taxes: tuple[Tax, ...] = ()
 
     @property
     def metrics_by_code(self) -> dict[str, BillableMetric]:
@@ -636,6 +678,11 @@ def read_catalog(
             entity_path, _format_location("billing_entity", [], first["loc"]), first["msg"].removeprefix("Value error, ")
         ) from None
 
+    taxes_path = directory / "taxes.yml"
+    taxes = _validate_list(taxes_path, "taxes", _read_yaml(taxes_path, "taxes", required=False), Tax)
+    tax_codes = {t.code for t in taxes}
+    _check_tax_codes(entity_path, "billing_entity > taxes", entity.taxes, tax_codes)
+
     metrics_path = directory / "billable_metrics.yml"
     metrics = _validate_list(metrics_path, "billable_metrics", _read_yaml(metrics_path, "billable_metrics"), BillableMetric)
     metric_codes = {m.code for m in metrics}
@@ -645,14 +692,21 @@ def read_catalog(
     raw_plans = _read_yaml(plans_path, "plans")
     plans = _validate_list(plans_path, "plans", raw_plans, Plan)
     for plan_index, plan in enumerate(plans):
-        _check_plan(plans_path, f"plans[{plan_index}] (code '{plan.code}')", plan, metrics_by_code, currencies)
+        _check_plan(plans_path, f"plans[{plan_index}] (code '{plan.code}')", plan, metrics_by_code, currencies,
+                    tax_codes)
     plans_by_code = {p.code: p for p in plans}
 
     coupons_path = directory / "coupons.yml"
     coupons = _validate_list(coupons_path, "coupons", _read_yaml(coupons_path, "coupons", required=False), Coupon)
     for index, coupon in enumerate(coupons):
+        where = f"coupons[{index}] (code '{coupon.code}')"
         if coupon.currency is not None and coupon.currency not in currencies:
-            raise CatalogError(coupons_path, f"coupons[{index}] (code '{coupon.code}') > currency", "unknown currency")
+            raise CatalogError(coupons_path, f"{where} > currency", "unknown currency")
+        for field, codes, known, kind in (("plan_codes", coupon.plan_codes, plans_by_code, "plan"),
+                                          ("metric_codes", coupon.metric_codes, metrics_by_code, "billable metric")):
+            for position, code in enumerate(codes):
+                if code not in known:
+                    raise CatalogError(coupons_path, f"{where} > {field}[{position}]", f"unknown {kind} {code!r}")
     coupon_codes = {c.code for c in coupons}
 
     customers_path = customers_file or directory / "customers.csv"
@@ -674,9 +728,18 @@ def read_catalog(
                 _timezone(zone)
             except ValueError as error:
                 raise _row_error(customers_path, number, key, "timezone", str(error)) from None
+        customer_taxes = tuple(code.strip() for code in (row.get("tax_codes") or "").split(";") if code.strip())
+        for code in customer_taxes:
+            if code not in tax_codes:
+                raise _row_error(customers_path, number, key, "tax_codes", f"unknown tax {code!r} (taxes.yml)")
+        exempt = (row.get("tax_exempt") or "false").lower()
+        if exempt not in ("true", "false"):
+            raise _row_error(customers_path, number, key, "tax_exempt", f"{row['tax_exempt']!r} is not true or false")
+        if exempt == "true" and customer_taxes:
+            raise _row_error(customers_path, number, key, "tax_codes", "a tax-exempt customer takes no tax codes")
         customers.append(
             Customer(row["external_customer_id"], row["name"], row.get("email") or None,
-                     row.get("country") or None, row["currency"], zone)
+                     row.get("country") or None, row["currency"], zone, customer_taxes, exempt == "true")
         )
     customers_by_id = {c.external_customer_id: c for c in customers}
 
@@ -723,7 +786,7 @@ def read_catalog(
     overrides_path = directory / "subscription_overrides.yml"
     contract_plans, subscriptions = _apply_overrides(
         overrides_path, _read_yaml(overrides_path, "subscription_overrides", required=False) or [],
-        raw_plans, plans_by_code, subscriptions, metrics_by_code, currencies)
+        raw_plans, plans_by_code, subscriptions, metrics_by_code, currencies, tax_codes)
     plans = [*plans, *contract_plans]
 
     applied_path = applied_coupons_file or directory / "applied_coupons.csv"
@@ -739,11 +802,22 @@ def read_catalog(
         if coupon.currency is not None and coupon.currency != customer.currency:
             raise _row_error(applied_path, number, key, "coupon_code",
                              f"coupon is in {coupon.currency}, customer pays in {customer.currency}")
+        zone = customer.timezone or entity.timezone
         try:
-            applied_at = _parse_instant(row["applied_at"], customer.timezone or entity.timezone)
+            applied_at = _parse_instant(row["applied_at"], zone)
         except ValueError as error:
             raise _row_error(applied_path, number, key, "applied_at", str(error)) from None
-        applied.append(AppliedCoupon(customer.external_customer_id, coupon.code, applied_at))
+        if coupon.expiration_date is not None and applied_at >= _parse_instant(
+                (coupon.expiration_date + timedelta(days=1)).isoformat(), zone):
+            raise _row_error(applied_path, number, key, "applied_at",
+                             f"coupon {coupon.code!r} expired on {coupon.expiration_date.isoformat()}")
+        applied.append(AppliedCoupon(customer.external_customer_id, coupon.code, applied_at, number))
+    per_customer = Counter(a.external_customer_id for a in applied)
+    crowded = [c for c, n in per_customer.items() if n > MAX_COUPONS_PER_CUSTOMER]
+    if crowded:
+        raise CatalogError(applied_path, f"external_customer_id '{crowded[0]}'",
+                           f"{per_customer[crowded[0]]} coupons applied; a customer holds at most "
+                           f"{MAX_COUPONS_PER_CUSTOMER} (dbt var max_coupons_per_customer)")
 
     add_ons_path = directory / "add_ons.yml"
     add_ons = _validate_list(add_ons_path, "add_ons", _read_yaml(add_ons_path, "add_ons", required=False), AddOn)
@@ -780,11 +854,12 @@ def read_catalog(
 
     digest = hashlib.sha256()
     for path in (entity_path, metrics_path, plans_path, coupons_path, customers_path, subscriptions_path, applied_path,
-                 overrides_path, add_ons_path, applied_add_ons_path):
+                 overrides_path, add_ons_path, applied_add_ons_path, taxes_path):
         digest.update(path.name.encode())
         digest.update(path.read_bytes() if path.exists() else b"")
     return Catalog(directory, entity, tuple(metrics), tuple(plans), tuple(coupons), tuple(customers),
-                   tuple(subscriptions), tuple(applied), digest.hexdigest(), tuple(add_ons), tuple(applied_add_ons))
+                   tuple(subscriptions), tuple(applied), digest.hexdigest(), tuple(add_ons), tuple(applied_add_ons),
+                   tuple(taxes))
 
 
 def _check_charge_filters(path: Path, where: str, charge: Charge, metric: BillableMetric) -> None:
@@ -842,14 +917,24 @@ def _check_in_advance(path: Path, where: str, charge: Charge, metric: BillableMe
         raise CatalogError(path, f"{where} > min_amount", "a spending minimum needs a charge billed in arrears")
 
 
+def _check_tax_codes(path: Path, where: str, codes: list[str], known: set[str]) -> None:
+    for position, code in enumerate(codes):
+        if code not in known:
+            raise CatalogError(path, f"{where}[{position}]", f"unknown tax {code!r} (taxes.yml)")
+        if codes.index(code) != position:
+            raise CatalogError(path, f"{where}[{position}]", f"tax {code!r} is listed twice")
+
+
 def _check_plan(plans_path: Path, where: str, plan: Plan, metrics_by_code: dict[str, BillableMetric],
-                currencies: dict[str, int]) -> None:
-    """The checks of one plan that need more than its own fields (metrics, currencies)."""
+                currencies: dict[str, int], tax_codes: set[str]) -> None:
+    """The checks of one plan that need more than its own fields (metrics, currencies, taxes)."""
     metric_codes = set(metrics_by_code)
     if plan.currency not in currencies:
         raise CatalogError(plans_path, f"{where} > currency", f"unknown currency {plan.currency!r}")
+    _check_tax_codes(plans_path, f"{where} > taxes", plan.taxes, tax_codes)
     seen: set[str] = set()
     for charge_index, charge in enumerate(plan.charges):
+        _check_tax_codes(plans_path, f"{where} > charges[{charge_index}] > taxes", charge.taxes, tax_codes)
         if charge.metric not in metric_codes:
             raise CatalogError(
                 plans_path, f"{where} > charges[{charge_index}] > metric", f"unknown billable metric {charge.metric!r}"
@@ -875,13 +960,14 @@ def _check_plan(plans_path: Path, where: str, plan: Plan, metrics_by_code: dict[
                               metrics_by_code[charge.metric])
 
 
-OVERRIDABLE_PLAN_FIELDS = {"amount", "minimum_commitment", "trial_period", "invoice_display_name", "charges"}
-OVERRIDABLE_CHARGE_FIELDS = {"metric", "charge_model", "properties", "min_amount", "invoice_display_name", "filters"}
+OVERRIDABLE_PLAN_FIELDS = {"amount", "minimum_commitment", "trial_period", "invoice_display_name", "charges", "taxes"}
+OVERRIDABLE_CHARGE_FIELDS = {"metric", "charge_model", "properties", "min_amount", "invoice_display_name", "filters",
+                             "taxes"}
 
 
 def _apply_overrides(path: Path, items: Any, raw_plans: list[Any], plans_by_code: dict[str, Plan],
                      subscriptions: list[Subscription], metrics_by_code: dict[str, BillableMetric],
-                     currencies: dict[str, int]) -> tuple[list[Plan], list[Subscription]]:
+                     currencies: dict[str, int], tax_codes: set[str]) -> tuple[list[Plan], list[Subscription]]:
     """Per-subscription prices (an enterprise contract) on top of the subscription's plan.
 
     Each override names a subscription and replaces some of its plan's fields: the base fee,
@@ -950,7 +1036,7 @@ def _apply_overrides(path: Path, items: Any, raw_plans: list[Any], plans_by_code
                     field, message = message.split(": ", 1)  # as in _validate_list
                     location = f"{location} > {field}"
                 raise CatalogError(path, f"{where} > {location}" if location else where, message) from None
-            _check_plan(path, where, plan, metrics_by_code, currencies)
+            _check_plan(path, where, plan, metrics_by_code, currencies, tax_codes)
             contract = plan.model_copy(update={"code": f"{plan.code}@{subscription.subscription_id}",
                                                "base_plan_code": plan.code})
             derived.append(contract)
@@ -1054,10 +1140,23 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
     "catalog.coupons": [
         ("coupon_code", "varchar"), ("name", "varchar"), ("coupon_type", "varchar"), ("percentage_rate", MONEY),
         ("amount", MONEY), ("currency", "varchar"), ("frequency", "varchar"), ("frequency_duration", "integer"),
+        ("expiration_date", "date"),
+    ],
+    # A limited coupon's plans or metrics; a coupon without rows here discounts every fee.
+    "catalog.coupon_limits": [
+        ("coupon_code", "varchar"), ("limited_to", "varchar"), ("target_code", "varchar"),
+    ],
+    "catalog.taxes": [
+        ("tax_code", "varchar"), ("name", "varchar"), ("rate", MONEY), ("description", "varchar"),
+    ],
+    # Which taxes a billing entity, customer, plan or charge names; the most specific wins.
+    "catalog.tax_assignments": [
+        ("assigned_to", "varchar"), ("target_code", "varchar"), ("tax_code", "varchar"),
     ],
     "catalog.customers": [
         ("external_customer_id", "varchar"), ("name", "varchar"), ("email", "varchar"), ("country", "varchar"),
         ("currency", "varchar"), ("timezone", "varchar"), ("billing_entity_code", "varchar"),
+        ("is_tax_exempt", "boolean"),
     ],
     "catalog.subscriptions": [
         ("external_subscription_id", "varchar"), ("external_customer_id", "varchar"), ("plan_code", "varchar"),
@@ -1066,7 +1165,7 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
     ],
     "catalog.applied_coupons": [
         ("applied_coupon_id", "varchar"), ("external_customer_id", "varchar"), ("coupon_code", "varchar"),
-        ("applied_at", "timestamp"),
+        ("applied_at", "timestamp"), ("file_row", "integer"),
     ],
     "catalog.add_ons": [
         ("add_on_code", "varchar"), ("name", "varchar"), ("amount", MONEY), ("currency", "varchar"),
@@ -1154,15 +1253,27 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
         "catalog.charge_tiers": tiers,
         "catalog.charge_filter_values": filter_values,
         "catalog.coupons": [(c.code, c.name, c.coupon_type, c.percentage_rate, c.amount, c.currency, c.frequency,
-                             c.frequency_duration) for c in catalog.coupons],
-        "catalog.customers": [(c.external_customer_id, c.name, c.email, c.country, c.currency, c.timezone, entity.code)
-                              for c in catalog.customers],
+                             c.frequency_duration, c.expiration_date) for c in catalog.coupons],
+        "catalog.coupon_limits": [
+            *((c.code, "plan", code) for c in catalog.coupons for code in c.plan_codes),
+            *((c.code, "metric", code) for c in catalog.coupons for code in c.metric_codes),
+        ],
+        "catalog.taxes": [(t.code, t.name, t.rate, t.description) for t in catalog.taxes],
+        "catalog.tax_assignments": [
+            *(("billing_entity", entity.code, code) for code in entity.taxes),
+            *(("customer", c.external_customer_id, code) for c in catalog.customers for code in c.tax_codes),
+            *(("plan", p.code, code) for p in catalog.plans for code in p.taxes),
+            *(("charge", f"{p.code}:{charge.metric}", code)
+              for p in catalog.plans for charge in p.charges for code in charge.taxes),
+        ],
+        "catalog.customers": [(c.external_customer_id, c.name, c.email, c.country, c.currency, c.timezone, entity.code,
+                               c.tax_exempt) for c in catalog.customers],
         "catalog.subscriptions": [(s.external_subscription_id, s.external_customer_id, s.plan_code, s.started_at,
                                    s.ended_at, s.billing_time, s.subscription_id, s.phase)
                                   for s in catalog.subscriptions],
         "catalog.applied_coupons": [
             (f"{a.external_customer_id}:{a.coupon_code}:{a.applied_at.isoformat()}", a.external_customer_id,
-             a.coupon_code, a.applied_at) for a in catalog.applied_coupons
+             a.coupon_code, a.applied_at, a.row) for a in catalog.applied_coupons
         ],
         "catalog.add_ons": [(a.code, a.name, a.amount, a.currency, a.invoice_display_name) for a in catalog.add_ons],
         "catalog.applied_add_ons": [

@@ -1,10 +1,22 @@
--- One row per invoice and applied coupon that discounts it.
--- A coupon applies to the customer's invoices with fees above zero, issued on or after it was
--- applied, in invoice order: `once` the first, `recurring` the first N, `forever` all.
--- Several coupons on one invoice apply in the order they were applied, and together never
--- take the invoice below zero.
+-- One row per invoice line and applied coupon that discounts it: the coupon's discount on the
+-- invoice and the line's share of it (docs/discounts.md).
+--
+-- A coupon discounts the fees it is eligible for (all fees, or those of its plans or metrics;
+-- never one-off add-ons) on the customer's invoices issued from when it was applied up to its
+-- expiration date. `once` discounts the first such invoice, `recurring` the first N, `forever`
+-- all; a fixed amount applied `once` instead keeps what an invoice could not absorb for the
+-- next ones until it is spent.
+--
+-- A customer's coupons apply one after the other, in a fixed order: coupons limited to
+-- metrics, then to plans, then the others, each group by when they were applied. Each coupon
+-- takes at most what earlier coupons left of its eligible fees (rounded down to the minor
+-- unit), so an invoice never goes below zero, and is spread over those fees in proportion to
+-- what is left of them. Portable SQL has no loop: the steps are unrolled, one per coupon rank,
+-- up to var('max_coupons_per_customer'), which the catalog enforces.
+{%- set steps = var('max_coupons_per_customer') %}
+
 with fees as (
-    select * from {{ ref('int_fees') }}
+    select * from {{ ref('int_invoice_fees') }}
 ),
 
 applied_coupons as (
@@ -15,24 +27,26 @@ coupons as (
     select * from {{ ref('stg_catalog__coupons') }}
 ),
 
-invoices as (
-    select
-        fees.invoice_id,
-        fees.customer_id,
-        fees.currency,
-        fees.minor_unit,
-        fees.invoice_at,
-        sum(fees.amount) as fees_amount
-    from fees
-    group by 1, 2, 3, 4, 5
+coupon_limits as (
+    select * from {{ ref('stg_catalog__coupon_limits') }}
 ),
 
-eligible as (
+customers as (
+    select * from {{ ref('stg_catalog__customers') }}
+),
+
+limit_kinds as (
     select
-        invoices.invoice_id,
-        invoices.fees_amount,
-        invoices.minor_unit,
+        coupon_limits.coupon_code,
+        min(coupon_limits.limited_to) as limited_to
+    from coupon_limits
+    group by 1
+),
+
+ordered_coupons as (
+    select
         applied_coupons.applied_coupon_id,
+        applied_coupons.customer_id,
         applied_coupons.applied_at,
         coupons.coupon_code,
         coupons.coupon_name,
@@ -41,63 +55,247 @@ eligible as (
         coupons.coupon_amount,
         coupons.frequency,
         coupons.frequency_duration,
+        coupons.expiration_date,
+        limit_kinds.limited_to,
         row_number() over (
-            partition by applied_coupons.applied_coupon_id order by invoices.invoice_at
-        ) as use_number
+            partition by applied_coupons.customer_id
+            order by
+                case limit_kinds.limited_to when 'metric' then 1 when 'plan' then 2 else 3 end,
+                applied_coupons.applied_at,
+                applied_coupons.file_row,
+                applied_coupons.applied_coupon_id
+        ) as coupon_rank
     from applied_coupons
     inner join coupons
         on applied_coupons.coupon_code = coupons.coupon_code
-    inner join invoices
-        on applied_coupons.customer_id = invoices.customer_id
-        and invoices.invoice_at >= applied_coupons.applied_at
-        and invoices.fees_amount > 0
-        and (coupons.coupon_currency is null or coupons.coupon_currency = invoices.currency)
+    left join limit_kinds
+        on coupons.coupon_code = limit_kinds.coupon_code
+),
+
+eligible_lines as (
+    select
+        ordered_coupons.applied_coupon_id,
+        ordered_coupons.coupon_rank,
+        fees.invoice_line_id,
+        fees.invoice_id,
+        fees.invoice_at,
+        fees.minor_unit,
+        fees.amount
+    from ordered_coupons
+    inner join customers
+        on ordered_coupons.customer_id = customers.customer_id
+    inner join fees
+        on ordered_coupons.customer_id = fees.customer_id
+        and fees.invoice_at >= ordered_coupons.applied_at
+    where fees.fee_kind <> 'add_on'
+        and fees.amount > 0
+        and (
+            ordered_coupons.expiration_date is null
+            or cast({{ from_utc('fees.invoice_at', 'customers.billing_timezone') }} as date)
+                <= ordered_coupons.expiration_date
+        )
+        and (
+            ordered_coupons.limited_to is null
+            or exists (
+                select 1
+                from coupon_limits
+                where coupon_limits.coupon_code = ordered_coupons.coupon_code
+                    and (
+                        (coupon_limits.limited_to = 'plan' and coupon_limits.target_code = fees.base_plan_code)
+                        or (coupon_limits.limited_to = 'metric' and coupon_limits.target_code = fees.metric_code)
+                    )
+            )
+        )
+),
+
+-- The invoices with eligible fees, counted per coupon: what `once` and `recurring` count.
+coupon_invoices as (
+    select
+        eligible_lines.applied_coupon_id,
+        eligible_lines.invoice_id,
+        eligible_lines.invoice_at,
+        eligible_lines.minor_unit,
+        row_number() over (
+            partition by eligible_lines.applied_coupon_id order by eligible_lines.invoice_at
+        ) as use_number
+    from eligible_lines
+    group by 1, 2, 3, 4
 ),
 
 in_force as (
     select
-        eligible.*,
-        case
-            when eligible.coupon_type = 'percentage'
-                then {{ round_money('eligible.fees_amount * eligible.percentage_rate * 0.01', 'eligible.minor_unit') }}
-            else {{ round_money('eligible.coupon_amount', 'eligible.minor_unit') }}
-        end as requested_amount
-    from eligible
-    where eligible.frequency = 'forever'
-        or (eligible.frequency = 'once' and eligible.use_number = 1)
-        or (eligible.frequency = 'recurring' and eligible.use_number <= eligible.frequency_duration)
+        coupon_invoices.invoice_id,
+        coupon_invoices.use_number,
+        coupon_invoices.minor_unit,
+        ordered_coupons.*
+    from coupon_invoices
+    inner join ordered_coupons
+        on coupon_invoices.applied_coupon_id = ordered_coupons.applied_coupon_id
+    where ordered_coupons.frequency = 'forever'
+        or (ordered_coupons.frequency = 'once'
+            and (ordered_coupons.coupon_type = 'fixed_amount' or coupon_invoices.use_number = 1))
+        or (ordered_coupons.frequency = 'recurring' and coupon_invoices.use_number <= ordered_coupons.frequency_duration)
 ),
 
-stacked as (
+-- What is left of each eligible line before the first coupon.
+remaining_0 as (
+    select
+        fees.invoice_line_id,
+        {{ to_precise_money('fees.amount') }} as remaining_amount
+    from fees
+    where fees.invoice_line_id in (select eligible_lines.invoice_line_id from eligible_lines)
+),
+
+{%- for step in range(1, steps + 1) %}
+
+bases_{{ step }} as (
+    select
+        in_force.applied_coupon_id,
+        in_force.invoice_id,
+        sum(remaining_{{ step - 1 }}.remaining_amount) as eligible_amount
+    from in_force
+    inner join eligible_lines
+        on in_force.applied_coupon_id = eligible_lines.applied_coupon_id
+        and in_force.invoice_id = eligible_lines.invoice_id
+    inner join remaining_{{ step - 1 }}
+        on eligible_lines.invoice_line_id = remaining_{{ step - 1 }}.invoice_line_id
+    where in_force.coupon_rank = {{ step }}
+    group by 1, 2
+),
+
+usable_{{ step }} as (
     select
         in_force.*,
-        coalesce(sum(in_force.requested_amount) over (
-            partition by in_force.invoice_id
-            order by in_force.applied_at, in_force.applied_coupon_id
-            rows between unbounded preceding and 1 preceding
-        ), 0) as requested_before
-    from in_force
+        bases_{{ step }}.eligible_amount,
+        {{ floor_money('bases_' ~ step ~ '.eligible_amount', 'in_force.minor_unit') }} as usable_amount
+    from bases_{{ step }}
+    inner join in_force
+        on bases_{{ step }}.applied_coupon_id = in_force.applied_coupon_id
+        and bases_{{ step }}.invoice_id = in_force.invoice_id
+),
+
+requested_{{ step }} as (
+    select
+        usable_{{ step }}.*,
+        case
+            when usable_{{ step }}.coupon_type = 'percentage' then
+                {{ round_money(to_precise_money('usable_' ~ step ~ '.eligible_amount * usable_' ~ step ~ '.percentage_rate') ~ ' * 0.01', 'usable_' ~ step ~ '.minor_unit') }}
+            -- A fixed amount applied once: what earlier invoices did not take (all of it
+            -- that they could take, since each takes as much as it can).
+            when usable_{{ step }}.frequency = 'once' then
+                cast(case
+                    when usable_{{ step }}.coupon_amount - coalesce(sum(usable_{{ step }}.usable_amount) over (
+                        partition by usable_{{ step }}.applied_coupon_id
+                        order by usable_{{ step }}.use_number
+                        rows between unbounded preceding and 1 preceding
+                    ), 0) > 0
+                    then usable_{{ step }}.coupon_amount - coalesce(sum(usable_{{ step }}.usable_amount) over (
+                        partition by usable_{{ step }}.applied_coupon_id
+                        order by usable_{{ step }}.use_number
+                        rows between unbounded preceding and 1 preceding
+                    ), 0)
+                    else 0
+                end as {{ rounded_money_type() }})
+            else {{ round_money('usable_' ~ step ~ '.coupon_amount', 'usable_' ~ step ~ '.minor_unit') }}
+        end as requested_amount
+    from usable_{{ step }}
+),
+
+discounts_{{ step }} as (
+    select
+        requested_{{ step }}.*,
+        cast(
+            case
+                when requested_{{ step }}.requested_amount < requested_{{ step }}.usable_amount
+                    then requested_{{ step }}.requested_amount
+                else requested_{{ step }}.usable_amount
+            end
+            as {{ rounded_money_type() }}
+        ) as discount_amount
+    from requested_{{ step }}
+    where requested_{{ step }}.requested_amount > 0
+),
+
+raw_shares_{{ step }} as (
+    select
+        discounts_{{ step }}.*,
+        eligible_lines.invoice_line_id,
+        remaining_{{ step - 1 }}.remaining_amount as line_eligible_amount,
+        case
+            when discounts_{{ step }}.eligible_amount > 0 then {{ divide_exactly(
+                'discounts_' ~ step ~ '.discount_amount * remaining_' ~ (step - 1) ~ '.remaining_amount',
+                'discounts_' ~ step ~ '.eligible_amount') }}
+            else cast(0 as {{ precise_money_type() }})
+        end as raw_share
+    from discounts_{{ step }}
+    inner join eligible_lines
+        on discounts_{{ step }}.applied_coupon_id = eligible_lines.applied_coupon_id
+        and discounts_{{ step }}.invoice_id = eligible_lines.invoice_id
+    inner join remaining_{{ step - 1 }}
+        on eligible_lines.invoice_line_id = remaining_{{ step - 1 }}.invoice_line_id
+),
+
+-- The shares are exact to 12 decimals; the line with the most left takes the last digits, so
+-- the shares add up to the discount exactly.
+shares_{{ step }} as (
+    select
+        raw_shares_{{ step }}.*,
+        raw_shares_{{ step }}.raw_share + case
+            when row_number() over (
+                partition by raw_shares_{{ step }}.applied_coupon_id, raw_shares_{{ step }}.invoice_id
+                order by raw_shares_{{ step }}.line_eligible_amount desc, raw_shares_{{ step }}.invoice_line_id
+            ) = 1
+                then raw_shares_{{ step }}.discount_amount - sum(raw_shares_{{ step }}.raw_share) over (
+                    partition by raw_shares_{{ step }}.applied_coupon_id, raw_shares_{{ step }}.invoice_id
+                )
+            else 0
+        end as line_discount_amount
+    from raw_shares_{{ step }}
+),
+
+remaining_{{ step }} as (
+    select
+        remaining_{{ step - 1 }}.invoice_line_id,
+        {{ to_precise_money('remaining_' ~ (step - 1) ~ '.remaining_amount - coalesce(shares_' ~ step ~ '.line_discount_amount, 0)') }}
+            as remaining_amount
+    from remaining_{{ step - 1 }}
+    left join shares_{{ step }}
+        on remaining_{{ step - 1 }}.invoice_line_id = shares_{{ step }}.invoice_line_id
+),
+{%- endfor %}
+
+every_share as (
+    {%- for step in range(1, steps + 1) %}
+    select * from shares_{{ step }}
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
 ),
 
 final as (
     select
-        stacked.invoice_id,
-        stacked.applied_coupon_id,
-        stacked.coupon_code,
-        stacked.coupon_name,
-        stacked.coupon_type,
-        stacked.use_number,
-        stacked.requested_amount,
+        every_share.invoice_line_id,
+        every_share.invoice_id,
+        every_share.applied_coupon_id,
+        every_share.customer_id,
+        every_share.coupon_code,
+        every_share.coupon_name,
+        every_share.coupon_type,
+        every_share.coupon_rank,
+        every_share.use_number,
+        every_share.eligible_amount,
+        every_share.requested_amount,
+        every_share.discount_amount,
+        -- What a fixed coupon applied once keeps for the next invoices.
         cast(
-            case
-                when stacked.fees_amount - stacked.requested_before <= 0 then 0
-                when stacked.requested_amount < stacked.fees_amount - stacked.requested_before
-                    then stacked.requested_amount
-                else stacked.fees_amount - stacked.requested_before
-            end
+            case when every_share.coupon_type = 'fixed_amount' and every_share.frequency = 'once'
+                then every_share.requested_amount - every_share.discount_amount else 0 end
             as {{ rounded_money_type() }}
-        ) as discount_amount
-    from stacked
+        ) as carried_amount,
+        every_share.line_eligible_amount,
+        {{ to_precise_money('every_share.line_discount_amount') }} as line_discount_amount
+    from every_share
 )
 
 select * from final

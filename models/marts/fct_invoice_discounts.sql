@@ -1,20 +1,26 @@
--- One row per coupon discount on an invoice.
-with coupons as (
+-- One row per coupon discount on an invoice: what the coupon asked for, what the invoice's
+-- eligible fees could absorb, and what a fixed coupon applied once carries to the next invoice.
+with coupon_shares as (
     select * from {{ ref('int_invoice_coupons') }}
 ),
 
 final as (
     select
-        {{ dbt.hash("coupons.invoice_id || '|' || coupons.applied_coupon_id") }} as invoice_discount_id,
-        coupons.invoice_id,
-        coupons.applied_coupon_id,
-        coupons.coupon_code,
-        coupons.coupon_name,
-        coupons.coupon_type,
-        coupons.use_number,
-        coupons.requested_amount,
-        coupons.discount_amount
-    from coupons
+        {{ dbt.hash("coupon_shares.invoice_id || '|' || coupon_shares.applied_coupon_id") }} as invoice_discount_id,
+        coupon_shares.invoice_id,
+        coupon_shares.applied_coupon_id,
+        coupon_shares.coupon_code,
+        coupon_shares.coupon_name,
+        coupon_shares.coupon_type,
+        coupon_shares.coupon_rank,
+        coupon_shares.use_number,
+        cast(coupon_shares.eligible_amount as {{ precise_money_type() }}) as eligible_amount,
+        coupon_shares.requested_amount,
+        coupon_shares.discount_amount,
+        coupon_shares.carried_amount,
+        cast(count(*) as bigint) as line_count
+    from coupon_shares
+    group by 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
 )
 
 select * from final

@@ -1,10 +1,33 @@
 -- One row per invoice line: a base fee, a usage fee, a true-up or an add-on, with the arithmetic
--- that explains it.
+-- that explains it, its share of the invoice's coupons and the taxes it bears (precise: an
+-- invoice rounds its discounts and taxes once, docs/money.md).
 with fees as (
-    select * from {{ ref('int_fees') }}
-    union all
-    -- One-off invoices of add-ons: the same columns, no subscription.
-    select * from {{ ref('int_add_on_fees') }}
+    select * from {{ ref('int_invoice_fees') }}
+),
+
+coupon_shares as (
+    select * from {{ ref('int_invoice_coupons') }}
+),
+
+line_taxes as (
+    select * from {{ ref('int_invoice_line_taxes') }}
+),
+
+line_discounts as (
+    select
+        coupon_shares.invoice_line_id,
+        sum(coupon_shares.line_discount_amount) as discount_amount
+    from coupon_shares
+    group by 1
+),
+
+line_tax_totals as (
+    select
+        line_taxes.invoice_line_id,
+        sum(line_taxes.tax_rate) as tax_rate,
+        sum(line_taxes.tax_amount) as tax_amount
+    from line_taxes
+    group by 1
 ),
 
 final as (
@@ -38,8 +61,16 @@ final as (
         fees.proration_factor,
         fees.precise_amount,
         fees.amount,
+        {{ to_precise_money('coalesce(line_discounts.discount_amount, 0)') }} as precise_discount_amount,
+        {{ to_precise_money('fees.amount - coalesce(line_discounts.discount_amount, 0)') }} as taxable_amount,
+        {{ to_precise_money('coalesce(line_tax_totals.tax_rate, 0)') }} as tax_rate,
+        {{ to_precise_money('coalesce(line_tax_totals.tax_amount, 0)') }} as precise_tax_amount,
         cast(fees.event_count as bigint) as event_count
     from fees
+    left join line_discounts
+        on fees.invoice_line_id = line_discounts.invoice_line_id
+    left join line_tax_totals
+        on fees.invoice_line_id = line_tax_totals.invoice_line_id
 )
 
 select * from final

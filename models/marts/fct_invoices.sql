@@ -1,13 +1,18 @@
 -- One row per invoice: a customer's fees invoiced at one instant (a period boundary), with
--- the computation order of docs/money.md: fees - discounts + taxes = total.
+-- each step of the computation order of docs/money.md: fees - discounts = subtotal excluding
+-- taxes; + taxes = subtotal including taxes = total due. Every step is in rounded money.
 -- Status: `draft` while the invoice's date is after the run's as_of (usage still accrues),
 -- `closed` once it has passed.
 with lines as (
     select * from {{ ref('fct_invoice_lines') }}
 ),
 
-coupons as (
-    select * from {{ ref('int_invoice_coupons') }}
+discounts as (
+    select * from {{ ref('fct_invoice_discounts') }}
+),
+
+taxes as (
+    select * from {{ ref('fct_invoice_taxes') }}
 ),
 
 customers as (
@@ -39,40 +44,58 @@ invoice_fees as (
 
 invoice_discounts as (
     select
-        coupons.invoice_id,
-        cast(sum(coupons.discount_amount) as {{ rounded_money_type() }}) as discount_amount
-    from coupons
+        discounts.invoice_id,
+        cast(sum(discounts.discount_amount) as {{ rounded_money_type() }}) as discount_amount
+    from discounts
     group by 1
+),
+
+invoice_taxes as (
+    select
+        taxes.invoice_id,
+        cast(sum(taxes.tax_amount) as {{ rounded_money_type() }}) as tax_amount
+    from taxes
+    group by 1
+),
+
+amounts as (
+    select
+        invoice_fees.*,
+        coalesce(invoice_discounts.discount_amount, cast(0 as {{ rounded_money_type() }})) as discount_amount,
+        coalesce(invoice_taxes.tax_amount, cast(0 as {{ rounded_money_type() }})) as tax_amount
+    from invoice_fees
+    left join invoice_discounts
+        on invoice_fees.invoice_id = invoice_discounts.invoice_id
+    left join invoice_taxes
+        on invoice_fees.invoice_id = invoice_taxes.invoice_id
 ),
 
 final as (
     select
-        invoice_fees.invoice_id,
-        case when invoice_fees.invoice_at > {{ as_of_timestamp() }} then 'draft' else 'closed' end as status,
-        invoice_fees.customer_id,
+        amounts.invoice_id,
+        case when amounts.invoice_at > {{ as_of_timestamp() }} then 'draft' else 'closed' end as status,
+        amounts.customer_id,
         customers.customer_name,
         customers.billing_entity_code,
-        invoice_fees.currency,
-        invoice_fees.invoice_at,
-        cast({{ from_utc('invoice_fees.invoice_at', 'customers.billing_timezone') }} as date) as issuing_date,
-        invoice_fees.period_start,
-        invoice_fees.period_end,
-        invoice_fees.fees_amount,
-        coalesce(invoice_discounts.discount_amount, cast(0 as {{ rounded_money_type() }})) as discount_amount,
-        -- Taxes arrive with the tax engine; the column is part of the contract already.
-        cast(0 as {{ rounded_money_type() }}) as tax_amount,
-        cast(
-            invoice_fees.fees_amount - coalesce(invoice_discounts.discount_amount, 0)
-            as {{ rounded_money_type() }}
-        ) as total_amount,
-        cast(invoice_fees.line_count as bigint) as line_count,
-        invoice_fees.event_count,
+        amounts.currency,
+        amounts.invoice_at,
+        cast({{ from_utc('amounts.invoice_at', 'customers.billing_timezone') }} as date) as issuing_date,
+        amounts.period_start,
+        amounts.period_end,
+        amounts.fees_amount,
+        amounts.discount_amount,
+        cast(amounts.fees_amount - amounts.discount_amount as {{ rounded_money_type() }}) as subtotal_excluding_taxes,
+        amounts.tax_amount,
+        cast(amounts.fees_amount - amounts.discount_amount + amounts.tax_amount as {{ rounded_money_type() }})
+            as subtotal_including_taxes,
+        cast(amounts.fees_amount - amounts.discount_amount + amounts.tax_amount as {{ rounded_money_type() }})
+            as total_amount,
+        cast(amounts.line_count as bigint) as line_count,
+        amounts.event_count,
         {{ as_of_timestamp() }} as computed_as_of
-    from invoice_fees
+    from amounts
     inner join customers
-        on invoice_fees.customer_id = customers.customer_id
-    left join invoice_discounts
-        on invoice_fees.invoice_id = invoice_discounts.invoice_id
+        on amounts.customer_id = customers.customer_id
 )
 
 select * from final

@@ -8,7 +8,8 @@ final as (
         source.applied_coupon_id,
         source.external_customer_id as customer_id,
         source.coupon_code,
-        source.applied_at
+        source.applied_at,
+        source.file_row
     from source
 )
 

@@ -12,7 +12,8 @@ final as (
         {{ to_precise_money('source.amount') }} as coupon_amount,
         source.currency as coupon_currency,
         source.frequency,
-        source.frequency_duration
+        source.frequency_duration,
+        source.expiration_date
     from source
 )
 

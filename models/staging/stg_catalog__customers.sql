@@ -15,6 +15,7 @@ final as (
         customers.country,
         customers.currency,
         customers.billing_entity_code,
+        customers.is_tax_exempt,
         -- The customer's zone, else the billing entity's (docs/catalog.md).
         coalesce(customers.timezone, billing_entities.timezone) as billing_timezone
     from customers
