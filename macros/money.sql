@@ -102,3 +102,10 @@
         when 3 then cast(floor(({{ amount }}) * 1000) * 0.001 as {{ rounded_money_type() }})
     end as {{ rounded_money_type() }})
 {%- endmacro %}
+
+{#- rate percent of an amount, exactly: the amount has at most 12 decimals and the rate at most
+    6 (the catalog enforces it), so the product is exact at 18 decimals and the percent at 20.
+    Callers sum these exact values and round the sum once (a coupon, a tax per rate). -#}
+{% macro percent_of(amount, rate) -%}
+    (cast(({{ amount }}) * cast({{ rate }} as decimal(18, 6)) as decimal(38, 18)) * 0.01)
+{%- endmacro %}

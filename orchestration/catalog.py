@@ -31,8 +31,10 @@ CODE_PATTERN = re.compile(r"^[a-z0-9_]+$")
 
 # dbt applies a customer's coupons one after another in a fixed number of steps (models/
 # intermediate/int_invoice_coupons.sql); the catalog refuses more coupons than steps.
-MAX_COUPONS_PER_CUSTOMER = int(
-    yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]["max_coupons_per_customer"])
+_DBT_VARS = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]
+MAX_COUPONS_PER_CUSTOMER = int(_DBT_VARS["max_coupons_per_customer"])
+# Likewise int_invoice_wallet_credits spends a customer's wallets in that many steps.
+MAX_WALLETS_PER_CUSTOMER = int(_DBT_VARS["max_wallets_per_customer"])
 
 
 class CatalogError(ValueError):
@@ -65,6 +67,17 @@ def _non_negative_amount(value: Any) -> Decimal:
     if parsed < 0:
         raise ValueError(f"{value!r} must not be negative")
     return parsed
+
+
+def _percent(value: Any) -> Decimal:
+    """A rate in percent, 0 to 100, with at most 6 decimals: the models take a percent of an
+    amount exactly at that scale (macros/money.sql, percent_of)."""
+    rate = _non_negative_amount(value)
+    if rate > 100:
+        raise ValueError(f"{value!r} is above 100 (a rate is in percent)")
+    if rate.as_tuple().exponent < -6:
+        raise ValueError(f"{value!r} has more than 6 decimals")
+    return rate
 
 
 def _code(value: Any) -> str:
@@ -420,7 +433,7 @@ class AddOn(_Strict):
 
 
 class Tax(_Strict):
-    """A tax rate, in percent of the fee net of its coupon share (docs/taxes.md)."""
+    """A tax rate, in percent of the fee net of its coupon share (docs/invoice-amounts.md)."""
 
     code: str
     name: str
@@ -428,14 +441,7 @@ class Tax(_Strict):
     description: str | None = None
 
     check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
-
-    @field_validator("rate", mode="before")
-    @classmethod
-    def _percent(cls, value: Any) -> Decimal:
-        rate = _non_negative_amount(value)
-        if rate > 100:
-            raise ValueError(f"{value!r} is above 100 (a rate is in percent)")
-        return rate
+    check_rate = field_validator("rate", mode="before")(classmethod(lambda cls, v: _percent(v)))
 
 
 class Coupon(_Strict):
@@ -454,14 +460,15 @@ class Coupon(_Strict):
     metric_codes: list[str] = []
 
     check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
-    check_money = field_validator("percentage_rate", "amount", mode="before")(
-        classmethod(lambda cls, v: None if v is None else _non_negative_amount(v))
-    )
+    check_amount = field_validator("amount", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _non_negative_amount(v)))
+    check_rate = field_validator("percentage_rate", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _percent(v)))
 
     @model_validator(mode="after")
     def _consistent(self) -> Coupon:
         if self.coupon_type == "percentage":
-            if self.percentage_rate is None or self.percentage_rate > 100:
+            if self.percentage_rate is None:
                 raise ValueError("percentage_rate: a percentage coupon needs a rate from 0 to 100")
             if self.amount is not None or self.currency is not None:
                 raise ValueError("amount: a percentage coupon takes no amount or currency")
@@ -477,6 +484,90 @@ class Coupon(_Strict):
         if self.plan_codes and self.metric_codes:
             raise ValueError("plan_codes: a coupon is limited to plans or to metrics, not both")
         return self
+
+
+FEE_KINDS = ("subscription", "charge", "true_up", "commitment", "add_on")
+
+
+class WalletLimits(_Strict):
+    """What a wallet may pay for: fees of these kinds, and/or usage fees of these metrics."""
+
+    fee_kinds: list[Literal["subscription", "charge", "true_up", "commitment", "add_on"]] = []
+    metric_codes: list[str] = []
+
+
+class WalletTransaction(_Strict):
+    """Credits added to a wallet at a date or instant: granted (free) or purchased (invoiced)."""
+
+    at: str
+    granted_credits: Decimal | None = None
+    purchased_credits: Decimal | None = None
+
+    check_credits = field_validator("granted_credits", "purchased_credits", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _non_negative_amount(v)))
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WalletTransaction:
+        if (self.granted_credits is None) == (self.purchased_credits is None):
+            raise ValueError("granted_credits: a transaction grants or purchases credits (one of the two)")
+        return self
+
+
+class WalletTopUp(_Strict):
+    """Credits added at the start of every interval (calendar, the customer's time zone) after
+    the wallet opens, granted or purchased."""
+
+    interval: Literal["weekly", "monthly", "quarterly", "yearly"]
+    granted_credits: Decimal | None = None
+    purchased_credits: Decimal | None = None
+
+    check_credits = field_validator("granted_credits", "purchased_credits", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _non_negative_amount(v)))
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WalletTopUp:
+        if (self.granted_credits is None) == (self.purchased_credits is None):
+            raise ValueError("granted_credits: a top-up grants or purchases credits (one of the two)")
+        return self
+
+
+class Wallet(_Strict):
+    """Prepaid credits of one customer (docs/invoice-amounts.md): spent on its invoices after tax."""
+
+    code: str
+    customer: str
+    name: str
+    rate_amount: Decimal
+    """What one credit is worth, in the customer's currency."""
+    priority: int = Field(default=1, ge=1, strict=True)
+    started_at: str
+    expiration_date: date | None = None
+    """The last local day its credits pay invoices; what is left expires at its end."""
+    applies_to: WalletLimits = WalletLimits()
+    transactions: list[WalletTransaction] = []
+    top_ups: list[WalletTopUp] = []
+
+    check_code = field_validator("code")(classmethod(lambda cls, v: _code(v)))
+
+    @field_validator("rate_amount", mode="before")
+    @classmethod
+    def _positive_rate(cls, value: Any) -> Decimal:
+        rate = _non_negative_amount(value)
+        if rate == 0:
+            raise ValueError(f"{value!r} must be above 0")
+        if rate.as_tuple().exponent < -9:
+            raise ValueError(f"{value!r} has more than 9 decimals")
+        return rate
+
+    @field_validator("started_at", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
 
 
 # ---------------------------------------------------------------- CSV rows
@@ -524,6 +615,16 @@ class AppliedCoupon:
 
 
 @dataclass(frozen=True)
+class ResolvedWallet:
+    """A wallet with its instants in naive UTC (the customer's time zone applied)."""
+
+    wallet: Wallet
+    started_at: datetime
+    expires_at: datetime | None  # the end of expiration_date, local
+    transactions: tuple[tuple[datetime, str, Decimal], ...]  # (at, granted | purchased, credits)
+
+
+@dataclass(frozen=True)
 class AppliedAddOn:
     row: int  # the row in applied_add_ons.csv: each row is a one-off invoice line
     external_customer_id: str
@@ -549,6 +650,7 @@ class Catalog:
     add_ons: tuple[AddOn, ...] = ()
     applied_add_ons: tuple[AppliedAddOn, ...] = ()
     taxes: tuple[Tax, ...] = ()
+    wallets: tuple[ResolvedWallet, ...] = ()
 
     @property
     def metrics_by_code(self) -> dict[str, BillableMetric]:
@@ -598,11 +700,13 @@ def _validate_list(path: Path, top_key: str, items: Any, model: type[BaseModel])
             first = error.errors()[0]
             location = _format_location(top_key, items, (index, *first["loc"]))
             message = first["msg"].removeprefix("Value error, ")
-            if first["loc"] and first["loc"][-1] == "properties" and ": " in message:
-                # A charge's properties are checked by their own model; its field path comes
-                # first in the message: "properties > graduated_ranges: [1] > from_value: ...".
-                field, message = message.split(": ", 1)
-                location = f"{location} > {field}"
+            field, _, rest = message.partition(": ")
+            if ((first["loc"] and first["loc"][-1] == "properties" and rest)
+                    or (rest and re.fullmatch(r"[a-z_]+", field))):
+                # A charge's properties are checked by their own model, and a check across
+                # fields by the model itself; both put the field path first in the message
+                # ("graduated_ranges: [1] > from_value: ...", "plan_codes: ...").
+                location, message = f"{location} > {field}", rest
             raise CatalogError(path, location, message) from None
     codes = [p.code for p in parsed]
     for index, code in enumerate(codes):
@@ -852,14 +956,74 @@ def read_catalog(
         applied_add_ons.append(AppliedAddOn(number, customer.external_customer_id, add_on.code, applied_at,
                                             values["units"], values["amount"], row.get("description") or None))
 
+    wallets_path = directory / "wallets.yml"
+    wallets = _read_wallets(wallets_path, customers_by_id, metrics_by_code, currencies, entity.timezone)
+
     digest = hashlib.sha256()
     for path in (entity_path, metrics_path, plans_path, coupons_path, customers_path, subscriptions_path, applied_path,
-                 overrides_path, add_ons_path, applied_add_ons_path, taxes_path):
+                 overrides_path, add_ons_path, applied_add_ons_path, taxes_path, wallets_path):
         digest.update(path.name.encode())
         digest.update(path.read_bytes() if path.exists() else b"")
     return Catalog(directory, entity, tuple(metrics), tuple(plans), tuple(coupons), tuple(customers),
                    tuple(subscriptions), tuple(applied), digest.hexdigest(), tuple(add_ons), tuple(applied_add_ons),
-                   tuple(taxes))
+                   tuple(taxes), tuple(wallets))
+
+
+def _read_wallets(path: Path, customers_by_id: dict[str, Customer], metrics_by_code: dict[str, BillableMetric],
+                  currencies: dict[str, int], default_zone: str) -> list[ResolvedWallet]:
+    """wallets.yml: each wallet's customer, limits and credits checked; instants resolved in the
+    customer's time zone. Every credit amount must be a whole number of the currency's minor
+    units (credits x rate_amount), so balances stay exact."""
+    wallets = _validate_list(path, "wallets", _read_yaml(path, "wallets", required=False), Wallet)
+    resolved: list[ResolvedWallet] = []
+    for index, wallet in enumerate(wallets):
+        where = f"wallets[{index}] (code '{wallet.code}')"
+        customer = customers_by_id.get(wallet.customer)
+        if customer is None:
+            raise CatalogError(path, f"{where} > customer", f"unknown customer {wallet.customer!r}")
+        minor_unit = Decimal(1).scaleb(-currencies[customer.currency])
+        for position, code in enumerate(wallet.applies_to.metric_codes):
+            if code not in metrics_by_code:
+                raise CatalogError(path, f"{where} > applies_to > metric_codes[{position}]",
+                                   f"unknown billable metric {code!r}")
+        zone = customer.timezone or default_zone
+        try:
+            started_at = _parse_instant(wallet.started_at, zone)
+        except ValueError as error:
+            raise CatalogError(path, f"{where} > started_at", str(error)) from None
+        expires_at = (None if wallet.expiration_date is None
+                      else _parse_instant((wallet.expiration_date + timedelta(days=1)).isoformat(), zone))
+        if expires_at is not None and expires_at <= started_at:
+            raise CatalogError(path, f"{where} > expiration_date", "must not be before started_at")
+        credits: list[tuple[str, Decimal]] = []
+        transactions = []
+        for position, transaction in enumerate(wallet.transactions):
+            at_where = f"{where} > transactions[{position}]"
+            try:
+                at = _parse_instant(transaction.at, zone)
+            except ValueError as error:
+                raise CatalogError(path, f"{at_where} > at", str(error)) from None
+            if at < started_at or (expires_at is not None and at >= expires_at):
+                raise CatalogError(path, f"{at_where} > at", "outside the wallet's life (started_at to expiration_date)")
+            kind = "granted" if transaction.granted_credits is not None else "purchased"
+            amount = transaction.granted_credits if kind == "granted" else transaction.purchased_credits
+            credits.append((f"{at_where} > {kind}_credits", amount))
+            transactions.append((at, kind, amount))
+        for position, top_up in enumerate(wallet.top_ups):
+            kind = "granted" if top_up.granted_credits is not None else "purchased"
+            credits.append((f"{where} > top_ups[{position}] > {kind}_credits",
+                            top_up.granted_credits if kind == "granted" else top_up.purchased_credits))
+        for at_where, amount in credits:
+            if (amount * wallet.rate_amount) % minor_unit:
+                raise CatalogError(path, at_where, f"{amount} credits x {wallet.rate_amount} is not a whole amount of "
+                                                   f"{customer.currency}: credits must be worth whole minor units")
+        resolved.append(ResolvedWallet(wallet, started_at, expires_at, tuple(transactions)))
+    per_customer = Counter(w.wallet.customer for w in resolved)
+    crowded = [c for c, n in per_customer.items() if n > MAX_WALLETS_PER_CUSTOMER]
+    if crowded:
+        raise CatalogError(path, f"customer '{crowded[0]}'", f"{per_customer[crowded[0]]} wallets; a customer holds at "
+                                                             f"most {MAX_WALLETS_PER_CUSTOMER} (dbt var max_wallets_per_customer)")
+    return resolved
 
 
 def _check_charge_filters(path: Path, where: str, charge: Charge, metric: BillableMetric) -> None:
@@ -1175,6 +1339,22 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
         ("applied_add_on_id", "varchar"), ("external_customer_id", "varchar"), ("add_on_code", "varchar"),
         ("applied_at", "timestamp"), ("units", QUANTITY), ("unit_amount", MONEY), ("description", "varchar"),
     ],
+    "catalog.wallets": [
+        ("wallet_code", "varchar"), ("external_customer_id", "varchar"), ("name", "varchar"), ("rate_amount", MONEY),
+        ("priority", "integer"), ("started_at", "timestamp"), ("expiration_date", "date"), ("expires_at", "timestamp"),
+    ],
+    # A limited wallet's fee kinds or metrics; a wallet without rows here pays every fee.
+    "catalog.wallet_limits": [
+        ("wallet_code", "varchar"), ("limited_to", "varchar"), ("target_code", "varchar"),
+    ],
+    "catalog.wallet_transactions": [
+        ("wallet_code", "varchar"), ("position", "integer"), ("transaction_at", "timestamp"),
+        ("credit_kind", "varchar"), ("credits", MONEY),
+    ],
+    "catalog.wallet_top_ups": [
+        ("wallet_code", "varchar"), ("position", "integer"), ("top_up_interval", "varchar"),
+        ("credit_kind", "varchar"), ("credits", MONEY),
+    ],
     "catalog.price_book_versions": [
         ("fingerprint", "varchar"), ("source_directory", "varchar"), ("loaded_at", "timestamp"),
     ],
@@ -1280,6 +1460,19 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
             (f"{a.external_customer_id}:{a.add_on_code}:{a.applied_at.isoformat()}:row{a.row}", a.external_customer_id,
              a.add_on_code, a.applied_at, a.units, a.unit_amount, a.description) for a in catalog.applied_add_ons
         ],
+        "catalog.wallets": [(w.wallet.code, w.wallet.customer, w.wallet.name, w.wallet.rate_amount, w.wallet.priority,
+                             w.started_at, w.wallet.expiration_date, w.expires_at) for w in catalog.wallets],
+        "catalog.wallet_limits": [
+            *((w.wallet.code, "fee_kind", kind) for w in catalog.wallets for kind in w.wallet.applies_to.fee_kinds),
+            *((w.wallet.code, "metric", code) for w in catalog.wallets for code in w.wallet.applies_to.metric_codes),
+        ],
+        "catalog.wallet_transactions": [(w.wallet.code, position, at, kind, credits)
+                                        for w in catalog.wallets
+                                        for position, (at, kind, credits) in enumerate(w.transactions)],
+        "catalog.wallet_top_ups": [
+            (w.wallet.code, position, t.interval, "granted" if t.granted_credits is not None else "purchased",
+             t.granted_credits if t.granted_credits is not None else t.purchased_credits)
+            for w in catalog.wallets for position, t in enumerate(w.wallet.top_ups)],
         "catalog.price_book_versions": [(catalog.fingerprint, str(catalog.directory), loaded_at)],
     }
 

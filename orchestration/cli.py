@@ -139,7 +139,7 @@ def run_pipeline(settings: Settings, catalog_dir: Path, as_of: datetime, full_re
 
 
 def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None:
-    from orchestration.exports import billed_by_charge, reconciliation, totals_by_currency
+    from orchestration.exports import amounts_by_currency, billed_by_charge, reconciliation, taxes_by_rate
 
     with connect(settings, read_only=True) as warehouse:
         by_charge = billed_by_charge(warehouse)
@@ -160,23 +160,52 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
         credit_notes = warehouse.query(
             "select currency, count(*), sum(amount) from marts.fct_credit_notes where status = 'closed' "
             "group by 1 order by 1")
-        closed = totals_by_currency(warehouse, "closed")
-        drafts = totals_by_currency(warehouse, "draft")
+        closed = amounts_by_currency(warehouse, "closed")
+        drafts = amounts_by_currency(warehouse, "draft")
+        taxes = taxes_by_rate(warehouse, "closed")
+        wallets = warehouse.query(
+            "select currency, count(*), sum(balance_amount), sum(ongoing_usage_amount), sum(ongoing_balance_amount) "
+            "from marts.fct_wallets group by 1 order by 1")
+        # An invoice worth reading step by step: the closed one with the most steps in use.
+        example = warehouse.query(
+            "select invoice_id from marts.fct_invoices where status = 'closed' order by "
+            "(case when discount_amount > 0 then 1 else 0 end) + (case when tax_amount > 0 then 1 else 0 end) "
+            "+ (case when prepaid_credit_amount > 0 then 1 else 0 end) desc, line_count desc, invoice_id limit 1")
         outcomes = reconciliation(warehouse)
     console.rule(f"Billing as of {pipeline.format_as_of(result.as_of)} UTC "
                  f"({'full rebuild' if result.full_refresh else 'incremental'}: {result.reason})")
-    table = Table(title="Invoices", show_edge=False)
-    for column in ("currency", "closed invoices", "total billed", "drafts (open periods)", "draft total"):
-        table.add_column(column, justify="right" if column != "currency" else "left")
-    draft_map = {c: (n, t) for c, n, t in drafts}
-    closed_map = {c: (n, t) for c, n, t in closed}
+    table = Table(title="Closed invoices: fees - coupons + taxes - prepaid credits = due", show_edge=False,
+                  pad_edge=False)
+    for column in ("", "invoices", "fees", "coupons", "taxes", "credits", "due"):
+        table.add_column(column, justify="right" if column else "left", no_wrap=True)
+    draft_map = {row[0]: (row[1], row[6]) for row in drafts}
+    closed_map = {row[0]: row[1:] for row in closed}
     exponents = known_currencies()
-    for currency in sorted(set(closed_map) | set(draft_map)):
-        n, total = closed_map.get(currency, (0, Decimal(0)))
-        dn, dt = draft_map.get(currency, (0, Decimal(0)))
+    zero = Decimal(0)
+    for currency in sorted(closed_map):
+        n, fees, discounts, tax, credits, total = closed_map[currency]
         places = exponents[currency]
-        table.add_row(currency, f"{n:,}", f"{total:,.{places}f}", f"{dn:,}", f"{dt:,.{places}f}")
+        table.add_row(currency, f"{n:,}", *(f"{v:,.{places}f}" for v in (fees, discounts, tax, credits)),
+                      f"[bold]{total:,.{places}f}[/bold]")
     console.print(table)
+    if draft_map:
+        console.print("Drafts (open periods, recomputed on every run): " + ", ".join(
+            f"{currency} {count:,} invoices, {total:,.{exponents[currency]}f}"
+            for currency, (count, total) in sorted(draft_map.items())))
+    if taxes:
+        by_rate = Table(title="Taxes on closed invoices, per rate", show_edge=False, pad_edge=False)
+        for column in ("", "code", "rate %", "taxable", "tax"):
+            by_rate.add_column(column, justify="right" if column in ("rate %", "taxable", "tax") else "left",
+                               no_wrap=True)
+        for currency, code, _, rate, taxable, tax in taxes:
+            places = exponents[currency]
+            by_rate.add_row(currency, code, f"{rate.normalize():f}", f"{taxable:,.{places}f}", f"{tax:,.{places}f}")
+        console.print(by_rate)
+    for currency, count, balance, ongoing_usage, ongoing_balance in wallets:
+        places = exponents[currency]
+        console.print(f"Prepaid credits: {count} wallet(s) in {currency}, balance {balance:,.{places}f}, "
+                      f"ongoing usage {ongoing_usage:,.{places}f}, ongoing balance {ongoing_balance:,.{places}f} "
+                      "(marts.fct_wallets, history in marts.fct_wallet_transactions)")
     _print_plans_in_use(plans_in_use, one_off)
     _print_billed_by_charge(by_charge, exponents)
     if credit_notes:
@@ -195,7 +224,8 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
     console.print("  ".join(f"[bold]{k}[/bold] {v:,}" for k, v in sorted(totals.items())))
     console.print(f"Invoices written to {outputs['json']} and {outputs['csv']} "
                   f"(one file per invoice in {outputs['per_invoice']}/)")
-    console.print(f"Warehouse: {settings.warehouse_path}   Try: meterline invoices --format table")
+    console.print(f"Warehouse: {settings.warehouse_path}   Try: meterline invoices --format table"
+                  + (f"; one invoice step by step: meterline invoice {example[0][0][:12]}" if example else ""))
 
 
 def _print_plans_in_use(rows, one_off_invoices: int) -> None:
@@ -222,7 +252,7 @@ def _print_billed_by_charge(rows, exponents: dict[str, int]) -> None:
     previous = None
     for fee_kind, metric, aggregation, model, currency, _lines, events, amount in rows:
         priced_by = {"subscription": "base fee", "true_up": "true-up", "commitment": "commitment",
-                     "add_on": "add-on"}.get(fee_kind, model)
+                     "add_on": "add-on", "credit_purchase": "credits bought"}.get(fee_kind, model)
         first = (metric, priced_by) != previous
         previous = (metric, priced_by)
         table.add_row(metric if first else "", aggregation if first else "", priced_by if first else "",
@@ -298,7 +328,63 @@ def _print_invoice_table(found: list[dict]) -> None:
                       inv["discount_amount"], inv["tax_amount"], f"[bold]{inv['total_amount']}[/bold]",
                       str(len(inv["lines"])), inv["invoice_id"])
     console.print(table)
-    console.print(f"{len(found)} invoice(s). Details: --format json; a line's events: meterline explain LINE_ID")
+    console.print(f"{len(found)} invoice(s). One step by step: meterline invoice INVOICE_ID; "
+                  "a line's events: meterline explain LINE_ID")
+
+
+@app.command()
+def invoice(
+    invoice_id: Annotated[str, typer.Argument(help="An invoice id, or its first characters (as in file names).")],
+    home: HomeOption = None,
+) -> None:
+    """Show one invoice step by step: lines, fees, coupons, taxes per rate, credits, amount due."""
+    from orchestration.exports import fetch_invoices
+
+    settings = _settings(home)
+    try:
+        with connect(settings, read_only=True) as warehouse:
+            found = fetch_invoices(warehouse, invoice_id_prefix=invoice_id)
+    except FileNotFoundError as error:
+        _fail(str(error), 2)
+    if len(found) != 1:
+        _fail(f"{len(found)} invoices have an id starting with {invoice_id!r}: give "
+              f"{'more characters' if found else 'an id from `meterline invoices`'}", 2)
+    _print_invoice(found[0])
+
+
+def _print_invoice(inv: dict) -> None:
+    """One invoice in the computation order of docs/invoice-amounts.md."""
+    currency = inv["currency"]
+    console.print(f"[bold]Invoice {inv['invoice_id']}[/bold] ({inv['status']}) to {inv['customer_name']} "
+                  f"({inv['customer_id']}), issued {inv['issuing_date']}, period {inv['period_start']}.."
+                  f"{inv['period_end']}, {currency}")
+    lines = Table(show_edge=False, pad_edge=False)
+    for column in ("line", "quantity", "amount", "coupons", "tax %"):
+        lines.add_column(column, justify="left" if column == "line" else "right")
+    for line in inv["lines"]:
+        service = ("" if (line["service_period_start"], line["service_period_end"]) == (inv["period_start"],
+                                                                                         inv["period_end"])
+                   else f" ({line['service_period_start']}..{line['service_period_end']})")
+        lines.add_row(line["description"] + service, line["quantity"], line["amount"],
+                      "" if line["precise_discount_amount"] == "0" else f"-{line['precise_discount_amount']}",
+                      line["tax_rate"])
+    console.print(lines)
+    steps = Table(show_edge=False, show_header=False)
+    steps.add_column("step")
+    steps.add_column("amount", justify="right")
+    steps.add_row("Fees", inv["fees_amount"])
+    for discount in inv["discounts"]:
+        carried = f", {discount['carried_amount']} left for later invoices" if Decimal(discount["carried_amount"]) else ""
+        steps.add_row(f"  Coupon {discount['name']} ({discount['coupon_code']}{carried})", f"-{discount['amount']}")
+    steps.add_row("Subtotal excluding taxes", inv["subtotal_excluding_taxes"])
+    for tax in inv["taxes"]:
+        steps.add_row(f"  {tax['name']} {tax['rate']}% on {tax['taxable_amount']}", tax["amount"])
+    steps.add_row("Subtotal including taxes", inv["subtotal_including_taxes"])
+    for credit in inv["credits"]:
+        steps.add_row(f"  {credit['name']} ({credit['wallet_id']}): {credit['credits']} credits, balance "
+                      f"before {credit['balance_before_amount']}", f"-{credit['amount']}")
+    steps.add_row(f"[bold]Total due ({currency})[/bold]", f"[bold]{inv['total_amount']}[/bold]")
+    console.print(steps)
 
 
 @app.command()

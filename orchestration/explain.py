@@ -17,6 +17,29 @@ def _one(warehouse: Warehouse, sql: str, params: list) -> dict | None:
     return rows[0]
 
 
+def _after_the_fee(warehouse: Warehouse, line_id: str, currency: str, minor: int, p: str) -> list[str]:
+    """The line's part in the invoice's later steps (docs/invoice-amounts.md): its share of each
+    coupon, the taxes on what is left, and its share of each wallet's payment. Precise: the
+    invoice rounds each coupon, each tax rate and each wallet payment once."""
+    out: list[str] = []
+    for code, discount, share in warehouse.query(
+            f"select coupon_code, discount_amount, line_discount_amount from "
+            f"intermediate.int_invoice_coupons where invoice_line_id = {p} order by coupon_rank", [line_id]):
+        out.append(f"  coupon {code}: this line's share of its {discount:.{minor}f} {currency} on the invoice "
+                   f"= -{format_decimal(share)}")
+    for code, rate, taxable, tax, level in warehouse.query(
+            f"select tax_code, tax_rate, taxable_amount, tax_amount, taxed_by from "
+            f"intermediate.int_invoice_line_taxes where invoice_line_id = {p} order by tax_code", [line_id]):
+        out.append(f"  tax {code} ({level}'s): {format_decimal(taxable)} x {format_decimal(rate)}% = "
+                   f"{format_decimal(tax)} (the invoice rounds each rate's sum once)")
+    for wallet, paid, share in warehouse.query(
+            f"select wallet_id, credit_amount, line_credit_amount from intermediate.int_invoice_wallet_credits "
+            f"where invoice_line_id = {p} order by wallet_rank", [line_id]):
+        out.append(f"  prepaid credits from {wallet}: this line's share of its {paid:.{minor}f} {currency} "
+                   f"= -{format_decimal(share)}")
+    return out
+
+
 def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str:
     p = "?" if warehouse.kind == "duckdb" else "%s"
     columns = ["invoice_id", "status", "fee_kind", "customer_id", "subscription_id", "plan_code", "charge_id",
@@ -102,6 +125,7 @@ def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str
         out.append(f"  sum of tiers = {format_decimal(line['precise_amount'])}")
     minor = warehouse.query(f"select minor_unit from reference.currencies where currency_code = {p}", [currency])[0][0]
     out.append(f"  rounded half-up to {minor} decimal(s): [bold]{line['amount']:.{minor}f} {currency}[/bold]")
+    out += _after_the_fee(warehouse, line_id, currency, minor, p)
 
     if line["fee_kind"] == "charge":
         events = warehouse.query(

@@ -19,14 +19,16 @@ from orchestration.warehouse import Warehouse
 
 INVOICE_FIELDS = [
     "invoice_id", "status", "customer_id", "customer_name", "currency", "issuing_date", "invoice_at",
-    "period_start", "period_end", "fees_amount", "discount_amount", "tax_amount", "total_amount",
-    "event_count", "computed_as_of",
+    "period_start", "period_end", "fees_amount", "discount_amount", "subtotal_excluding_taxes", "tax_amount",
+    "subtotal_including_taxes", "prepaid_credit_amount", "total_amount", "event_count", "computed_as_of",
 ]
 LINE_FIELDS = [
     "line_id", "fee_kind", "metric_code", "description", "service_period_start", "service_period_end",
-    "quantity", "unit_amount", "amount", "precise_amount", "event_count",
+    "quantity", "unit_amount", "amount", "precise_amount", "precise_discount_amount", "tax_rate",
+    "precise_tax_amount", "precise_credit_amount", "event_count",
 ]
-MONEY_FIELDS = {"fees_amount", "discount_amount", "tax_amount", "total_amount", "amount"}
+MONEY_FIELDS = {"fees_amount", "discount_amount", "subtotal_excluding_taxes", "tax_amount", "subtotal_including_taxes",
+                "prepaid_credit_amount", "total_amount", "amount"}
 
 
 def format_money(value: Decimal, minor_unit: int) -> str:
@@ -58,11 +60,14 @@ def fetch_invoices(
     customer: str | None = None,
     status: str | None = None,
     issued_between: tuple[datetime, datetime] | None = None,
+    invoice_id_prefix: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Invoices with their lines and discounts, in the JSON shape of `meterline invoices`.
+    """Invoices with their lines, discounts (coupons in the order they applied), taxes per rate
+    and prepaid credits (wallets in the order they paid), in the JSON shape of `meterline invoices`.
 
     period: 'YYYY-MM', the month in which the invoice's billing period starts.
     issued_between: (start, end) in naive UTC: invoices whose invoice_at falls in [start, end).
+    invoice_id_prefix: invoices whose id starts with it (file names carry the first 12 characters).
     """
     placeholder = "?" if warehouse.kind == "duckdb" else "%s"
     where, params = [], []
@@ -72,6 +77,9 @@ def fetch_invoices(
     if period:
         where.append(f"cast(period_start as varchar) like {placeholder}")
         params.append(f"{period}-%")
+    if invoice_id_prefix:
+        where.append(f"invoice_id like {placeholder}")
+        params.append(f"{invoice_id_prefix}%")
     if customer:
         where.append(f"customer_id = {placeholder}")
         params.append(customer)
@@ -91,7 +99,8 @@ def fetch_invoices(
     id_list = ", ".join([placeholder] * len(ids))
     line_columns = ["invoice_id", "invoice_line_id", "fee_kind", "metric_code", "description",
                     "service_period_start", "service_period_end", "quantity", "unit_amount", "amount",
-                    "precise_amount", "event_count"]
+                    "precise_amount", "precise_discount_amount", "tax_rate", "precise_tax_amount",
+                    "precise_credit_amount", "event_count"]
     lines: dict[str, list[dict]] = defaultdict(list)
     for row in warehouse.query(
         f"select {', '.join(line_columns)} from marts.fct_invoice_lines where invoice_id in ({id_list}) "
@@ -101,11 +110,25 @@ def fetch_invoices(
         record["line_id"] = record.pop("invoice_line_id")
         lines[record.pop("invoice_id")].append(record)
     discounts: dict[str, list[dict]] = defaultdict(list)
-    for invoice_id, code, name, amount in warehouse.query(
-        f"select invoice_id, coupon_code, coupon_name, discount_amount from marts.fct_invoice_discounts "
-        f"where invoice_id in ({id_list}) and discount_amount > 0 order by invoice_id, applied_coupon_id", ids,
+    for invoice_id, code, name, amount, carried in warehouse.query(
+        f"select invoice_id, coupon_code, coupon_name, discount_amount, carried_amount from marts.fct_invoice_discounts "
+        f"where invoice_id in ({id_list}) and discount_amount > 0 order by invoice_id, coupon_rank", ids,
     ):
-        discounts[invoice_id].append({"coupon_code": code, "name": name, "amount": amount})
+        discounts[invoice_id].append({"coupon_code": code, "name": name, "amount": amount, "carried_amount": carried})
+    taxes: dict[str, list[dict]] = defaultdict(list)
+    for invoice_id, code, name, rate, taxable, amount in warehouse.query(
+        f"select invoice_id, tax_code, tax_name, tax_rate, taxable_amount, tax_amount from marts.fct_invoice_taxes "
+        f"where invoice_id in ({id_list}) order by invoice_id, tax_code", ids,
+    ):
+        taxes[invoice_id].append({"tax_code": code, "name": name, "rate": rate, "taxable_amount": taxable,
+                                  "amount": amount})
+    credits: dict[str, list[dict]] = defaultdict(list)
+    for invoice_id, wallet_id, name, balance, amount, spent in warehouse.query(
+        f"select invoice_id, wallet_id, wallet_name, balance_before_amount, credit_amount, credits "
+        f"from marts.fct_invoice_wallet_credits where invoice_id in ({id_list}) order by invoice_id, wallet_rank", ids,
+    ):
+        credits[invoice_id].append({"wallet_id": wallet_id, "name": name, "balance_before_amount": balance,
+                                    "amount": amount, "credits": spent})
 
     exponents = known_currencies()
     result = []
@@ -113,7 +136,19 @@ def fetch_invoices(
         minor_unit = exponents[invoice["currency"]]
         document = {k: (format_money(v, minor_unit) if k in MONEY_FIELDS else _plain(v)) for k, v in invoice.items()}
         document["discounts"] = [
-            {**d, "amount": format_money(d["amount"], minor_unit)} for d in discounts[invoice["invoice_id"]]
+            {**d, "amount": format_money(d["amount"], minor_unit),
+             "carried_amount": format_money(d["carried_amount"], minor_unit)}
+            for d in discounts[invoice["invoice_id"]]
+        ]
+        document["taxes"] = [
+            {**t, "rate": format_decimal(t["rate"]), "taxable_amount": format_money(t["taxable_amount"], minor_unit),
+             "amount": format_money(t["amount"], minor_unit)}
+            for t in taxes[invoice["invoice_id"]]
+        ]
+        document["credits"] = [
+            {**c, "balance_before_amount": format_money(c["balance_before_amount"], minor_unit),
+             "amount": format_money(c["amount"], minor_unit), "credits": format_decimal(c["credits"])}
+            for c in credits[invoice["invoice_id"]]
         ]
         document["lines"] = [
             {
@@ -122,6 +157,10 @@ def fetch_invoices(
                 "unit_amount": format_decimal(line["unit_amount"]),
                 "precise_amount": format_decimal(line["precise_amount"]),
                 "amount": format_money(line["amount"], minor_unit),
+                "precise_discount_amount": format_decimal(line["precise_discount_amount"]),
+                "tax_rate": format_decimal(line["tax_rate"]),
+                "precise_tax_amount": format_decimal(line["precise_tax_amount"]),
+                "precise_credit_amount": format_decimal(line["precise_credit_amount"]),
             }
             for line in lines[invoice["invoice_id"]]
         ]
@@ -222,6 +261,28 @@ def billed_by_charge(warehouse: Warehouse) -> list[tuple[str, str, str, str, str
         group by lines.fee_kind, lines.metric_code, lines.charge_model, lines.currency
         order by coalesce(lines.metric_code, ''), lines.fee_kind, lines.charge_model, lines.currency
         """
+    )
+
+
+def amounts_by_currency(warehouse: Warehouse, status: str = "closed") -> list[tuple]:
+    """Per currency: invoices, then the sums of each step of docs/invoice-amounts.md (fees,
+    discounts, taxes, prepaid credits, total due)."""
+    placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+    return warehouse.query(
+        "select currency, count(*), sum(fees_amount), sum(discount_amount), sum(tax_amount), "
+        f"sum(prepaid_credit_amount), sum(total_amount) from marts.fct_invoices where status = {placeholder} "
+        "group by 1 order by 1", [status],
+    )
+
+
+def taxes_by_rate(warehouse: Warehouse, status: str = "closed") -> list[tuple]:
+    """Per currency and tax: (currency, code, name, rate, taxable amount, tax) over invoices of a status."""
+    placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+    return warehouse.query(
+        "select taxes.currency, taxes.tax_code, taxes.tax_name, taxes.tax_rate, sum(taxes.taxable_amount), "
+        "sum(taxes.tax_amount) from marts.fct_invoice_taxes as taxes inner join marts.fct_invoices as invoices "
+        f"on taxes.invoice_id = invoices.invoice_id where invoices.status = {placeholder} "
+        "group by 1, 2, 3, 4 order by 1, 2", [status],
     )
 
 

@@ -1,5 +1,6 @@
 """The command line as a user drives it (Typer's runner, same process): `meterline run` on the
-small fixture prints its summary, `invoices` gives the JSON shape, `explain` the arithmetic,
+small fixture prints its summary, `invoices` gives the JSON shape, `invoice` one invoice step by
+step, `explain` the arithmetic,
 and an invalid catalog exits 2 naming file, row and field without building anything."""
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ def test_run_invoices_and_explain(small_home):
     invoices = json.loads(listed.output)
     october = next(i for i in invoices if i["issuing_date"] == "2026-10-01")
     assert october["total_amount"] == "7.52"
+
+    september = next(i for i in invoices if i["discounts"])
+    shown = runner.invoke(app, ["invoice", *home, september["invoice_id"][:12]])
+    assert shown.exit_code == 0, shown.output
+    steps = [step for step in ("Fees", "Coupon Five off", "Subtotal excluding taxes", "Subtotal including taxes",
+                               "Total due (USD)") if step in shown.output]
+    assert steps == ["Fees", "Coupon Five off", "Subtotal excluding taxes", "Subtotal including taxes",
+                     "Total due (USD)"]
+    assert shown.output.index("Fees") < shown.output.index("Coupon") < shown.output.index("Total due")
+    assert september["total_amount"] in shown.output.split("Total due (USD)")[1]
+    unknown = runner.invoke(app, ["invoice", *home, "no-such-invoice"])
+    assert unknown.exit_code == 2 and "0 invoices have an id starting with" in unknown.output
 
     line = next(line for line in october["lines"] if line["fee_kind"] == "charge" and line["event_count"])
     explained = runner.invoke(app, ["explain", *home, line["line_id"]])

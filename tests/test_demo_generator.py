@@ -110,6 +110,8 @@ def test_files_written(demo: DemoSummary) -> None:
             "plans.yml",
             "subscription_overrides.yml",
             "subscriptions.csv",
+            "taxes.yml",
+            "wallets.yml",
         ]
     )
     landing = sorted(p.name for p in demo.landing_dir.iterdir())
@@ -146,7 +148,11 @@ def test_parquet_schema_and_day_partitioning(demo: DemoSummary) -> None:
 def test_catalog_csv_columns(demo: DemoSummary) -> None:
     cols, customers = _csv(demo.catalog_dir / "customers.csv")
     assert {"external_customer_id", "name", "currency"} <= set(cols)
-    assert cols == ["external_customer_id", "name", "email", "country", "currency", "timezone"]
+    assert cols == ["external_customer_id", "name", "email", "country", "currency", "timezone", "tax_codes",
+                    "tax_exempt"]
+    # Taxes by location; the enterprise contract's customer is exempt (docs/invoice-amounts.md).
+    assert {row["tax_codes"] for row in customers if row["timezone"] == "America/New_York"} <= {"ny_state;nyc_local"}
+    assert sum(row["tax_exempt"] == "true" for row in customers) == 1
     cols, subs = _csv(demo.catalog_dir / "subscriptions.csv")
     assert cols == [
         "external_subscription_id",

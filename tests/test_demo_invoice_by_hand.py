@@ -47,6 +47,16 @@ docs/billable-metrics.md, docs/charge-models.md, docs/money.md and docs/ingestio
   sum of its rounded lines;
 * coupons: applied to the customer's invoices with fees above zero issued at or after the
   coupon's application, in invoice order, never below zero (never to an add-on's invoice);
+* taxes (docs/invoice-amounts.md; the demo names them only for the billing entity and for
+  customers): a tax-exempt customer bears none; else the customer's ``tax_codes`` if it names
+  any, else the billing entity's; each rate is charged on the invoice's fees net of its
+  coupons and rounded once per rate, half-up;
+* prepaid credits (the demo's one wallet per customer, worth whole cents, unlimited): credits
+  come in as the wallet's transactions and a top-up at every local month's start after it
+  opened (up to as_of); a purchase is an invoice of its own (credits x rate, no tax, never
+  paid by credits); the other invoices, in order, take from the wallet after tax as much as
+  what was credited up to their instant minus what earlier invoices took allows;
+* the total is fees - discount + taxes - credits;
 * trials (docs/billing-calendar.md): ``trial_period: N`` leaves the first N whole local days of
   the subscription (the start day included) without a base fee; an in-advance fee is invoiced
   when its service starts, so the first one at the trial's end (local midnight), prorated over
@@ -124,7 +134,8 @@ QUANTITY = Decimal("1e-9")  # time-weighted units are kept to 9 decimals (docs/b
 ROLES = ("developer_usd_non_utc", "scale_prefer_jpy_eur", "started_inside_window", "coupon_holder",
          "entity_timezone", "deepest_graduated_range", "enterprise_minimum", "marketplace_seller",
          "seat_removed", "storage_carried", "package_above_free", "large_and_embed_filters",
-         "trial_ended", "yearly_usage_monthly", "upgraded", "contract_override", "add_on_invoice")
+         "trial_ended", "yearly_usage_monthly", "upgraded", "contract_override", "add_on_invoice",
+         "stacked_taxes", "vat_customer", "tax_exempt", "prepaid_credits")
 
 
 # ------------------------------------------------------------------------------ catalog
@@ -164,6 +175,8 @@ class Customer:
     phases: list[tuple[str, dict, datetime]] = field(default_factory=list)
     override: dict | None = None  # the subscription's entry of subscription_overrides.yml
     add_ons: list[tuple[dict, datetime]] = field(default_factory=list)  # (applied_add_ons.csv row, applied_at)
+    tax_rates: dict[str, Decimal] = field(default_factory=dict)  # tax code -> percent, the taxes its fees bear
+    wallets: list[dict] = field(default_factory=list)  # wallets.yml entries of the customer
 
     @property
     def start_date(self) -> date:
@@ -222,9 +235,14 @@ def load_catalog(catalog_dir: Path) -> SimpleNamespace:
     def yml(name: str) -> Any:
         return yaml.safe_load((catalog_dir / name).read_text("utf-8"))
 
-    entity_zone = yml("billing_entity.yml")["billing_entity"]["timezone"]
+    entity = yml("billing_entity.yml")["billing_entity"]
+    entity_zone = entity["timezone"]
+    tax_rates = {t["code"]: _dec(t["rate"]) for t in ((yml("taxes.yml") if (catalog_dir / "taxes.yml").exists()
+                                                        else None) or {}).get("taxes", [])}
     metrics = {m["code"]: m for m in yml("billable_metrics.yml")["billable_metrics"]}
     plans = {p["code"]: p for p in yml("plans.yml")["plans"]}
+    assert not any(p.get("taxes") or any(c.get("taxes") for c in p.get("charges", [])) for p in plans.values()), (
+        "the hand computation knows taxes of the billing entity and customers only")
     coupons = {c["code"]: c for c in (yml("coupons.yml") or {}).get("coupons", [])}
     add_ons = {a["code"]: a for a in ((yml("add_ons.yml") if (catalog_dir / "add_ons.yml").exists() else None)
                                       or {}).get("add_ons", [])}
@@ -259,11 +277,17 @@ def load_catalog(catalog_dir: Path) -> SimpleNamespace:
             end=_local_instant(sub["ended_at"], zone) if sub["ended_at"] else None,
             phases=[phase],
             override=override,
+            tax_rates={} if row.get("tax_exempt") == "true" else {
+                code: tax_rates[code]
+                for code in ([c for c in row.get("tax_codes", "").split(";") if c] or entity.get("taxes", []))},
         )
     applied = catalog_dir / "applied_coupons.csv"
     for row in _csv_rows(applied) if applied.exists() else []:
         c = customers[row["external_customer_id"]]
         c.coupons.append((row["coupon_code"], _local_instant(row["applied_at"], c.zone)))
+    for wallet in ((yml("wallets.yml") if (catalog_dir / "wallets.yml").exists() else None) or {}).get("wallets", []):
+        assert not wallet.get("applies_to") and not wallet.get("expiration_date"), "demo wallets are unlimited"
+        customers[wallet["customer"]].wallets.append(wallet)
     applied = catalog_dir / "applied_add_ons.csv"
     for row in _csv_rows(applied) if applied.exists() else []:
         c = customers[row["external_customer_id"]]
@@ -658,6 +682,8 @@ class Invoice:
     lines: list[Line]
     fees: Decimal = Decimal(0)
     discount: Decimal = Decimal(0)
+    taxes: dict[str, Decimal] = field(default_factory=dict)  # tax code -> tax, rounded
+    credits: Decimal = Decimal(0)  # paid by prepaid credits
     total: Decimal = Decimal(0)
     one_off: bool = False  # an add-on's invoice of its own
 
@@ -923,7 +949,37 @@ def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Eve
             if uses is not None:
                 uses -= 1
     for invoice in invoices:
-        invoice.total = max(invoice.fees - invoice.discount, Decimal(0))
+        net = invoice.fees - invoice.discount
+        invoice.taxes = {code: money(net * rate / 100, currency) for code, rate in customer.tax_rates.items()}
+        invoice.total = net + sum(invoice.taxes.values(), Decimal(0))
+    for wallet in sorted(customer.wallets, key=lambda w: (w.get("priority", 1), w["code"])):
+        rate, opened = _dec(wallet["rate_amount"]), _local_instant(wallet["started_at"], zone)
+        credited = [(_local_instant(t["at"], zone), "granted" if "granted_credits" in t else "purchased",
+                     _dec(t.get("granted_credits", t.get("purchased_credits")))) for t in wallet.get("transactions", [])]
+        for top_up in wallet.get("top_ups", []):
+            assert top_up["interval"] == "monthly"
+            month = _next_month(opened.astimezone(zone).date().replace(day=1))
+            while (at := datetime.combine(month, time(0), zone).astimezone(UTC)) <= as_of:
+                credited.append((at, "granted" if "granted_credits" in top_up else "purchased",
+                                 _dec(top_up.get("granted_credits", top_up.get("purchased_credits")))))
+                month = _next_month(month)
+        for at, kind, credits in credited:
+            if kind == "purchased":
+                amount = credits * rate
+                invoices.append(Invoice(at, local(at), local(at), local(at), [Line(
+                    "credit_purchase", None, f"{wallet['name']} top-up", local(at), local(at), credits,
+                    money(amount, currency), amount, 0)], fees=money(amount, currency), total=money(amount, currency),
+                    one_off=True))
+        spent = Decimal(0)
+        for invoice in sorted(invoices, key=lambda inv: inv.at):
+            if invoice.lines[0].fee_kind == "credit_purchase" or invoice.at < opened:
+                continue
+            balance = sum((c * rate for at, _, c in credited if at <= invoice.at), Decimal(0)) - spent
+            paid = min(balance, invoice.total)
+            invoice.credits += paid
+            invoice.total -= paid
+            spent += paid
+    invoices.sort(key=lambda inv: (inv.at, inv.one_off))
     return invoices
 
 
@@ -1047,6 +1103,17 @@ def choose(role: str, catalog: SimpleNamespace, hand: dict[str, list[Invoice]], 
         pool = [c for c in running if c.override is not None and lines(c)]
     elif role == "add_on_invoice":  # an add-on's one-off invoice
         pool = [c for c in running if any(inv.one_off for inv in hand[c.customer_id])]
+    elif role == "stacked_taxes":  # two rates on one invoice, each rounded on its own
+        pool = [c for c in running if len(c.tax_rates) > 1
+                and any(all(inv.taxes.values()) for inv in hand[c.customer_id] if inv.taxes)]
+    elif role == "vat_customer":  # the other regime: a VAT rate named by the customer, on fees in euros
+        pool = [c for c in running if c.currency == "EUR" and any(
+            sum(inv.taxes.values()) for inv in hand[c.customer_id])]
+    elif role == "prepaid_credits":  # a wallet's purchases invoiced, its credits paying invoices
+        pool = [c for c in running if c.wallets and any(inv.credits for inv in hand[c.customer_id])
+                and any(inv.lines[0].fee_kind == "credit_purchase" for inv in hand[c.customer_id])]
+    elif role == "tax_exempt":  # fees but no tax
+        pool = [c for c in running if not c.tax_rates and any(inv.fees for inv in hand[c.customer_id])]
     else:
         raise AssertionError(role)
     return pool[0] if pool else None
@@ -1140,16 +1207,20 @@ def invoice_differences(expected: list[Invoice], actual: list[dict], currency: s
                     f"Meterline {tuple(map(str, got))} != hand {tuple(map(str, want))} "
                     f"[hand precise amount {h.precise}, Meterline precise {m['precise_amount']}; "
                     f"hand arithmetic {h.detail}; notes {h.notes}]")
-        totals_meter = tuple(Decimal(meter[k]) for k in ("fees_amount", "discount_amount", "total_amount"))
-        totals_hand = (hand.fees, hand.discount, hand.total)
+        totals_meter = tuple(Decimal(meter[k]) for k in ("fees_amount", "discount_amount", "tax_amount",
+                                                         "prepaid_credit_amount", "total_amount"))
+        totals_hand = (hand.fees, hand.discount, sum(hand.taxes.values(), Decimal(0)), hand.credits, hand.total)
         if totals_meter != totals_hand:
-            problems.append(f"{label}: (fees, discount, total) Meterline {tuple(map(str, totals_meter))} "
+            problems.append(f"{label}: (fees, discount, tax, credits, total) Meterline {tuple(map(str, totals_meter))} "
                             f"!= hand {tuple(map(str, totals_hand))}")
+        taxes_meter = {t["tax_code"]: Decimal(t["amount"]) for t in meter["taxes"]}
+        if taxes_meter != hand.taxes:
+            problems.append(f"{label}: taxes per rate Meterline {taxes_meter} != hand {hand.taxes}")
     return problems
 
 
 def _is_one_off(invoice: dict) -> bool:
-    return any(line["fee_kind"] == "add_on" for line in invoice["lines"])
+    return any(line["fee_kind"] in ("add_on", "credit_purchase") for line in invoice["lines"])
 
 
 def customer_differences(billed: SimpleNamespace, customer: Customer) -> list[str]:
@@ -1162,7 +1233,8 @@ def customer_differences(billed: SimpleNamespace, customer: Customer) -> list[st
     # One invoice per instant at which something is invoiced: a usage period's end (with the in-advance
     # fee starting then), an in-advance fee's start (subscription, trial end), plus each add-on's own.
     assert len({inv.at for inv in expected if not inv.one_off}) == sum(1 for inv in expected if not inv.one_off)
-    assert sum(1 for inv in expected if inv.one_off) == sum(1 for _, at in customer.add_ons if at <= AS_OF)
+    assert sum(1 for inv in expected if inv.one_off and inv.lines[0].fee_kind == "add_on") == sum(
+        1 for _, at in customer.add_ons if at <= AS_OF)
     if len(actual) != len(expected):
         return [f"{len(actual)} closed invoices, expected {len(expected)}; Meterline issued "
                 f"{[inv['invoice_at'] for inv in actual]}, by hand {[_stamp(inv.at) for inv in expected]}"]

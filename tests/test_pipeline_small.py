@@ -65,7 +65,8 @@ def test_hand_computed_invoices(small_home):
     assert lines[("charge", "input_tokens")]["amount"] == "2.50"
     assert lines[("charge", "api_requests")]["precise_amount"] == "0.015"
     assert lines[("charge", "api_requests")]["amount"] == "0.02"
-    assert september["discounts"] == [{"coupon_code": "five_off", "name": "Five off", "amount": "5.00"}]
+    assert september["discounts"] == [{"coupon_code": "five_off", "name": "Five off", "amount": "5.00",
+                                      "carried_amount": "0.00"}]
 
     written = json.loads(outputs["json"].read_text())
     assert written == invoices

@@ -57,6 +57,8 @@ FIXTURE_CASES = {
     "in_advance": datetime(2026, 11, 15),
     "calendar": datetime(2026, 11, 20),
     "plan_changes": datetime(2026, 11, 20),
+    "discounts_taxes": datetime(2026, 11, 20),
+    "wallets": datetime(2026, 11, 20),
 }
 
 
@@ -72,8 +74,8 @@ def _reset_postgres(server) -> None:
 
 @pytest.mark.parametrize("case", sorted(FIXTURE_CASES))
 def test_every_pricing_feature_bills_the_same_on_postgres(tmp_path, monkeypatch, postgres_server, case):
-    """Each hand-computed fixture (charge models, aggregations, filters and groups, in advance)
-    gives the same invoices on PostgreSQL as on DuckDB."""
+    """Each hand-computed fixture (charge models, aggregations, filters and groups, in advance,
+    calendar, plan changes, discounts and taxes, wallets) gives the same invoices on PostgreSQL as on DuckDB."""
     from orchestration import pipeline
 
     source = FIXTURES / case

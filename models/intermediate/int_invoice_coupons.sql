@@ -1,5 +1,5 @@
 -- One row per invoice line and applied coupon that discounts it: the coupon's discount on the
--- invoice and the line's share of it (docs/discounts.md).
+-- invoice and the line's share of it (docs/invoice-amounts.md).
 --
 -- A coupon discounts the fees it is eligible for (all fees, or those of its plans or metrics;
 -- never one-off add-ons) on the customer's invoices issued from when it was applied up to its
@@ -179,7 +179,7 @@ requested_{{ step }} as (
         usable_{{ step }}.*,
         case
             when usable_{{ step }}.coupon_type = 'percentage' then
-                {{ round_money(to_precise_money('usable_' ~ step ~ '.eligible_amount * usable_' ~ step ~ '.percentage_rate') ~ ' * 0.01', 'usable_' ~ step ~ '.minor_unit') }}
+                {{ round_money(percent_of('usable_' ~ step ~ '.eligible_amount', 'usable_' ~ step ~ '.percentage_rate'), 'usable_' ~ step ~ '.minor_unit') }}
             -- A fixed amount applied once: what earlier invoices did not take (all of it
             -- that they could take, since each takes as much as it can).
             when usable_{{ step }}.frequency = 'once' then

@@ -1,5 +1,5 @@
--- One row per invoice line and tax it bears (docs/taxes.md): the tax on the line's fee net of
--- its coupon share, precise. Rounding happens once per invoice and rate, in fct_invoice_taxes.
+-- One row per invoice line and tax it bears (docs/invoice-amounts.md): the tax on the line's fee net of
+-- its coupon share, exact. Rounding happens once per invoice and rate, in fct_invoice_taxes.
 --
 -- A line bears the taxes of its most specific level that names any: its charge (a filter's
 -- price follows its charge), else its plan, else its customer, else its billing entity. The
@@ -94,8 +94,9 @@ final as (
         taxes.tax_rate,
         candidate_taxes.assigned_to as taxed_by,
         taxable_lines.taxable_amount,
-        {{ to_precise_money(to_precise_money('taxable_lines.taxable_amount * taxes.tax_rate') ~ ' * 0.01') }}
-            as tax_amount
+        -- Exact (20 decimals), not precise: the per-rate sum is rounded once and must equal
+        -- the rate applied to the invoice's net fees to the last digit.
+        cast({{ percent_of('taxable_lines.taxable_amount', 'taxes.tax_rate') }} as decimal(38, 20)) as tax_amount
     from candidate_taxes
     inner join taxable_lines
         on candidate_taxes.invoice_line_id = taxable_lines.invoice_line_id

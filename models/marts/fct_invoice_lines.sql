@@ -1,8 +1,24 @@
--- One row per invoice line: a base fee, a usage fee, a true-up or an add-on, with the arithmetic
--- that explains it, its share of the invoice's coupons and the taxes it bears (precise: an
--- invoice rounds its discounts and taxes once, docs/money.md).
+-- One row per invoice line: a base fee, a usage fee, a true-up, an add-on or a purchase of
+-- credits, with the arithmetic that explains it, its share of the invoice's coupons, the taxes
+-- it bears and its share of the prepaid credits that paid it (precise: an invoice rounds its
+-- discounts, taxes and credits once, docs/invoice-amounts.md).
 with fees as (
     select * from {{ ref('int_invoice_fees') }}
+    union all
+    -- Purchases of credits: invoices of their own, not discounted, taxed or paid by credits.
+    select * from {{ ref('int_wallet_purchase_fees') }}
+),
+
+wallet_shares as (
+    select * from {{ ref('int_invoice_wallet_credits') }}
+),
+
+line_credits as (
+    select
+        wallet_shares.invoice_line_id,
+        sum(wallet_shares.line_credit_amount) as credit_amount
+    from wallet_shares
+    group by 1
 ),
 
 coupon_shares as (
@@ -65,12 +81,15 @@ final as (
         {{ to_precise_money('fees.amount - coalesce(line_discounts.discount_amount, 0)') }} as taxable_amount,
         {{ to_precise_money('coalesce(line_tax_totals.tax_rate, 0)') }} as tax_rate,
         {{ to_precise_money('coalesce(line_tax_totals.tax_amount, 0)') }} as precise_tax_amount,
+        {{ to_precise_money('coalesce(line_credits.credit_amount, 0)') }} as precise_credit_amount,
         cast(fees.event_count as bigint) as event_count
     from fees
     left join line_discounts
         on fees.invoice_line_id = line_discounts.invoice_line_id
     left join line_tax_totals
         on fees.invoice_line_id = line_tax_totals.invoice_line_id
+    left join line_credits
+        on fees.invoice_line_id = line_credits.invoice_line_id
 )
 
 select * from final

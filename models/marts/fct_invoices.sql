@@ -1,6 +1,7 @@
 -- One row per invoice: a customer's fees invoiced at one instant (a period boundary), with
--- each step of the computation order of docs/money.md: fees - discounts = subtotal excluding
--- taxes; + taxes = subtotal including taxes = total due. Every step is in rounded money.
+-- each step of the computation order of docs/invoice-amounts.md: fees - discounts = subtotal
+-- excluding taxes; + taxes = subtotal including taxes; - prepaid credits = total due. Every step
+-- is in rounded money.
 -- Status: `draft` while the invoice's date is after the run's as_of (usage still accrues),
 -- `closed` once it has passed.
 with lines as (
@@ -13,6 +14,10 @@ discounts as (
 
 taxes as (
     select * from {{ ref('fct_invoice_taxes') }}
+),
+
+wallet_credits as (
+    select * from {{ ref('fct_invoice_wallet_credits') }}
 ),
 
 customers as (
@@ -58,9 +63,18 @@ invoice_taxes as (
     group by 1
 ),
 
+invoice_credits as (
+    select
+        wallet_credits.invoice_id,
+        cast(sum(wallet_credits.credit_amount) as {{ rounded_money_type() }}) as prepaid_credit_amount
+    from wallet_credits
+    group by 1
+),
+
 amounts as (
     select
         invoice_fees.*,
+        coalesce(invoice_credits.prepaid_credit_amount, cast(0 as {{ rounded_money_type() }})) as prepaid_credit_amount,
         coalesce(invoice_discounts.discount_amount, cast(0 as {{ rounded_money_type() }})) as discount_amount,
         coalesce(invoice_taxes.tax_amount, cast(0 as {{ rounded_money_type() }})) as tax_amount
     from invoice_fees
@@ -68,6 +82,8 @@ amounts as (
         on invoice_fees.invoice_id = invoice_discounts.invoice_id
     left join invoice_taxes
         on invoice_fees.invoice_id = invoice_taxes.invoice_id
+    left join invoice_credits
+        on invoice_fees.invoice_id = invoice_credits.invoice_id
 ),
 
 final as (
@@ -88,8 +104,9 @@ final as (
         amounts.tax_amount,
         cast(amounts.fees_amount - amounts.discount_amount + amounts.tax_amount as {{ rounded_money_type() }})
             as subtotal_including_taxes,
-        cast(amounts.fees_amount - amounts.discount_amount + amounts.tax_amount as {{ rounded_money_type() }})
-            as total_amount,
+        amounts.prepaid_credit_amount,
+        cast(amounts.fees_amount - amounts.discount_amount + amounts.tax_amount - amounts.prepaid_credit_amount
+             as {{ rounded_money_type() }}) as total_amount,
         cast(amounts.line_count as bigint) as line_count,
         amounts.event_count,
         {{ as_of_timestamp() }} as computed_as_of

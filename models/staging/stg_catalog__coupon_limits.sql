@@ -1,4 +1,4 @@
--- One row per plan or billable metric a limited coupon is restricted to (docs/discounts.md).
+-- One row per plan or billable metric a limited coupon is restricted to (docs/invoice-amounts.md).
 with source as (
     select * from {{ source('catalog', 'coupon_limits') }}
 ),

@@ -1,4 +1,4 @@
--- One row per tax a billing entity, customer, plan or charge names (docs/taxes.md).
+-- One row per tax a billing entity, customer, plan or charge names (docs/invoice-amounts.md).
 -- `specificity` orders the levels: a fee bears the taxes of its most specific level.
 with source as (
     select * from {{ source('catalog', 'tax_assignments') }}

@@ -1,4 +1,4 @@
--- One row per tax rate (docs/taxes.md). The rate is in percent.
+-- One row per tax rate (docs/invoice-amounts.md). The rate is in percent.
 with source as (
     select * from {{ source('catalog', 'taxes') }}
 ),

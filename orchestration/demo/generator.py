@@ -43,9 +43,11 @@ __all__ = ["DemoSummary", "generate_demo", "PRICE_BOOK_DIR", "PRICE_BOOK_FILES"]
 
 UTC = timezone.utc
 PRICE_BOOK_DIR = Path(__file__).resolve().parent / "price_book"
-PRICE_BOOK_FILES = ("billing_entity.yml", "billable_metrics.yml", "plans.yml", "coupons.yml", "add_ons.yml")
+PRICE_BOOK_FILES = ("billing_entity.yml", "billable_metrics.yml", "plans.yml", "coupons.yml", "add_ons.yml",
+                    "taxes.yml")
 
-CUSTOMERS_COLUMNS = ("external_customer_id", "name", "email", "country", "currency", "timezone")
+CUSTOMERS_COLUMNS = ("external_customer_id", "name", "email", "country", "currency", "timezone", "tax_codes",
+                     "tax_exempt")
 SUBSCRIPTIONS_COLUMNS = (
     "external_subscription_id",
     "external_customer_id",
@@ -97,6 +99,18 @@ _ZONES: tuple[tuple[str, str, str, float], ...] = (
     ("Europe/London", "GB", "USD", 1.5),
     ("", "US", "USD", 2.0),
 )
+# Taxes by location (price_book/taxes.yml): New York stacks state and city sales tax, EU and
+# Japanese customers pay their VAT or consumption tax, services exported outside the US are
+# zero-rated; everyone else bears the billing entity's (California) rate.
+_TAX_CODES_BY_ZONE = {
+    "America/New_York": "ny_state;nyc_local",
+    "Europe/Paris": "vat_fr",
+    "Europe/Berlin": "vat_de",
+    "Asia/Tokyo": "jp_consumption",
+    "Europe/London": "export_zero",
+    "Pacific/Auckland": "export_zero",
+    "Asia/Singapore": "export_zero",
+}
 # Always present, so that even a small run covers every zone family, currency and plan.
 _GUARANTEED: tuple[tuple[str, str], ...] = (
     ("America/New_York", "scale"),
@@ -479,13 +493,20 @@ def _contracts(custs: list[_Customer], window_start: datetime) -> dict[str, Any]
       scale on the 10th of the window's second month (a second subscriptions.csv row);
     - an enterprise contract: the first enterprise customer pays 2,000.00 a month instead of
       2,500.00 and 0.0000015 per atlas-large input token (subscription_overrides.yml);
-    - an add-on: that customer's onboarding workshop, on the 3rd of the window's first month."""
+    - an add-on: that customer's onboarding workshop, on the 3rd of the window's first month;
+    - prepaid credits: the first running scale customer in USD (else developer, not the
+      upgraded one) opened a wallet on the window's first day with 500 credits granted and
+      2,000 purchased (1 credit = 1.00 USD), and buys another 500 at every month's start
+      (wallets.yml)."""
     ws = window_start.date()
     second_month = (ws.replace(day=28) + timedelta(days=4)).replace(day=10)
     running = [c for c in custs if c.ended_at is None and c.started_at < ws]
     upgrade = next((c for c in running if c.plan_code == UPGRADE_PLAN[0]), None)
     enterprise = next((c for c in running if c.plan_code == "enterprise"), None)
+    prepaid = next(iter(sorted((c for c in running if c.currency == "USD" and c.plan_code in ("scale", "developer")
+                                and c is not upgrade), key=lambda c: c.plan_code != "scale")), None)
     return {
+        "prepaid": (prepaid, ws) if prepaid else None,
         "upgrade": (upgrade, second_month) if upgrade else None,
         "enterprise": enterprise,
         "add_on": (enterprise, ws + timedelta(days=2)) if enterprise else None,
@@ -503,7 +524,10 @@ def _write_catalog(
     tables = {
         "customers.csv": _csv_bytes(
             CUSTOMERS_COLUMNS,
-            [(c.customer_id, c.name, c.email, c.country, c.currency, c.timezone) for c in custs],
+            # The enterprise contract's customer (a university lab) is tax exempt.
+            [(c.customer_id, c.name, c.email, c.country, c.currency, c.timezone,
+              "" if c is contracts["enterprise"] else _TAX_CODES_BY_ZONE.get(c.timezone, ""),
+              "true" if c is contracts["enterprise"] else "") for c in custs],
         ),
         "subscriptions.csv": _csv_bytes(
             SUBSCRIPTIONS_COLUMNS,
@@ -530,6 +554,22 @@ def _write_catalog(
             if contracts["add_on"] else [],
         ),
     }
+    if contracts["prepaid"]:
+        customer, opened = contracts["prepaid"]
+        tables["wallets.yml"] = (
+            "# Prepaid credits (docs/invoice-amounts.md): spent after tax on the customer's invoices.\n"
+            "wallets:\n"
+            f"  - code: {customer.customer_id}_prepaid\n"
+            f"    customer: {customer.customer_id}\n"
+            "    name: Prepaid credits\n"
+            '    rate_amount: "1.00"\n'
+            f'    started_at: "{opened.isoformat()}"\n'
+            "    transactions:\n"
+            f'      - {{at: "{opened.isoformat()}", granted_credits: "500"}}\n'
+            f'      - {{at: "{opened.isoformat()}", purchased_credits: "2000"}}\n'
+            "    top_ups:\n"
+            '      - {interval: monthly, purchased_credits: "500"}\n'
+        ).encode("utf-8")
     if contracts["enterprise"]:
         tables["subscription_overrides.yml"] = (
             "# An enterprise contract on top of the enterprise plan (docs/catalog.md).\n"

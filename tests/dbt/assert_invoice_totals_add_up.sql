@@ -1,7 +1,8 @@
 {{ config(meta={'dagster': {'ref': {'name': 'fct_invoices'}}}) }}
 -- The invoice identity. A failure means an invoice's header disagrees with its parts:
 -- fees = sum of line amounts, discounts = sum of its coupon discounts, taxes = sum of its
--- taxes per rate, each subtotal follows from the step before, and no amount is negative.
+-- taxes per rate, prepaid credits = sum of the wallets' payments, each subtotal follows from
+-- the step before, and no amount is negative.
 with invoices as (
     select * from {{ ref('fct_invoices') }}
 ),
@@ -18,6 +19,12 @@ discount_sums as (
     group by 1
 ),
 
+credit_sums as (
+    select invoice_id, sum(credit_amount) as credits_amount
+    from {{ ref('fct_invoice_wallet_credits') }}
+    group by 1
+),
+
 tax_sums as (
     select invoice_id, sum(tax_amount) as taxes_amount
     from {{ ref('fct_invoice_taxes') }}
@@ -29,11 +36,13 @@ from invoices
 left join line_sums on invoices.invoice_id = line_sums.invoice_id
 left join discount_sums on invoices.invoice_id = discount_sums.invoice_id
 left join tax_sums on invoices.invoice_id = tax_sums.invoice_id
+left join credit_sums on invoices.invoice_id = credit_sums.invoice_id
 where invoices.fees_amount <> coalesce(line_sums.lines_amount, 0)
     or invoices.discount_amount <> coalesce(discount_sums.discounts_amount, 0)
     or invoices.tax_amount <> coalesce(tax_sums.taxes_amount, 0)
     or invoices.subtotal_excluding_taxes <> invoices.fees_amount - invoices.discount_amount
     or invoices.subtotal_including_taxes <> invoices.subtotal_excluding_taxes + invoices.tax_amount
-    or invoices.total_amount <> invoices.subtotal_including_taxes
+    or invoices.prepaid_credit_amount <> coalesce(credit_sums.credits_amount, 0)
+    or invoices.total_amount <> invoices.subtotal_including_taxes - invoices.prepaid_credit_amount
     or invoices.subtotal_excluding_taxes < 0
     or invoices.total_amount < 0

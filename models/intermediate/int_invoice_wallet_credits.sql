@@ -1,0 +1,364 @@
+-- One row per invoice line and wallet whose credits pay part of it (docs/invoice-amounts.md):
+-- what the wallet paid on the invoice, and the line's share of it.
+--
+-- Credits are spent after tax. A wallet pays the customer's invoices issued from when it opened
+-- until the end of its expiration date, in invoice order, as much as it can: its balance then
+-- is everything credited up to the invoice's instant minus what earlier invoices took. A
+-- wallet limited to fee kinds or metrics pays only those lines (with their taxes), rounded down
+-- to the minor unit. A customer's wallets pay one after the other, by priority (then code);
+-- purchases of credits are invoices of their own, never paid by credits.
+--
+-- A wallet's spending over its invoices is the greedy recurrence
+--   spent_k = min(spent_{k-1} + demand_k, credited_k)
+-- which has the closed form spent_k = S_k + min(0, min_{i<=k}(credited_i - S_i)), where S_k is
+-- the running sum of demands: running sums and a running minimum, no recursion. The wallets
+-- of a customer are unrolled in var('max_wallets_per_customer') steps, which the catalog
+-- enforces.
+{%- set steps = var('max_wallets_per_customer') %}
+
+with fees as (
+    select * from {{ ref('int_invoice_fees') }}
+),
+
+coupon_shares as (
+    select * from {{ ref('int_invoice_coupons') }}
+),
+
+line_taxes as (
+    select * from {{ ref('int_invoice_line_taxes') }}
+),
+
+invoice_taxes as (
+    select * from {{ ref('int_invoice_taxes') }}
+),
+
+wallets as (
+    select * from {{ ref('stg_catalog__wallets') }}
+),
+
+wallet_limits as (
+    select * from {{ ref('stg_catalog__wallet_limits') }}
+),
+
+wallet_credits as (
+    select * from {{ ref('int_wallet_credits') }}
+),
+
+line_discounts as (
+    select coupon_shares.invoice_line_id, sum(coupon_shares.line_discount_amount) as discount_amount
+    from coupon_shares
+    group by 1
+),
+
+line_tax_totals as (
+    select line_taxes.invoice_line_id, sum(line_taxes.tax_amount) as tax_amount
+    from line_taxes
+    group by 1
+),
+
+-- A line's part of the amount due: its fee net of coupons, plus its (exact) taxes.
+line_totals as (
+    select
+        fees.invoice_line_id,
+        fees.invoice_id,
+        fees.customer_id,
+        fees.fee_kind,
+        fees.metric_code,
+        fees.amount - coalesce(line_discounts.discount_amount, 0) + coalesce(line_tax_totals.tax_amount, 0)
+            as line_total
+    from fees
+    left join line_discounts
+        on fees.invoice_line_id = line_discounts.invoice_line_id
+    left join line_tax_totals
+        on fees.invoice_line_id = line_tax_totals.invoice_line_id
+    where fees.customer_id in (select wallets.customer_id from wallets)
+),
+
+invoice_fees as (
+    select
+        fees.invoice_id,
+        fees.customer_id,
+        fees.invoice_at,
+        fees.minor_unit,
+        sum(fees.amount) as fees_amount
+    from fees
+    where fees.customer_id in (select wallets.customer_id from wallets)
+    group by 1, 2, 3, 4
+),
+
+invoice_discounts as (
+    select coupon_shares.invoice_id, sum(coupon_shares.line_discount_amount) as discount_amount
+    from coupon_shares
+    group by 1
+),
+
+invoice_tax_totals as (
+    select invoice_taxes.invoice_id, sum(invoice_taxes.tax_amount) as tax_amount
+    from invoice_taxes
+    group by 1
+),
+
+-- The amount due before credits (rounded: fees and discounts are, taxes are rounded per rate).
+invoice_totals as (
+    select
+        invoice_fees.*,
+        cast(
+            invoice_fees.fees_amount - coalesce(invoice_discounts.discount_amount, 0)
+            + coalesce(invoice_tax_totals.tax_amount, 0)
+            as {{ rounded_money_type() }}
+        ) as subtotal_including_taxes
+    from invoice_fees
+    left join invoice_discounts
+        on invoice_fees.invoice_id = invoice_discounts.invoice_id
+    left join invoice_tax_totals
+        on invoice_fees.invoice_id = invoice_tax_totals.invoice_id
+),
+
+ordered_wallets as (
+    select
+        wallets.*,
+        case when wallets.wallet_id in (select wallet_limits.wallet_id from wallet_limits) then 1 else 0 end
+            as is_limited,
+        row_number() over (partition by wallets.customer_id order by wallets.priority, wallets.wallet_id)
+            as wallet_rank
+    from wallets
+),
+
+-- The invoices each wallet may pay, with what was credited to it up to each invoice.
+wallet_invoices as (
+    select
+        ordered_wallets.wallet_id,
+        ordered_wallets.wallet_rank,
+        ordered_wallets.is_limited,
+        ordered_wallets.rate_amount,
+        invoice_totals.invoice_id,
+        invoice_totals.invoice_at,
+        invoice_totals.minor_unit,
+        coalesce(sum(wallet_credits.amount), 0) as credited_amount
+    from ordered_wallets
+    inner join invoice_totals
+        on ordered_wallets.customer_id = invoice_totals.customer_id
+        and invoice_totals.invoice_at >= ordered_wallets.started_at
+        and (ordered_wallets.expires_at is null or invoice_totals.invoice_at < ordered_wallets.expires_at)
+    left join wallet_credits
+        on ordered_wallets.wallet_id = wallet_credits.wallet_id
+        and wallet_credits.credited_at <= invoice_totals.invoice_at
+    group by 1, 2, 3, 4, 5, 6, 7
+),
+
+wallet_lines as (
+    select
+        wallet_invoices.wallet_id,
+        wallet_invoices.invoice_id,
+        line_totals.invoice_line_id
+    from wallet_invoices
+    inner join line_totals
+        on wallet_invoices.invoice_id = line_totals.invoice_id
+    where wallet_invoices.is_limited = 0
+        or exists (
+            select 1
+            from wallet_limits
+            where wallet_limits.wallet_id = wallet_invoices.wallet_id
+                and (
+                    (wallet_limits.limited_to = 'fee_kind' and wallet_limits.target_code = line_totals.fee_kind)
+                    or (wallet_limits.limited_to = 'metric' and wallet_limits.target_code = line_totals.metric_code)
+                )
+        )
+),
+
+line_remaining_0 as (
+    select line_totals.invoice_line_id, line_totals.line_total as remaining_amount
+    from line_totals
+),
+
+invoice_remaining_0 as (
+    select invoice_totals.invoice_id, invoice_totals.subtotal_including_taxes as remaining_amount
+    from invoice_totals
+),
+
+{%- for step in range(1, steps + 1) %}
+
+eligible_left_{{ step }} as (
+    select
+        wallet_lines.wallet_id,
+        wallet_lines.invoice_id,
+        sum(case when line_remaining_{{ step - 1 }}.remaining_amount > 0
+            then line_remaining_{{ step - 1 }}.remaining_amount else 0 end) as eligible_left_amount
+    from wallet_lines
+    inner join line_remaining_{{ step - 1 }}
+        on wallet_lines.invoice_line_id = line_remaining_{{ step - 1 }}.invoice_line_id
+    group by 1, 2
+),
+
+demands_{{ step }} as (
+    select
+        wallet_invoices.*,
+        invoice_remaining_{{ step - 1 }}.remaining_amount as invoice_left_amount,
+        -- An unlimited wallet may pay all that is left of the invoice; a limited one what is
+        -- left of its lines, rounded down.
+        case
+            when wallet_invoices.is_limited = 0 then invoice_remaining_{{ step - 1 }}.remaining_amount
+            else {{ floor_money('coalesce(eligible_left_' ~ step ~ '.eligible_left_amount, 0)', 'wallet_invoices.minor_unit') }}
+        end as eligible_amount
+    from wallet_invoices
+    inner join invoice_remaining_{{ step - 1 }}
+        on wallet_invoices.invoice_id = invoice_remaining_{{ step - 1 }}.invoice_id
+    left join eligible_left_{{ step }}
+        on wallet_invoices.wallet_id = eligible_left_{{ step }}.wallet_id
+        and wallet_invoices.invoice_id = eligible_left_{{ step }}.invoice_id
+    where wallet_invoices.wallet_rank = {{ step }}
+),
+
+bounded_{{ step }} as (
+    select
+        demands_{{ step }}.*,
+        case
+            when demands_{{ step }}.eligible_amount < demands_{{ step }}.invoice_left_amount
+                then demands_{{ step }}.eligible_amount
+            else demands_{{ step }}.invoice_left_amount
+        end as demand_amount
+    from demands_{{ step }}
+),
+
+cumulative_{{ step }} as (
+    select
+        bounded_{{ step }}.*,
+        sum(bounded_{{ step }}.demand_amount) over (
+            partition by bounded_{{ step }}.wallet_id
+            order by bounded_{{ step }}.invoice_at, bounded_{{ step }}.invoice_id
+            rows between unbounded preceding and current row
+        ) as demanded_to_date
+    from bounded_{{ step }}
+),
+
+spent_{{ step }} as (
+    select
+        cumulative_{{ step }}.*,
+        cumulative_{{ step }}.demanded_to_date + case
+            when min(cumulative_{{ step }}.credited_amount - cumulative_{{ step }}.demanded_to_date) over (
+                partition by cumulative_{{ step }}.wallet_id
+                order by cumulative_{{ step }}.invoice_at, cumulative_{{ step }}.invoice_id
+                rows between unbounded preceding and current row
+            ) < 0
+            then min(cumulative_{{ step }}.credited_amount - cumulative_{{ step }}.demanded_to_date) over (
+                partition by cumulative_{{ step }}.wallet_id
+                order by cumulative_{{ step }}.invoice_at, cumulative_{{ step }}.invoice_id
+                rows between unbounded preceding and current row
+            )
+            else 0
+        end as spent_to_date
+    from cumulative_{{ step }}
+),
+
+paid_{{ step }} as (
+    select
+        spent_{{ step }}.*,
+        cast(
+            spent_{{ step }}.spent_to_date - coalesce(lag(spent_{{ step }}.spent_to_date) over (
+                partition by spent_{{ step }}.wallet_id
+                order by spent_{{ step }}.invoice_at, spent_{{ step }}.invoice_id
+            ), 0)
+            as {{ rounded_money_type() }}
+        ) as credit_amount
+    from spent_{{ step }}
+),
+
+raw_shares_{{ step }} as (
+    select
+        paid_{{ step }}.*,
+        wallet_lines.invoice_line_id,
+        case when line_remaining_{{ step - 1 }}.remaining_amount > 0
+            then line_remaining_{{ step - 1 }}.remaining_amount else 0 end as line_left_amount,
+        sum(case when line_remaining_{{ step - 1 }}.remaining_amount > 0
+            then line_remaining_{{ step - 1 }}.remaining_amount else 0 end) over (
+            partition by paid_{{ step }}.wallet_id, paid_{{ step }}.invoice_id
+        ) as lines_left_amount
+    from paid_{{ step }}
+    inner join wallet_lines
+        on paid_{{ step }}.wallet_id = wallet_lines.wallet_id
+        and paid_{{ step }}.invoice_id = wallet_lines.invoice_id
+    inner join line_remaining_{{ step - 1 }}
+        on wallet_lines.invoice_line_id = line_remaining_{{ step - 1 }}.invoice_line_id
+    where paid_{{ step }}.credit_amount > 0
+),
+
+proportional_{{ step }} as (
+    select
+        raw_shares_{{ step }}.*,
+        case
+            when raw_shares_{{ step }}.lines_left_amount > 0 then {{ divide_exactly(
+                to_precise_money('raw_shares_' ~ step ~ '.credit_amount * raw_shares_' ~ step ~ '.line_left_amount'),
+                'raw_shares_' ~ step ~ '.lines_left_amount') }}
+            else cast(0 as {{ precise_money_type() }})
+        end as raw_share
+    from raw_shares_{{ step }}
+),
+
+-- As for coupons: the line with the most left takes the last digits, so the shares add up to
+-- what the wallet paid.
+shares_{{ step }} as (
+    select
+        proportional_{{ step }}.*,
+        proportional_{{ step }}.raw_share + case
+            when row_number() over (
+                partition by proportional_{{ step }}.wallet_id, proportional_{{ step }}.invoice_id
+                order by proportional_{{ step }}.line_left_amount desc, proportional_{{ step }}.invoice_line_id
+            ) = 1
+                then proportional_{{ step }}.credit_amount - sum(proportional_{{ step }}.raw_share) over (
+                    partition by proportional_{{ step }}.wallet_id, proportional_{{ step }}.invoice_id
+                )
+            else 0
+        end as line_credit_amount
+    from proportional_{{ step }}
+),
+
+line_remaining_{{ step }} as (
+    select
+        line_remaining_{{ step - 1 }}.invoice_line_id,
+        line_remaining_{{ step - 1 }}.remaining_amount - coalesce(shares_{{ step }}.line_credit_amount, 0)
+            as remaining_amount
+    from line_remaining_{{ step - 1 }}
+    left join shares_{{ step }}
+        on line_remaining_{{ step - 1 }}.invoice_line_id = shares_{{ step }}.invoice_line_id
+),
+
+invoice_remaining_{{ step }} as (
+    select
+        invoice_remaining_{{ step - 1 }}.invoice_id,
+        invoice_remaining_{{ step - 1 }}.remaining_amount - coalesce(paid_{{ step }}.credit_amount, 0)
+            as remaining_amount
+    from invoice_remaining_{{ step - 1 }}
+    left join paid_{{ step }}
+        on invoice_remaining_{{ step - 1 }}.invoice_id = paid_{{ step }}.invoice_id
+),
+{%- endfor %}
+
+every_share as (
+    {%- for step in range(1, steps + 1) %}
+    select * from shares_{{ step }}
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+),
+
+final as (
+    select
+        every_share.invoice_line_id,
+        every_share.invoice_id,
+        every_share.wallet_id,
+        every_share.wallet_rank,
+        every_share.invoice_at,
+        every_share.demand_amount,
+        every_share.credited_amount,
+        every_share.spent_to_date,
+        every_share.credit_amount,
+        -- The wallet's balance when the invoice drew on it.
+        cast(every_share.credited_amount - every_share.spent_to_date + every_share.credit_amount
+             as {{ rounded_money_type() }}) as balance_before_amount,
+        {{ divide_exactly('every_share.credit_amount', 'every_share.rate_amount') }} as credits,
+        {{ to_precise_money('every_share.line_credit_amount') }} as line_credit_amount
+    from every_share
+)
+
+select * from final

@@ -1,0 +1,131 @@
+"""Prepaid credits (wallets) by hand (tests/fixtures/wallets), billed as of 2026-11-20.
+
+Plan Usage: 10.00 a month in arrears, calls 1.00, tokens 0.01; GST 10% on everything. Credits
+are spent after tax, on invoices issued while a wallet is open, in priority order.
+
+| customer | wallets | by hand |
+|---|---|---|
+| w_runs_out | 30 credits at 1.00 granted on 1 Sep | 1 Oct: 15.00 + 1.50 = 16.50, all paid by credits (13.50 left). 1 Nov: 18.00 + 1.80 = 19.80, credits pay the 13.50 left, 6.30 due. 1 Dec (draft): 13.20 due |
+| w_expired | `expired_promo`: 50 credits at 0.50 (25.00), expires 15 Oct; `expired_main` (priority 2): 20 credits purchased on 20 Oct | 1 Oct: 11.00 paid by the promo, 14.00 (28 credits) expire at the end of 15 Oct. 20 Oct: a purchase invoice of 20.00, no tax. 1 Nov: 11.00 paid by `expired_main` (9.00 left). 1 Dec (draft): 9.00 pending, 2.00 due; ongoing balance 0 |
+| w_priority | `priority_tokens` (5 credits, tokens only, priority 1); `priority_general` (100 credits, plus 10 granted at every month's start) | 1 Nov: 10.00 + 3 calls 3.00 + 700 tokens 7.00 = 20.00 + 2.00 tax = 22.00; the token wallet pays 5.00 of the tokens line (7.70 with its tax), the general wallet the other 17.00 (100 + the 1 Nov top-up of 10 = 110 credited). Balance 93.00; the December draft's 11.00 is ongoing usage: ongoing balance 82.00 |
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+
+from orchestration import pipeline
+from orchestration.warehouse import connect
+from tests.conftest import FIXTURES, catalog_error_after_edit, make_home, run_all
+
+CASE = FIXTURES / "wallets"
+AS_OF = datetime(2026, 11, 20)
+
+
+@pytest.fixture(scope="module")
+def billed(tmp_path_factory):
+    """The fixture billed through the warehouse, with its wallet marts."""
+    home_dir = tmp_path_factory.mktemp("wallets")
+    settings = make_home(home_dir, CASE / "catalog")
+    for source in (CASE / "events.jsonl",):
+        (settings.landing_dir / source.name).write_bytes(source.read_bytes())
+    run_all(settings, as_of=AS_OF)
+    with connect(settings, read_only=True) as warehouse:
+        from orchestration.exports import fetch_invoices
+
+        invoices = fetch_invoices(warehouse)
+        wallets = {row[0]: dict(zip(WALLET_COLUMNS, row)) for row in warehouse.query(
+            f"select {', '.join(WALLET_COLUMNS)} from marts.fct_wallets")}
+        history = warehouse.query(
+            "select wallet_id, transaction_type, status, amount, credits, balance_after_amount "
+            "from marts.fct_wallet_transactions order by wallet_id, transaction_at, balance_after_amount desc")
+    return invoices, wallets, history
+
+
+WALLET_COLUMNS = ["wallet_id", "status", "credited_amount", "spent_amount", "expired_amount", "balance_amount",
+                  "balance_credits", "ongoing_usage_amount", "ongoing_balance_amount"]
+
+
+def _invoices(billed, customer: str) -> list[tuple]:
+    invoices, _, _ = billed
+    return [(i["invoice_at"][:10], i["status"], i["fees_amount"], i["tax_amount"], i["subtotal_including_taxes"],
+             i["prepaid_credit_amount"], i["total_amount"])
+            for i in invoices if i["customer_id"] == customer]
+
+
+def test_a_wallet_that_runs_out_mid_invoice(billed):
+    assert _invoices(billed, "w_runs_out") == [
+        ("2026-10-01", "closed", "15.00", "1.50", "16.50", "16.50", "0.00"),
+        ("2026-11-01", "closed", "18.00", "1.80", "19.80", "13.50", "6.30"),
+        ("2026-12-01", "draft", "12.00", "1.20", "13.20", "0.00", "13.20"),
+    ]
+    _, wallets, history = billed
+    assert [(t, s, str(a), str(b)) for w, t, s, a, _, b in history if w == "runs_out_prepaid"] == [
+        ("granted", "settled", "30.000", "30.000"), ("spent", "settled", "-16.500", "13.500"),
+        ("spent", "settled", "-13.500", "0.000")]
+    assert wallets["runs_out_prepaid"]["balance_amount"] == 0
+
+
+def test_an_expired_wallet_and_a_purchase(billed):
+    assert _invoices(billed, "w_expired") == [
+        ("2026-10-01", "closed", "10.00", "1.00", "11.00", "11.00", "0.00"),
+        ("2026-10-20", "closed", "20.00", "0.00", "20.00", "0.00", "20.00"),  # the purchase: no tax, no credits
+        ("2026-11-01", "closed", "10.00", "1.00", "11.00", "11.00", "0.00"),
+        ("2026-12-01", "draft", "10.00", "1.00", "11.00", "9.00", "2.00"),
+    ]
+    invoices, wallets, history = billed
+    [purchase] = [i for i in invoices if i["customer_id"] == "w_expired" and i["invoice_at"].startswith("2026-10-20")]
+    assert [(line["fee_kind"], line["quantity"], line["amount"]) for line in purchase["lines"]] == [
+        ("credit_purchase", "20", "20.00")]
+    promo = wallets["expired_promo"]
+    assert (promo["status"], promo["credited_amount"], promo["spent_amount"], promo["expired_amount"],
+            promo["balance_amount"]) == ("expired", Decimal("25.00"), Decimal("11.00"), Decimal("14.00"), 0)
+    assert [(t, str(c)) for w, t, _, _, c, _ in history if w == "expired_promo"] == [
+        ("granted", "50.000000000000"), ("spent", "-22.000000000000"), ("expired", "-28.000000000000")]
+    main = wallets["expired_main"]
+    assert (main["balance_amount"], main["ongoing_usage_amount"], main["ongoing_balance_amount"]) == (
+        Decimal("9.00"), Decimal("9.00"), 0)
+
+
+def test_wallets_pay_in_priority_order_within_their_limits(billed):
+    assert _invoices(billed, "w_priority") == [
+        ("2026-11-01", "closed", "20.00", "2.00", "22.00", "22.00", "0.00"),
+        ("2026-12-01", "draft", "10.00", "1.00", "11.00", "11.00", "0.00"),
+    ]
+    invoices, wallets, _ = billed
+    november = next(i for i in invoices if i["customer_id"] == "w_priority" and i["status"] == "closed")
+    assert [(c["wallet_id"], c["amount"]) for c in november["credits"]] == [
+        ("priority_tokens", "5.00"), ("priority_general", "17.00")]
+    general = wallets["priority_general"]
+    assert (general["credited_amount"], general["spent_amount"], general["balance_amount"],
+            general["ongoing_usage_amount"], general["ongoing_balance_amount"]) == (
+        Decimal("110.00"), Decimal("17.00"), Decimal("93.00"), Decimal("11.00"), Decimal("82.00"))
+
+
+def test_every_wallet_history_sums_to_its_balance(billed):
+    _, wallets, history = billed
+    for wallet_id, wallet in wallets.items():
+        settled = [a for w, _, s, a, _, _ in history if w == wallet_id and s == "settled"]
+        assert sum(settled, Decimal(0)) == wallet["balance_amount"], wallet_id
+
+
+@pytest.mark.parametrize(("old", "new", "where", "message"), [
+    ("customer: w_runs_out", "customer: w_nobody", "wallets[0] (code 'runs_out_prepaid') > customer",
+     "unknown customer 'w_nobody'"),
+    ('rate_amount: "0.50"', 'rate_amount: "0.3333"', "wallets[1] (code 'expired_promo') > transactions[0] > "
+     "granted_credits", "50 credits x 0.3333 is not a whole amount of USD: credits must be worth whole minor units"),
+    ('{at: "2026-10-20", purchased_credits: "20"}', '{at: "2026-10-19", purchased_credits: "20"}',
+     "wallets[2] (code 'expired_main') > transactions[0] > at",
+     "outside the wallet's life (started_at to expiration_date)"),
+    ("applies_to: {metric_codes: [tokens]}", "applies_to: {metric_codes: [words]}",
+     "wallets[3] (code 'priority_tokens') > applies_to > metric_codes[0]", "unknown billable metric 'words'"),
+    ('{at: "2026-10-01", granted_credits: "5"}', '{at: "2026-10-01", granted_credits: "5", purchased_credits: "5"}',
+     "wallets[3] (code 'priority_tokens') > transactions[0] > granted_credits",
+     "a transaction grants or purchases credits (one of the two)"),
+])
+def test_invalid_wallets_are_located(tmp_path, old, new, where, message):
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, old, new, file="wallets.yml")
+    assert str(error) == f"{error.file}: {where}: {message}"
