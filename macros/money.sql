@@ -109,3 +109,20 @@
 {% macro percent_of(amount, rate) -%}
     (cast(({{ amount }}) * cast({{ rate }} as decimal(18, 6)) as decimal(38, 18)) * 0.01)
 {%- endmacro %}
+
+{#- A row's share of `amount` (one per partition: a coupon's discount, a wallet's payment on an
+    invoice) in proportion to `weight` over `weight_total`, exact to 12 decimals; the row with
+    the largest weight (then `tie_break`) takes the last digits, so the shares of a partition add
+    up to `amount` exactly. A window expression: use it in the select list. -#}
+{% macro spread_in_proportion(amount, weight, weight_total, partition_by, tie_break) -%}
+    {%- set raw_share -%}
+        case when {{ weight_total }} > 0
+            then {{ divide_exactly(to_precise_money(amount ~ ' * ' ~ weight), weight_total) }}
+            else cast(0 as {{ precise_money_type() }}) end
+    {%- endset -%}
+    ({{ raw_share }} + case
+        when row_number() over (partition by {{ partition_by }} order by {{ weight }} desc, {{ tie_break }}) = 1
+            then {{ amount }} - sum({{ raw_share }}) over (partition by {{ partition_by }})
+        else 0
+    end)
+{%- endmacro %}

@@ -496,44 +496,44 @@ class WalletLimits(_Strict):
     metric_codes: list[str] = []
 
 
-class WalletTransaction(_Strict):
-    """Credits added to a wallet at a date or instant: granted (free) or purchased (invoiced)."""
+class _Credits(_Strict):
+    """Credits added to a wallet: granted (free) or purchased (invoiced), one of the two."""
 
-    at: str
     granted_credits: Decimal | None = None
     purchased_credits: Decimal | None = None
 
     check_credits = field_validator("granted_credits", "purchased_credits", mode="before")(
         classmethod(lambda cls, v: None if v is None else _non_negative_amount(v)))
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> _Credits:
+        if (self.granted_credits is None) == (self.purchased_credits is None):
+            raise ValueError("granted_credits: credits are granted or purchased (one of the two)")
+        return self
+
+    @property
+    def kind_and_credits(self) -> tuple[str, Decimal]:
+        if self.granted_credits is not None:
+            return "granted", self.granted_credits
+        return "purchased", self.purchased_credits
+
+
+class WalletTransaction(_Credits):
+    """Credits added at a date or instant."""
+
+    at: str
 
     @field_validator("at", mode="before")
     @classmethod
     def _text(cls, value: Any) -> str:
         return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> WalletTransaction:
-        if (self.granted_credits is None) == (self.purchased_credits is None):
-            raise ValueError("granted_credits: a transaction grants or purchases credits (one of the two)")
-        return self
 
-
-class WalletTopUp(_Strict):
+class WalletTopUp(_Credits):
     """Credits added at the start of every interval (calendar, the customer's time zone) after
-    the wallet opens, granted or purchased."""
+    the wallet opens."""
 
     interval: Literal["weekly", "monthly", "quarterly", "yearly"]
-    granted_credits: Decimal | None = None
-    purchased_credits: Decimal | None = None
-
-    check_credits = field_validator("granted_credits", "purchased_credits", mode="before")(
-        classmethod(lambda cls, v: None if v is None else _non_negative_amount(v)))
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> WalletTopUp:
-        if (self.granted_credits is None) == (self.purchased_credits is None):
-            raise ValueError("granted_credits: a top-up grants or purchases credits (one of the two)")
-        return self
 
 
 class Wallet(_Strict):
@@ -1005,14 +1005,12 @@ def _read_wallets(path: Path, customers_by_id: dict[str, Customer], metrics_by_c
                 raise CatalogError(path, f"{at_where} > at", str(error)) from None
             if at < started_at or (expires_at is not None and at >= expires_at):
                 raise CatalogError(path, f"{at_where} > at", "outside the wallet's life (started_at to expiration_date)")
-            kind = "granted" if transaction.granted_credits is not None else "purchased"
-            amount = transaction.granted_credits if kind == "granted" else transaction.purchased_credits
+            kind, amount = transaction.kind_and_credits
             credits.append((f"{at_where} > {kind}_credits", amount))
             transactions.append((at, kind, amount))
         for position, top_up in enumerate(wallet.top_ups):
-            kind = "granted" if top_up.granted_credits is not None else "purchased"
-            credits.append((f"{where} > top_ups[{position}] > {kind}_credits",
-                            top_up.granted_credits if kind == "granted" else top_up.purchased_credits))
+            kind, amount = top_up.kind_and_credits
+            credits.append((f"{where} > top_ups[{position}] > {kind}_credits", amount))
         for at_where, amount in credits:
             if (amount * wallet.rate_amount) % minor_unit:
                 raise CatalogError(path, at_where, f"{amount} credits x {wallet.rate_amount} is not a whole amount of "
@@ -1470,8 +1468,7 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
                                         for w in catalog.wallets
                                         for position, (at, kind, credits) in enumerate(w.transactions)],
         "catalog.wallet_top_ups": [
-            (w.wallet.code, position, t.interval, "granted" if t.granted_credits is not None else "purchased",
-             t.granted_credits if t.granted_credits is not None else t.purchased_credits)
+            (w.wallet.code, position, t.interval, *t.kind_and_credits)
             for w in catalog.wallets for position, t in enumerate(w.wallet.top_ups)],
         "catalog.price_book_versions": [(catalog.fingerprint, str(catalog.directory), loaded_at)],
     }

@@ -124,7 +124,7 @@ def test_every_wallet_history_sums_to_its_balance(billed):
      "wallets[3] (code 'priority_tokens') > applies_to > metric_codes[0]", "unknown billable metric 'words'"),
     ('{at: "2026-10-01", granted_credits: "5"}', '{at: "2026-10-01", granted_credits: "5", purchased_credits: "5"}',
      "wallets[3] (code 'priority_tokens') > transactions[0] > granted_credits",
-     "a transaction grants or purchases credits (one of the two)"),
+     "credits are granted or purchased (one of the two)"),
 ])
 def test_invalid_wallets_are_located(tmp_path, old, new, where, message):
     error = catalog_error_after_edit(CASE / "catalog", tmp_path, old, new, file="wallets.yml")

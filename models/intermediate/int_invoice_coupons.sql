@@ -216,41 +216,24 @@ discounts_{{ step }} as (
     where requested_{{ step }}.requested_amount > 0
 ),
 
-raw_shares_{{ step }} as (
+-- Each line's share, in proportion to what is left of it (exact: macros/money.sql).
+shares_{{ step }} as (
     select
         discounts_{{ step }}.*,
         eligible_lines.invoice_line_id,
         remaining_{{ step - 1 }}.remaining_amount as line_eligible_amount,
-        case
-            when discounts_{{ step }}.eligible_amount > 0 then {{ divide_exactly(
-                'discounts_' ~ step ~ '.discount_amount * remaining_' ~ (step - 1) ~ '.remaining_amount',
-                'discounts_' ~ step ~ '.eligible_amount') }}
-            else cast(0 as {{ precise_money_type() }})
-        end as raw_share
+        {{ spread_in_proportion(
+            'discounts_' ~ step ~ '.discount_amount',
+            'remaining_' ~ (step - 1) ~ '.remaining_amount',
+            'discounts_' ~ step ~ '.eligible_amount',
+            'discounts_' ~ step ~ '.applied_coupon_id, discounts_' ~ step ~ '.invoice_id',
+            'eligible_lines.invoice_line_id') }} as line_discount_amount
     from discounts_{{ step }}
     inner join eligible_lines
         on discounts_{{ step }}.applied_coupon_id = eligible_lines.applied_coupon_id
         and discounts_{{ step }}.invoice_id = eligible_lines.invoice_id
     inner join remaining_{{ step - 1 }}
         on eligible_lines.invoice_line_id = remaining_{{ step - 1 }}.invoice_line_id
-),
-
--- The shares are exact to 12 decimals; the line with the most left takes the last digits, so
--- the shares add up to the discount exactly.
-shares_{{ step }} as (
-    select
-        raw_shares_{{ step }}.*,
-        raw_shares_{{ step }}.raw_share + case
-            when row_number() over (
-                partition by raw_shares_{{ step }}.applied_coupon_id, raw_shares_{{ step }}.invoice_id
-                order by raw_shares_{{ step }}.line_eligible_amount desc, raw_shares_{{ step }}.invoice_line_id
-            ) = 1
-                then raw_shares_{{ step }}.discount_amount - sum(raw_shares_{{ step }}.raw_share) over (
-                    partition by raw_shares_{{ step }}.applied_coupon_id, raw_shares_{{ step }}.invoice_id
-                )
-            else 0
-        end as line_discount_amount
-    from raw_shares_{{ step }}
 ),
 
 remaining_{{ step }} as (

@@ -263,7 +263,8 @@ paid_{{ step }} as (
     from spent_{{ step }}
 ),
 
-raw_shares_{{ step }} as (
+-- What is left of each line it pays (never below zero), and the wallet's total over them.
+payable_lines_{{ step }} as (
     select
         paid_{{ step }}.*,
         wallet_lines.invoice_line_id,
@@ -282,34 +283,17 @@ raw_shares_{{ step }} as (
     where paid_{{ step }}.credit_amount > 0
 ),
 
-proportional_{{ step }} as (
-    select
-        raw_shares_{{ step }}.*,
-        case
-            when raw_shares_{{ step }}.lines_left_amount > 0 then {{ divide_exactly(
-                to_precise_money('raw_shares_' ~ step ~ '.credit_amount * raw_shares_' ~ step ~ '.line_left_amount'),
-                'raw_shares_' ~ step ~ '.lines_left_amount') }}
-            else cast(0 as {{ precise_money_type() }})
-        end as raw_share
-    from raw_shares_{{ step }}
-),
-
--- As for coupons: the line with the most left takes the last digits, so the shares add up to
--- what the wallet paid.
+-- Each line's share of the payment, in proportion to what is left of it, as coupons spread.
 shares_{{ step }} as (
     select
-        proportional_{{ step }}.*,
-        proportional_{{ step }}.raw_share + case
-            when row_number() over (
-                partition by proportional_{{ step }}.wallet_id, proportional_{{ step }}.invoice_id
-                order by proportional_{{ step }}.line_left_amount desc, proportional_{{ step }}.invoice_line_id
-            ) = 1
-                then proportional_{{ step }}.credit_amount - sum(proportional_{{ step }}.raw_share) over (
-                    partition by proportional_{{ step }}.wallet_id, proportional_{{ step }}.invoice_id
-                )
-            else 0
-        end as line_credit_amount
-    from proportional_{{ step }}
+        payable_lines_{{ step }}.*,
+        {{ spread_in_proportion(
+            'payable_lines_' ~ step ~ '.credit_amount',
+            'payable_lines_' ~ step ~ '.line_left_amount',
+            'payable_lines_' ~ step ~ '.lines_left_amount',
+            'payable_lines_' ~ step ~ '.wallet_id, payable_lines_' ~ step ~ '.invoice_id',
+            'payable_lines_' ~ step ~ '.invoice_line_id') }} as line_credit_amount
+    from payable_lines_{{ step }}
 ),
 
 line_remaining_{{ step }} as (
