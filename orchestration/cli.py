@@ -252,7 +252,7 @@ def _print_billed_by_charge(rows, exponents: dict[str, int]) -> None:
     previous = None
     for fee_kind, metric, aggregation, model, currency, _lines, events, amount in rows:
         priced_by = {"subscription": "base fee", "true_up": "true-up", "commitment": "commitment",
-                     "add_on": "add-on", "credit_purchase": "credits bought"}.get(fee_kind, model)
+                     "add_on": "add-on", "credit_purchase": "credits"}.get(fee_kind, model)
         first = (metric, priced_by) != previous
         previous = (metric, priced_by)
         table.add_row(metric if first else "", aggregation if first else "", priced_by if first else "",
