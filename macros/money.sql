@@ -115,10 +115,15 @@
     the largest weight (then `tie_break`) takes the last digits, so the shares of a partition add
     up to `amount` exactly. A window expression: use it in the select list. -#}
 {% macro spread_in_proportion(amount, weight, weight_total, partition_by, tie_break) -%}
+    {#- weight x (amount / total): the ratio is exact to 12 decimals whatever the sizes (the
+        product amount x weight would not fit 12 decimals for small amounts); when the amount
+        takes the whole total, each row takes its whole weight. -#}
     {%- set raw_share -%}
-        case when {{ weight_total }} > 0
-            then {{ divide_exactly(to_precise_money(amount ~ ' * ' ~ weight), weight_total) }}
-            else cast(0 as {{ precise_money_type() }}) end
+        case
+            when {{ weight_total }} <= 0 then cast(0 as {{ precise_money_type() }})
+            when {{ amount }} >= {{ weight_total }} then {{ to_precise_money(weight) }}
+            else {{ to_precise_money(weight ~ ' * ' ~ divide_exactly(amount, weight_total)) }}
+        end
     {%- endset -%}
     ({{ raw_share }} + case
         when row_number() over (partition by {{ partition_by }} order by {{ weight }} desc, {{ tie_break }}) = 1

@@ -806,6 +806,9 @@ def read_catalog(
         where = f"coupons[{index}] (code '{coupon.code}')"
         if coupon.currency is not None and coupon.currency not in currencies:
             raise CatalogError(coupons_path, f"{where} > currency", "unknown currency")
+        if coupon.amount is not None and coupon.amount.as_tuple().exponent < -currencies[coupon.currency]:
+            raise CatalogError(coupons_path, f"{where} > amount", f"{coupon.amount} has more decimals than "
+                                                                 f"{coupon.currency} ({currencies[coupon.currency]})")
         for field, codes, known, kind in (("plan_codes", coupon.plan_codes, plans_by_code, "plan"),
                                           ("metric_codes", coupon.metric_codes, metrics_by_code, "billable metric")):
             for position, code in enumerate(codes):

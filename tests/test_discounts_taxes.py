@@ -115,6 +115,8 @@ def test_a_tax_exempt_customer_pays_no_tax(billed):
      "unknown plan 'premium'"),
     ("coupons.yml", "metric_codes: [tokens]", "metric_codes: [tokens], plan_codes: [pro]",
      "coupons[1] (code 'tokens_half') > plan_codes", "a coupon is limited to plans or to metrics, not both"),
+    ("coupons.yml", 'amount: "5.00", currency: USD', 'amount: "5.005", currency: USD',
+     "coupons[3] (code 'save5x2') > amount", "5.005 has more decimals than USD (2)"),
     ("applied_coupons.csv", "c_recurring,autumn,2026-09-01", "c_recurring,autumn,2026-10-16",
      "row 7 (external_customer_id 'c_recurring') > applied_at", "coupon 'autumn' expired on 2026-10-15"),
 ])

@@ -167,7 +167,8 @@ usable_{{ step }} as (
     select
         in_force.*,
         bases_{{ step }}.eligible_amount,
-        {{ floor_money('bases_' ~ step ~ '.eligible_amount', 'in_force.minor_unit') }} as usable_amount
+        {{ floor_money('bases_' ~ step ~ '.eligible_amount', 'in_force.minor_unit') }} as usable_amount,
+        {{ round_money('in_force.coupon_amount', 'in_force.minor_unit') }} as fixed_amount
     from bases_{{ step }}
     inner join in_force
         on bases_{{ step }}.applied_coupon_id = in_force.applied_coupon_id
@@ -184,19 +185,19 @@ requested_{{ step }} as (
             -- that they could take, since each takes as much as it can).
             when usable_{{ step }}.frequency = 'once' then
                 cast(case
-                    when usable_{{ step }}.coupon_amount - coalesce(sum(usable_{{ step }}.usable_amount) over (
+                    when usable_{{ step }}.fixed_amount - coalesce(sum(usable_{{ step }}.usable_amount) over (
                         partition by usable_{{ step }}.applied_coupon_id
                         order by usable_{{ step }}.use_number
                         rows between unbounded preceding and 1 preceding
                     ), 0) > 0
-                    then usable_{{ step }}.coupon_amount - coalesce(sum(usable_{{ step }}.usable_amount) over (
+                    then usable_{{ step }}.fixed_amount - coalesce(sum(usable_{{ step }}.usable_amount) over (
                         partition by usable_{{ step }}.applied_coupon_id
                         order by usable_{{ step }}.use_number
                         rows between unbounded preceding and 1 preceding
                     ), 0)
                     else 0
                 end as {{ rounded_money_type() }})
-            else {{ round_money('usable_' ~ step ~ '.coupon_amount', 'usable_' ~ step ~ '.minor_unit') }}
+            else usable_{{ step }}.fixed_amount
         end as requested_amount
     from usable_{{ step }}
 ),
