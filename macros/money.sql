@@ -52,6 +52,45 @@
     ) * cast(0.000000000001 as decimal(13, 12))
 {%- endmacro %}
 
+{#- part / whole for two precise amounts (at most 12 decimals each), rounded half-up to 12
+    decimals: the ratio of a share. divide_exactly would cut the whole to 9 decimals, and a
+    ratio of a rounded whole is not the exact ratio. |part| must stay under 8.5e13 (DuckDB
+    computes in 128-bit integers); shares use it with part <= whole. -#}
+{% macro exact_ratio(part, whole) -%}
+    {{ return(adapter.dispatch('exact_ratio', 'meterline')(part, whole)) }}
+{%- endmacro %}
+
+{% macro default__exact_ratio(part, whole) -%}
+    cast(cast({{ part }} as {{ precise_money_type() }}) / cast({{ whole }} as {{ precise_money_type() }})
+         as {{ precise_money_type() }})
+{%- endmacro %}
+
+{% macro postgres__exact_ratio(part, whole) -%}
+    {#- numeric is arbitrary precision: an integer division at 12 decimals, half away from zero
+        (a plain division is rounded to its own scale first, then again by the cast). -#}
+    cast(
+        sign(cast({{ part }} as numeric)) * sign(cast({{ whole }} as numeric))
+        * div(2 * abs(cast({{ part }} as numeric)) * 1000000000000 + abs(cast({{ whole }} as numeric)),
+              2 * abs(cast({{ whole }} as numeric)))
+        * 0.000000000001
+        as {{ precise_money_type() }}
+    )
+{%- endmacro %}
+
+{% macro duckdb__exact_ratio(part, whole) -%}
+    {#- p/w = P/W with P = p*1e12 and W = w*1e12 as integers; scaled by 1e12 it is P*1e12/W,
+        rounded half away from zero. -#}
+    cast(
+        sign(cast({{ part }} as {{ precise_money_type() }})) * sign(cast({{ whole }} as {{ precise_money_type() }}))
+        * (
+            (2 * abs(cast(cast({{ part }} as {{ precise_money_type() }}) * 1000000000000 as hugeint)) * 1000000000000
+             + abs(cast(cast({{ whole }} as {{ precise_money_type() }}) * 1000000000000 as hugeint)))
+            // (2 * abs(cast(cast({{ whole }} as {{ precise_money_type() }}) * 1000000000000 as hugeint)))
+        )
+        as decimal(38, 0)
+    ) * cast(0.000000000001 as decimal(13, 12))
+{%- endmacro %}
+
 {#- ceil(numerator / denominator) for non-negative quantities, exactly (package counts). -#}
 {% macro ceil_divide(numerator, denominator) -%}
     {{ return(adapter.dispatch('ceil_divide', 'meterline')(numerator, denominator)) }}
@@ -117,12 +156,13 @@
 {% macro spread_in_proportion(amount, weight, weight_total, partition_by, tie_break) -%}
     {#- weight x (amount / total): the ratio is exact to 12 decimals whatever the sizes (the
         product amount x weight would not fit 12 decimals for small amounts); when the amount
-        takes the whole total, each row takes its whole weight. -#}
+        takes the whole total, each row takes its whole weight. Weights are precise amounts
+        (12 decimals): a wider one would overflow the product above a million. -#}
     {%- set raw_share -%}
         case
             when {{ weight_total }} <= 0 then cast(0 as {{ precise_money_type() }})
             when {{ amount }} >= {{ weight_total }} then {{ to_precise_money(weight) }}
-            else {{ to_precise_money(weight ~ ' * ' ~ divide_exactly(amount, weight_total)) }}
+            else {{ to_precise_money(to_precise_money(weight) ~ ' * ' ~ exact_ratio(amount, weight_total)) }}
         end
     {%- endset -%}
     ({{ raw_share }} + case

@@ -23,11 +23,12 @@ Properties:
    sequential simulation of the spending (the SQL uses a closed form);
 4. an independent reference of the whole cascade, written from the doc with exact decimals
    (`decimal.Decimal`, `fractions.Fraction`; never float), gives the same discounts, taxes
-   per rate and wallet payments.
+   per rate and wallet payments;
+5. it also gives the same shares of each line (what is left of it x an exact ratio).
 
-A counterexample that found a bug is kept as an @example, a guard against its return (see
-"pinned examples"). MONEY_PROPERTIES_SCALE multiplies the number of examples (e.g. 10 for a
-deep search).
+Counterexamples Hypothesis found are kept with @example (see "pinned examples"): a failing
+one fails its property at once until the SQL is fixed. MONEY_PROPERTIES_SCALE multiplies the
+number of examples (e.g. 10 for a deep search).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ INPUT_COLUMNS: dict[str, list[tuple[str, str]]] = {
 # stg_catalog__tax_assignments.specificity, as the staging model derives it from the level.
 SPECIFICITY = {"charge": 4, "plan": 3, "customer": 2, "billing_entity": 1}
 
-# Examples per property: the counts below x MONEY_PROPERTIES_SCALE (e.g. 20 for a deep search).
+# Examples per property: the counts below x MONEY_PROPERTIES_SCALE.
 SCALE = float(os.environ.get("MONEY_PROPERTIES_SCALE", "1"))
 
 
@@ -120,8 +121,7 @@ METRICS = ("api_calls", "tokens", "storage")
 # plan_code -> base_plan_code: a contract plan "<plan>@<subscription>" counts as its plan.
 PLANS = {"basic": "basic", "pro": "pro", "pro@s_contract": "pro"}
 BASE_PLANS = ("basic", "pro")
-SUBSCRIPTION_FEE_KINDS = ("subscription", "charge", "true_up", "commitment")
-FEE_KINDS = (*SUBSCRIPTION_FEE_KINDS, "add_on")
+FEE_KINDS = ("subscription", "charge", "true_up", "commitment", "add_on")
 TOP_UP_INTERVALS = ("weekly", "monthly", "quarterly", "yearly")
 # What a credit is worth: rates whose inverse is a finite decimal, so that any whole amount of
 # minor units is a finite number of credits (the catalog wants credits worth whole minor units).
@@ -149,7 +149,8 @@ def floor_money(value: Decimal, exponent: int) -> Decimal:
 
 
 def to_precise(value: Fraction) -> Decimal:
-    """An exact ratio rounded once, half-up, to 12 decimals: a precise amount."""
+    """An exact value rounded once, half-up (away from zero), to 12 decimals: a precise amount
+    or ratio (to_precise_money, divide_exactly)."""
     scaled = abs(value) * 10**12
     magnitude = floor(scaled + Fraction(1, 2))
     return Decimal(magnitude if value >= 0 else -magnitude).scaleb(-12)
@@ -657,6 +658,7 @@ class Expected:
     line_discounts: dict[str, Decimal]  # line -> the sum of its coupon shares
     taxes: dict[tuple[str, str], Decimal]  # (invoice, tax code) -> rounded tax
     payments: dict[tuple[str, str], Decimal]  # (wallet, invoice) -> what the wallet paid, when it paid
+    line_credits: dict[tuple[str, str], Decimal]  # (wallet, line) -> the line's share of what it paid
 
 
 def spread(total: Decimal, left: dict[str, Decimal]) -> dict[str, Decimal]:
@@ -719,7 +721,7 @@ def line_tax_codes(case: Case, customer: Customer, line: Line) -> list[str]:
 
 def reference(case: Case) -> Expected:
     """The cascade of docs/invoice-amounts.md, customer by customer: coupons, taxes, credits."""
-    expected = Expected({}, defaultdict(lambda: ZERO), {}, {})
+    expected = Expected({}, defaultdict(lambda: ZERO), {}, {}, {})
     for customer in case.customers:
         exponent, zone = customer.exponent, customer.timezone
         invoices = case.invoices_in_order(customer.customer_id)
@@ -770,6 +772,8 @@ def reference(case: Case) -> Expected:
                         tax = taxable * case.taxes[code] / 100
                         exact[code] += tax
                         line_totals[line.line_id] += tax
+                    # What credits weigh: the line with its exact taxes as a precise amount.
+                    line_totals[line.line_id] = to_precise(Fraction(line_totals[line.line_id]))
                 rounded = {code: round_money(amount, exponent) for code, amount in exact.items()}
                 subtotals[invoice.invoice_id] = (
                     sum((line.amount for line in invoice.lines), ZERO)
@@ -806,35 +810,65 @@ def reference(case: Case) -> Expected:
                     left -= paid
                     for line_id, share in spread(paid, lines).items():
                         line_totals[line_id] -= share
+                        expected.line_credits[(wallet.wallet_id, line_id)] = share
                 expected.payments[(wallet.wallet_id, invoice.invoice_id)] = paid
     return expected
 
 
 # ---------------------------------------------------------------- pinned examples
+#
+# Counterexamples Hypothesis found (shrunk, restated on one invoice), kept with @example: a
+# failing one fails its property on every run, at once, until the SQL is fixed; a passing one
+# guards against the bug's return.
 
 
-def one_invoice(currency: str, amounts: list[str], coupons: list[tuple[str, str, str]]) -> Case:
-    """A customer (UTC) billed base fees of `amounts` on 1 October 2026 and taxed 20% by the
-    billing entity, with unlimited coupons (coupon_type, rate or amount, frequency) applied in
-    this order in September."""
-    lines = tuple(Line(f"l{n}", "subscription", "basic", None, None, Decimal(amount))
-                  for n, amount in enumerate(amounts))
-    applied = tuple(
-        Coupon(f"c0:cp{n}:2026-09-0{n + 1}T00:00:00", f"cp{n}", "c0", datetime(2026, 9, n + 1), n + 2, kind,
-               Decimal(value) if kind == "percentage" else None, Decimal(value) if kind == "fixed_amount" else None,
-               frequency, None, None, None, ())
-        for n, (kind, value, frequency) in enumerate(coupons))
-    return Case((Customer("c0", currency, "UTC", False),), (Invoice("i0", "c0", datetime(2026, 10, 1), lines),),
-                applied, {"vat": Decimal(20)}, (("billing_entity", BILLING_ENTITY, "vat"),), ())
+def one_invoice(currency: str, lines: list[Line], coupons: list[Coupon] = (), wallets: list[Wallet] = ()) -> Case:
+    """A customer "c0" (UTC) invoiced `lines` on 1 October 2026, taxed 20% by the billing entity."""
+    return Case((Customer("c0", currency, "UTC", False),), (Invoice("i0", "c0", datetime(2026, 10, 1), tuple(lines)),),
+                tuple(coupons), {"vat": Decimal(20)}, (("billing_entity", BILLING_ENTITY, "vat"),), tuple(wallets))
 
 
-# A guard (it passes since a share became weight x an exact ratio): a counterexample Hypothesis
-# found when a share was divide_exactly(discount x what is left, eligible), the product rounded
-# to 12 decimals before the division. 50% of 0.003 KWD takes 0.002, leaving 0.000333333333 and
-# 0.000666666667; the fixed 0.001 then takes all that is left, which that rule shared as
-# 0.000333333 and 0.000666666667 + 3.33E-10: the second line's taxable amount was -3.33E-10.
-STACKED_COUPON_SHARES = one_invoice("KWD", ["0.001", "0.002"], [("percentage", "50", "once"),
-                                                                ("fixed_amount", "0.001", "once")])
+def base_fee(line_id: str, amount: str) -> Line:
+    return Line(line_id, "subscription", "basic", None, None, Decimal(amount))
+
+
+def usage_fee(line_id: str, metric: str, amount: str) -> Line:
+    return Line(line_id, "charge", "basic", f"basic:{metric}", metric, Decimal(amount))
+
+
+def coupon(number: int, kind: str, value: str, metrics: tuple[str, ...] = ()) -> Coupon:
+    """Coupon `number`, applied once to c0 on `number` September (in that order)."""
+    return Coupon(f"c0:cp{number}", f"cp{number}", "c0", datetime(2026, 9, number), number + 1, kind,
+                  Decimal(value) if kind == "percentage" else None, Decimal(value) if kind == "fixed_amount" else None,
+                  "once", None, None, "metric" if metrics else None, metrics)
+
+
+def wallet(wallet_id: str, credits: str) -> Wallet:
+    """A wallet of c0 opened on 1 September with `credits` granted, a credit worth 1."""
+    start = datetime(2026, 9, 1)
+    return Wallet(wallet_id, "c0", Decimal(1), 1, start, None, (), (), ((start, "granted", Decimal(credits)),), ())
+
+
+# Passes (a guard): when a share was divide_exactly(discount x what is left, eligible), the
+# product was rounded to 12 decimals before the division. 50% of 0.003 KWD takes 0.002, leaving
+# 0.000333333333 and 0.000666666667; the fixed 0.001 then takes all that is left, which that
+# rule shared as 0.000333333 and 0.000666666667 + 3.33E-10: a taxable amount of -3.33E-10.
+STACKED_COUPON_SHARES = one_invoice("KWD", [base_fee("l0", "0.001"), base_fee("l1", "0.002")],
+                                    [coupon(1, "percentage", "50"), coupon(2, "fixed_amount", "0.001")])
+# Guards (both failed before exact_ratio): the ratio of a share was divide_exactly(amount,
+# total), which cut the total to 9 decimals, so the ratio was not exact to 12. ¥1 off three ¥1
+# usage fees leaves 0.666666666666 (la, the top line, took the last digit), 0.666666666667 (lb)
+# and 0.666666666667 (lc); ¥1 off the api_calls lines (la, lc: 1.333333333333 left) has the
+# ratio 0.75, shares of 0.5 and 0.5, where dividing by 1.333333333 gave 0.750000000188 and
+# shares of 0.500000000125 and 0.499999999875. Wallets spread the same way.
+RATIO_OF_A_ROUNDED_TOTAL = one_invoice(
+    "JPY", [usage_fee("la", "api_calls", "1"), usage_fee("lb", "tokens", "1"), usage_fee("lc", "api_calls", "1")],
+    [coupon(1, "fixed_amount", "1", ("api_calls", "tokens")), coupon(2, "fixed_amount", "1", ("api_calls",))])
+# dbt stopped with "Overflow in multiplication of DECIMAL(38)": what was left of a line for a
+# wallet was decimal(38, 20) (its exact taxes), and weight x ratio (12 decimals) left 6 integer
+# digits, so a wallet paying 1,000,000.00 of a 2,000,000.00 USD fee crashed the build. Lines
+# are now weighed as precise amounts (12 decimals).
+LARGE_WALLET_PAYMENT = one_invoice("USD", [base_fee("l0", "2000000.00")], wallets=[wallet("w0", "1000000")])
 
 
 # ---------------------------------------------------------------- 1. the invoice identity
@@ -967,6 +1001,7 @@ def sequential_payments(case: Case, billed: Billed, customer: Customer) -> dict[
 
 @settings(max_examples=examples(50), **SETTINGS)
 @given(case=cases())
+@example(case=LARGE_WALLET_PAYMENT)
 def test_wallet_histories_never_go_below_zero_and_follow_the_sequential_spending(billing: Billing,
                                                                                  case: Case) -> None:
     billed = billing.run(case)
@@ -1011,3 +1046,24 @@ def test_discounts_taxes_and_credits_match_a_reference_of_the_doc(billing: Billi
         == expected.discounts
     assert {(r["invoice_id"], r["tax_code"]): r["tax_amount"] for r in billed.invoice_taxes} == expected.taxes
     assert {key: r["credit_amount"] for key, r in billed.wallet_payments().items()} == expected.payments
+
+
+# ---------------------------------------------------------------- 5. line shares
+
+
+@settings(max_examples=examples(40), **SETTINGS)
+@given(case=cases())
+@example(case=RATIO_OF_A_ROUNDED_TOTAL)
+def test_line_shares_take_the_exact_ratio_of_what_is_left(billing: Billing, case: Case) -> None:
+    """Each line's coupon and credit shares (fct_invoice_lines.precise_discount_amount and
+    precise_credit_amount) are what is left of it x an exact ratio, as the reference spreads."""
+    expected = reference(case)
+    billed = billing.run(case)
+    discounts: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for row in billed.coupons:
+        discounts[row["invoice_line_id"]] += row["line_discount_amount"]
+    assert {line: share for line, share in discounts.items() if share} \
+        == {line: share for line, share in expected.line_discounts.items() if share}
+    assert {(r["wallet_id"], r["invoice_line_id"]): r["line_credit_amount"] for r in billed.payments
+            if r["line_credit_amount"]} == {key: share for key, share in expected.line_credits.items() if share}
+

@@ -56,7 +56,8 @@ line_tax_totals as (
     group by 1
 ),
 
--- A line's part of the amount due: its fee net of coupons, plus its (exact) taxes.
+-- A line's part of the amount due: its fee net of coupons, plus its exact taxes, as a precise
+-- amount (12 decimals, what spread_in_proportion weighs).
 line_totals as (
     select
         fees.invoice_line_id,
@@ -64,8 +65,8 @@ line_totals as (
         fees.customer_id,
         fees.fee_kind,
         fees.metric_code,
-        fees.amount - coalesce(line_discounts.discount_amount, 0) + coalesce(line_tax_totals.tax_amount, 0)
-            as line_total
+        {{ to_precise_money('fees.amount - coalesce(line_discounts.discount_amount, 0)'
+                            ' + coalesce(line_tax_totals.tax_amount, 0)') }} as line_total
     from fees
     left join line_discounts
         on fees.invoice_line_id = line_discounts.invoice_line_id
