@@ -379,6 +379,24 @@ class Charge(_Strict):
         return []
 
 
+class UsageThreshold(_Strict):
+    """Progressive billing: when a period's usage to date reaches `amount`, an invoice is issued
+    for the usage so far (docs/invoice-amounts.md). A recurring threshold fires every `amount`
+    beyond the largest fixed one."""
+
+    amount: Decimal
+    name: str | None = None
+    recurring: bool = False
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _positive(cls, value: Any) -> Decimal:
+        amount = _decimal_string(value)
+        if amount <= 0:
+            raise ValueError(f"{value!r} must be above zero")
+        return amount
+
+
 class Plan(_Strict):
     code: str
     name: str
@@ -396,6 +414,8 @@ class Plan(_Strict):
     charges: list[Charge] = []
     # Tax codes for this plan's fees, instead of the customer's or billing entity's.
     taxes: list[str] = []
+    # Progressive billing: fixed thresholds and at most one recurring step.
+    usage_thresholds: list[UsageThreshold] = []
     # Set on the plans that per-subscription overrides derive (never in plans.yml).
     base_plan_code: str | None = Field(default=None, exclude=True)
 
@@ -410,6 +430,16 @@ class Plan(_Strict):
         if value is not None:
             raise ValueError("is set by subscription_overrides.yml, not written in a plan")
         return value
+
+    @field_validator("usage_thresholds")
+    @classmethod
+    def _one_recurring_and_distinct(cls, thresholds: list[UsageThreshold]) -> list[UsageThreshold]:
+        if sum(t.recurring for t in thresholds) > 1:
+            raise ValueError("at most one threshold may be recurring")
+        fixed = [t.amount for t in thresholds if not t.recurring]
+        if len(set(fixed)) != len(fixed):
+            raise ValueError("two fixed thresholds have the same amount")
+        return thresholds
 
     @model_validator(mode="after")
     def _monthly_charges_need_a_longer_interval(self) -> Plan:
@@ -1123,9 +1153,28 @@ def _check_plan(plans_path: Path, where: str, plan: Plan, metrics_by_code: dict[
         if charge.pay_in_advance:
             _check_in_advance(plans_path, f"{where} > charges[{charge_index}]", charge,
                               metrics_by_code[charge.metric])
+        if plan.usage_thresholds and not charge.pay_in_advance:
+            _check_progressive(plans_path, f"{where} > charges[{charge_index}]", charge,
+                               metrics_by_code[charge.metric])
 
 
-OVERRIDABLE_PLAN_FIELDS = {"amount", "minimum_commitment", "trial_period", "invoice_display_name", "charges", "taxes"}
+def _check_progressive(path: Path, where: str, charge: Charge, metric: BillableMetric) -> None:
+    """Usage thresholds price each charge's usage to every local midnight of the period. Three
+    kinds of usage have no such amount: a time-weighted sum and a recurring unique count depend
+    on the rest of the period, and a percentage charge's free events on the whole period."""
+    if charge.charge_model == "percentage":
+        raise CatalogError(path, f"{where} > charge_model",
+                           "a plan with usage_thresholds cannot have a percentage charge (its free units "
+                           "and events depend on the whole period)")
+    if metric.aggregation == "weighted_sum" or (metric.aggregation == "unique_count" and metric.recurring):
+        kind = "a weighted_sum" if metric.aggregation == "weighted_sum" else "a recurring unique_count"
+        raise CatalogError(path, f"{where} > metric",
+                           f"a plan with usage_thresholds cannot price {kind} metric ({metric.code!r}): its "
+                           "usage to date depends on the rest of the period")
+
+
+OVERRIDABLE_PLAN_FIELDS = {"amount", "minimum_commitment", "trial_period", "invoice_display_name", "charges", "taxes",
+                           "usage_thresholds"}
 OVERRIDABLE_CHARGE_FIELDS = {"metric", "charge_model", "properties", "min_amount", "invoice_display_name", "filters",
                              "taxes"}
 
@@ -1275,6 +1324,11 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
         ("amount", MONEY), ("is_pay_in_advance", "boolean"), ("invoice_display_name", "varchar"),
         ("trial_period_days", "integer"), ("bill_charges_monthly", "boolean"), ("minimum_commitment", MONEY),
         ("base_plan_code", "varchar"),
+    ],
+    # Progressive billing thresholds of a plan (docs/invoice-amounts.md).
+    "catalog.usage_thresholds": [
+        ("plan_code", "varchar"), ("position", "integer"), ("threshold_amount", MONEY), ("is_recurring", "boolean"),
+        ("threshold_name", "varchar"),
     ],
     "catalog.charges": [
         ("charge_id", "varchar"), ("plan_code", "varchar"), ("metric_code", "varchar"),
@@ -1430,6 +1484,8 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
         "catalog.plans": [(p.code, p.name, p.interval, p.currency, p.amount, p.pay_in_advance, p.invoice_display_name,
                            p.trial_period, p.bill_charges_monthly, p.minimum_commitment, p.base_plan_code)
                           for p in catalog.plans],
+        "catalog.usage_thresholds": [(p.code, position, t.amount, t.recurring, t.name)
+                                     for p in catalog.plans for position, t in enumerate(p.usage_thresholds)],
         "catalog.charges": charges,
         "catalog.charge_tiers": tiers,
         "catalog.charge_filter_values": filter_values,

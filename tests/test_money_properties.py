@@ -9,14 +9,15 @@ names match the compiled SQL, and the five models are materialised in dependency
 hundreds of billing histories run in seconds without a dbt build per example.
 
 An example is one or two customers (USD, JPY or KWD; a time zone; sometimes tax exempt) with
-invoices of 1-5 lines over a few months, coupons applied at random instants (percentage or
+invoices of 1-5 lines over a few months (a usage line may deduct part or all of itself as
+already billed by progressive billing invoices), coupons applied at random instants (percentage or
 fixed; once, recurring or forever; expiring or not; limited to plans or metrics or not), tax
 rates named by the billing entity, customers, plans and charges, and wallets (priorities,
 limits, expiry, credits granted or purchased at random instants, recurring top-ups).
 
 Properties:
-1. the invoice identity fees - discounts + taxes - credits = total due holds to the last minor
-   unit, with a non-negative total and subtotal;
+1. the invoice identity fees - progressive billing already invoiced - discounts + taxes -
+   credits = total due holds to the last minor unit, with a non-negative total and subtotal;
 2. no amount is negative, a coupon takes at most what it requested and what is eligible, a
    wallet pays at most its balance, and line shares add up to what they share;
 3. a wallet's history (credits in, payments out) never goes below zero and matches a plain
@@ -68,6 +69,7 @@ INPUT_COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("invoice_line_id", "varchar"), ("invoice_id", "varchar"), ("fee_kind", "varchar"), ("customer_id", "varchar"),
         ("plan_code", "varchar"), ("base_plan_code", "varchar"), ("charge_id", "varchar"), ("metric_code", "varchar"),
         ("currency", "varchar"), ("minor_unit", "integer"), ("invoice_at", "timestamp"), ("amount", ROUNDED),
+        ("progressive_billing_credit_amount", ROUNDED), ("billable_amount", ROUNDED),
     ],
     "stg_catalog__customers": [("customer_id", "varchar"), ("billing_entity_code", "varchar"),
                                ("is_tax_exempt", "boolean"), ("billing_timezone", "varchar")],
@@ -202,6 +204,15 @@ class Line:
     charge_id: str | None
     metric_code: str | None
     amount: Decimal
+    # What progressive billing invoices of the period already billed of a usage line, at most
+    # its amount (int_invoice_fees.progressive_billing_credit_amount): deducted before coupons.
+    deducted: Decimal = ZERO
+
+    @property
+    def billable(self) -> Decimal:
+        """What coupons, taxes and credits start from (int_invoice_fees.billable_amount)."""
+        with localcontext(EXACT):
+            return self.amount - self.deducted
 
     @property
     def base_plan_code(self) -> str | None:
@@ -391,7 +402,7 @@ class Billing:
         self._insert("int_invoice_fees", [
             (line.line_id, invoice.invoice_id, line.fee_kind, invoice.customer_id, line.plan_code,
              line.base_plan_code, line.charge_id, line.metric_code, customers[invoice.customer_id].currency,
-             customers[invoice.customer_id].exponent, invoice.invoice_at, line.amount)
+             customers[invoice.customer_id].exponent, invoice.invoice_at, line.amount, line.deducted, line.billable)
             for invoice in case.invoices for line in invoice.lines])
         self._insert("stg_catalog__customers", [
             (c.customer_id, BILLING_ENTITY, c.is_tax_exempt, c.timezone) for c in case.customers])
@@ -496,7 +507,13 @@ def fee_lines(draw, exponent: int, tiny: bool, counter: list[int]) -> Line:
         metric = draw(st.sampled_from(METRICS))
         charge = f"{plan}:{metric}" + ("#1" if kind == "charge" and draw(st.booleans()) else "")
     counter[0] += 1
-    return Line(ident("l", counter[0]), kind, plan, charge, metric, draw(money(exponent, tiny)))
+    amount = draw(money(exponent, tiny))
+    # A usage line may deduct what progressive billing invoiced of it: nothing, part, or all.
+    deducted = Decimal(0).scaleb(-exponent)
+    if kind == "charge" and amount > 0:
+        whole_units = int(amount.scaleb(exponent))
+        deducted = Decimal(draw(st.sampled_from((0, 0, whole_units, draw(st.integers(0, whole_units)))))).scaleb(-exponent)
+    return Line(ident("l", counter[0]), kind, plan, charge, metric, amount, deducted)
 
 
 @st.composite
@@ -693,7 +710,7 @@ def coupon_eligible(coupon: Coupon, invoice: Invoice, line: Line, zone: str) -> 
     its expiration date (local), never add-ons, only its plans (a contract plan counts as its
     plan) or its metrics if limited. Zero fees are not eligible fees (the SQL's `amount > 0`):
     an invoice whose eligible fees are all zero does not use up a `once` or `recurring` coupon."""
-    if invoice.invoice_at < coupon.applied_at or line.fee_kind == "add_on" or line.amount <= 0:
+    if invoice.invoice_at < coupon.applied_at or line.fee_kind == "add_on" or line.billable <= 0:
         return False
     if coupon.expiration_date is not None and from_utc(invoice.invoice_at, zone).date() > coupon.expiration_date:
         return False
@@ -725,7 +742,7 @@ def reference(case: Case) -> Expected:
     for customer in case.customers:
         exponent, zone = customer.exponent, customer.timezone
         invoices = case.invoices_in_order(customer.customer_id)
-        remaining = {line.line_id: line.amount for invoice in invoices for line in invoice.lines}
+        remaining = {line.line_id: line.billable for invoice in invoices for line in invoice.lines}
 
         # Coupons, one after the other; each takes of what the earlier ones left.
         for coupon in sorted((c for c in case.coupons if c.customer_id == customer.customer_id), key=coupon_order):
@@ -766,7 +783,7 @@ def reference(case: Case) -> Expected:
             exact: dict[str, Decimal] = defaultdict(lambda: ZERO)
             with localcontext(EXACT):
                 for line in invoice.lines:
-                    taxable = line.amount - expected.line_discounts[line.line_id]
+                    taxable = line.billable - expected.line_discounts[line.line_id]
                     line_totals[line.line_id] = taxable
                     for code in line_tax_codes(case, customer, line):
                         tax = taxable * case.taxes[code] / 100
@@ -776,7 +793,7 @@ def reference(case: Case) -> Expected:
                     line_totals[line.line_id] = to_precise(Fraction(line_totals[line.line_id]))
                 rounded = {code: round_money(amount, exponent) for code, amount in exact.items()}
                 subtotals[invoice.invoice_id] = (
-                    sum((line.amount for line in invoice.lines), ZERO)
+                    sum((line.billable for line in invoice.lines), ZERO)
                     - sum((d for (_, i), d in expected.discounts.items() if i == invoice.invoice_id), ZERO)
                     + sum(rounded.values(), ZERO))
             expected.taxes.update({(invoice.invoice_id, code): tax for code, tax in rounded.items()})
@@ -881,6 +898,7 @@ def invoice_parts(billed: Billed, invoice: Invoice) -> dict[str, Decimal]:
             return sum(values, ZERO)
     return {
         "fees": total(line.amount for line in invoice.lines),
+        "progressive": total(line.deducted for line in invoice.lines),
         "discounts": total(r["discount_amount"] for (_, i), r in billed.discounts().items() if i == invoice.invoice_id),
         "taxes": total(r["tax_amount"] for r in billed.invoice_taxes if r["invoice_id"] == invoice.invoice_id),
         "credits": total(r["credit_amount"] for (_, i), r in billed.wallet_payments().items()
@@ -903,7 +921,7 @@ def test_fees_minus_discounts_plus_taxes_minus_credits_is_the_total_due(billing:
                 + [r["credit_amount"] for (_, i), r in billed.wallet_payments().items() if i == invoice.invoice_id])
         assert all(is_whole(amount, exponent) for amount in rows), f"{where}: rows {rows}"
         with localcontext(EXACT):
-            subtotal = parts["fees"] - parts["discounts"]
+            subtotal = parts["fees"] - parts["progressive"] - parts["discounts"]
             total = subtotal + parts["taxes"] - parts["credits"]
             assert subtotal >= 0, where
             assert total >= 0, where
@@ -970,14 +988,14 @@ def sequential_payments(case: Case, billed: Billed, customer: Customer) -> dict[
     spent = {w.wallet_id: ZERO for w in wallets}
     payments = {}
     with localcontext(EXACT):
-        line_left = {line.line_id: line.amount for invoice in case.invoices for line in invoice.lines}
+        line_left = {line.line_id: line.billable for invoice in case.invoices for line in invoice.lines}
         for row in billed.coupons:
             line_left[row["invoice_line_id"]] -= row["line_discount_amount"]
         for row in billed.line_taxes:
             line_left[row["invoice_line_id"]] += row["tax_amount"]
         for invoice in case.invoices_in_order(customer.customer_id):
             parts = invoice_parts(billed, invoice)
-            left = parts["fees"] - parts["discounts"] + parts["taxes"]
+            left = parts["fees"] - parts["progressive"] - parts["discounts"] + parts["taxes"]
             for wallet in wallets:
                 if invoice.invoice_at < wallet.started_at or (
                         wallet.expires_at is not None and invoice.invoice_at >= wallet.expires_at):

@@ -51,26 +51,9 @@ tier_units as (
         tiers.to_value,
         tiers.per_unit_amount,
         tiers.flat_amount,
-        cast(
-            case
-                when charge_fees.charge_model = 'package' then
-                    case when charge_fees.units > charge_fees.free_units
-                        then charge_fees.units - charge_fees.free_units else 0 end
-                when charge_fees.charge_model = 'volume' then
-                    case when tiers.from_value <= ceil(charge_fees.units)
-                        and (tiers.to_value is null or charge_fees.units <= tiers.to_value)
-                        then charge_fees.units else 0 end
-                else {{ units_in_tier('charge_fees.units', 'tiers.lower_bound', 'tiers.to_value') }}
-            end
-            as {{ quantity_type() }}
-        ) as units_in_tier,
-        case
-            when charge_fees.charge_model = 'volume' then
-                tiers.from_value <= ceil(charge_fees.units)
-                and (tiers.to_value is null or charge_fees.units <= tiers.to_value)
-            when charge_fees.charge_model = 'graduated_percentage' then charge_fees.units > tiers.lower_bound
-            else tiers.tier_index = 0 or charge_fees.units > tiers.lower_bound
-        end as is_reached
+        {{ tier_units('charge_fees.charge_model', 'charge_fees.units', 'charge_fees.free_units', 'tiers') }}
+            as units_in_tier,
+        {{ tier_is_reached('charge_fees.charge_model', 'charge_fees.units', 'tiers') }} as is_reached
     from charge_fees
     inner join tiers
         on charge_fees.charge_id = tiers.charge_id
@@ -93,11 +76,8 @@ final as (
         case when tier_units.charge_model = 'package'
             then {{ ceil_divide('tier_units.units_in_tier', 'tier_units.package_size') }}
         end as package_count,
-        {{ to_precise_money(
-            "case when tier_units.charge_model = 'package'"
-            ~ " then " ~ ceil_divide('tier_units.units_in_tier', 'tier_units.package_size') ~ " * tier_units.per_unit_amount"
-            ~ " else tier_units.units_in_tier * tier_units.per_unit_amount"
-            ~ " + case when tier_units.is_reached then tier_units.flat_amount else 0 end end") }}
+        {{ tier_amount('tier_units.charge_model', 'tier_units.units_in_tier', 'tier_units.is_reached',
+                       'tier_units.package_size', 'tier_units') }}
             as tier_amount
     from tier_units
 )

@@ -157,18 +157,9 @@ final as (
         aggregated.aggregation,
         aggregated.event_count,
         aggregated.aggregated_units,
-        cast(
-            case aggregated.rounding_function
-                when 'round' then round({{ divide_exactly('aggregated.aggregated_units', 'aggregated.rounding_step') }}, 0)
-                    * aggregated.rounding_step
-                when 'ceil' then ceil({{ divide_exactly('aggregated.aggregated_units', 'aggregated.rounding_step') }})
-                    * aggregated.rounding_step
-                when 'floor' then floor({{ divide_exactly('aggregated.aggregated_units', 'aggregated.rounding_step') }})
-                    * aggregated.rounding_step
-                else aggregated.aggregated_units
-            end
-            as {{ quantity_type() }}
-        ) as units
+        aggregated.level_before,
+        {{ rounded_units('aggregated.aggregated_units', 'aggregated.rounding_function', 'aggregated.rounding_step') }}
+            as units
     from aggregated
 )
 

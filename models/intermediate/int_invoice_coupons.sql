@@ -80,7 +80,7 @@ eligible_lines as (
         fees.invoice_id,
         fees.invoice_at,
         fees.minor_unit,
-        fees.amount
+        fees.billable_amount as amount
     from ordered_coupons
     inner join customers
         on ordered_coupons.customer_id = customers.customer_id
@@ -88,7 +88,7 @@ eligible_lines as (
         on ordered_coupons.customer_id = fees.customer_id
         and fees.invoice_at >= ordered_coupons.applied_at
     where fees.fee_kind <> 'add_on'
-        and fees.amount > 0
+        and fees.billable_amount > 0
         and (
             ordered_coupons.expiration_date is null
             or cast({{ from_utc('fees.invoice_at', 'customers.billing_timezone') }} as date)
@@ -141,7 +141,7 @@ in_force as (
 remaining_0 as (
     select
         fees.invoice_line_id,
-        {{ to_precise_money('fees.amount') }} as remaining_amount
+        {{ to_precise_money('fees.billable_amount') }} as remaining_amount
     from fees
     where fees.invoice_line_id in (select eligible_lines.invoice_line_id from eligible_lines)
 ),

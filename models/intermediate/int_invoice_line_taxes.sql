@@ -45,7 +45,7 @@ taxable_lines as (
         fees.plan_code,
         fees.charge_id,
         customers.billing_entity_code,
-        {{ to_precise_money('fees.amount - coalesce(line_discounts.discount_amount, 0)') }} as taxable_amount
+        {{ to_precise_money('fees.billable_amount - coalesce(line_discounts.discount_amount, 0)') }} as taxable_amount
     from fees
     inner join customers
         on fees.customer_id = customers.customer_id

@@ -65,7 +65,7 @@ line_totals as (
         fees.customer_id,
         fees.fee_kind,
         fees.metric_code,
-        {{ to_precise_money('fees.amount - coalesce(line_discounts.discount_amount, 0)'
+        {{ to_precise_money('fees.billable_amount - coalesce(line_discounts.discount_amount, 0)'
                             ' + coalesce(line_tax_totals.tax_amount, 0)') }} as line_total
     from fees
     left join line_discounts
@@ -81,7 +81,7 @@ invoice_fees as (
         fees.customer_id,
         fees.invoice_at,
         fees.minor_unit,
-        sum(fees.amount) as fees_amount
+        sum(fees.billable_amount) as billable_amount
     from fees
     where fees.customer_id in (select wallets.customer_id from wallets)
     group by 1, 2, 3, 4
@@ -104,7 +104,7 @@ invoice_totals as (
     select
         invoice_fees.*,
         cast(
-            invoice_fees.fees_amount - coalesce(invoice_discounts.discount_amount, 0)
+            invoice_fees.billable_amount - coalesce(invoice_discounts.discount_amount, 0)
             + coalesce(invoice_tax_totals.tax_amount, 0)
             as {{ rounded_money_type() }}
         ) as subtotal_including_taxes

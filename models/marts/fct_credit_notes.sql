@@ -1,5 +1,6 @@
 -- One row per credit note: unused days of a base fee paid in advance, after an upgrade or a
--- termination inside the period it paid for (docs/billing-calendar.md, "Plan changes").
+-- termination inside the period it paid for (docs/billing-calendar.md, "Plan changes"), and
+-- usage progressive invoices billed beyond a period's final amount (docs/invoice-amounts.md).
 with billing_periods as (
     select * from {{ ref('int_billing_periods') }}
 ),
@@ -37,6 +38,44 @@ credits as (
         and billing_periods.unused_days > 0
 ),
 
+-- Usage a period's progressive invoices billed beyond what the period finally costs (a volume
+-- price that fell with more units, a latest value that went down): its line cannot deduct more
+-- than itself, so the rest is credited back when the period is invoiced.
+progressive_fees as (
+    select * from {{ ref('int_invoice_fees') }}
+    where progressive_billed_amount > progressive_billing_credit_amount
+),
+
+overbilled as (
+    select
+        {{ dbt.hash("billing_periods.billing_period_id || '|progressive_billing'") }} as credit_note_id,
+        'progressive_billing_overbilled' as reason,
+        billing_periods.customer_id,
+        billing_periods.subscription_id,
+        billing_periods.billing_period_id,
+        billing_periods.plan_code,
+        billing_periods.currency,
+        billing_periods.minor_unit,
+        max(progressive_fees.invoice_at) as issued_at,
+        billing_periods.service_start_date as service_period_start,
+        billing_periods.service_last_date as service_period_end,
+        cast(null as integer) as unused_days,
+        cast(null as integer) as days_in_period,
+        'Usage billed in advance of the period''s final amount' as description,
+        {{ to_precise_money('sum(progressive_fees.progressive_billed_amount - progressive_fees.progressive_billing_credit_amount)') }}
+            as precise_amount
+    from progressive_fees
+    inner join billing_periods
+        on progressive_fees.billing_period_id = billing_periods.billing_period_id
+    group by 1, 2, 3, 4, 5, 6, 7, 8, 10, 11
+),
+
+every_credit as (
+    select * from credits
+    union all
+    select * from overbilled
+),
+
 final as (
     select
         credits.credit_note_id,
@@ -56,7 +95,7 @@ final as (
         credits.description,
         credits.precise_amount,
         {{ round_money('credits.precise_amount', 'credits.minor_unit') }} as amount
-    from credits
+    from every_credit as credits
     inner join customers
         on credits.customer_id = customers.customer_id
 )

@@ -1,12 +1,22 @@
--- One row per invoice line: a base fee, a usage fee, a true-up, an add-on or a purchase of
--- credits, with the arithmetic that explains it, its share of the invoice's coupons, the taxes
--- it bears and its share of the prepaid credits that paid it (precise: an invoice rounds its
--- discounts, taxes and credits once, docs/invoice-amounts.md).
+-- One row per invoice line: a base fee, a usage fee (or its usage so far, on a progressive
+-- billing invoice), a true-up, an add-on or a purchase of credits, with the arithmetic that
+-- explains it, what progressive invoices already billed of it, its share of the invoice's
+-- coupons, the taxes it bears and its share of the prepaid credits that paid it (precise: an
+-- invoice rounds its discounts, taxes and credits once, docs/invoice-amounts.md).
 with fees as (
     select * from {{ ref('int_invoice_fees') }}
     union all
     -- Purchases of credits: invoices of their own, not discounted, taxed or paid by credits.
-    select * from {{ ref('int_wallet_purchase_fees') }}
+    select
+        purchases.*,
+        cast(0 as {{ rounded_money_type() }}) as progressive_billed_amount,
+        cast(0 as {{ rounded_money_type() }}) as progressive_billing_credit_amount,
+        purchases.amount as billable_amount
+    from {{ ref('int_wallet_purchase_fees') }} as purchases
+),
+
+progressive_lines as (
+    select invoice_line_id from {{ ref('int_progressive_billing_fees') }}
 ),
 
 wallet_shares as (
@@ -77,8 +87,11 @@ final as (
         fees.proration_factor,
         fees.precise_amount,
         fees.amount,
+        fees.invoice_line_id in (select progressive_lines.invoice_line_id from progressive_lines)
+            as is_progressive_billing,
+        fees.progressive_billing_credit_amount,
         {{ to_precise_money('coalesce(line_discounts.discount_amount, 0)') }} as precise_discount_amount,
-        {{ to_precise_money('fees.amount - coalesce(line_discounts.discount_amount, 0)') }} as taxable_amount,
+        {{ to_precise_money('fees.billable_amount - coalesce(line_discounts.discount_amount, 0)') }} as taxable_amount,
         {{ to_precise_money('coalesce(line_tax_totals.tax_rate, 0)') }} as tax_rate,
         {{ to_precise_money('coalesce(line_tax_totals.tax_amount, 0)') }} as precise_tax_amount,
         {{ to_precise_money('coalesce(line_credits.credit_amount, 0)') }} as precise_credit_amount,

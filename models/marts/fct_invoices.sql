@@ -1,7 +1,9 @@
 -- One row per invoice: a customer's fees invoiced at one instant (a period boundary), with
--- each step of the computation order of docs/invoice-amounts.md: fees - discounts = subtotal
--- excluding taxes; + taxes = subtotal including taxes; - prepaid credits = total due. Every step
--- is in rounded money.
+-- each step of the computation order of docs/invoice-amounts.md: fees - progressive billing
+-- already invoiced - discounts = subtotal excluding taxes; + taxes = subtotal including taxes;
+-- - prepaid credits = total due. Every step is in rounded money.
+-- Kind: `subscription` (a period's fees), `progressive_billing` (usage so far, when a usage
+-- threshold is reached), `one_off` (add-ons) or `credit_purchase` (wallet credits bought).
 -- Status: `draft` while the invoice's date is after the run's as_of (usage still accrues),
 -- `closed` once it has passed.
 with lines as (
@@ -40,7 +42,15 @@ invoice_fees as (
             max(case when lines.service_end_at = lines.invoice_at then lines.service_period_end end),
             max(lines.service_period_end)
         ) as period_end,
+        case
+            when max(case when lines.is_progressive_billing then 1 else 0 end) = 1 then 'progressive_billing'
+            when max(case when lines.fee_kind = 'add_on' then 1 else 0 end) = 1 then 'one_off'
+            when max(case when lines.fee_kind = 'credit_purchase' then 1 else 0 end) = 1 then 'credit_purchase'
+            else 'subscription'
+        end as invoice_kind,
         cast(sum(lines.amount) as {{ rounded_money_type() }}) as fees_amount,
+        cast(sum(lines.progressive_billing_credit_amount) as {{ rounded_money_type() }})
+            as progressive_billing_credit_amount,
         count(*) as line_count,
         cast(sum(lines.event_count) as bigint) as event_count
     from lines
@@ -90,6 +100,7 @@ final as (
     select
         amounts.invoice_id,
         case when amounts.invoice_at > {{ as_of_timestamp() }} then 'draft' else 'closed' end as status,
+        amounts.invoice_kind,
         amounts.customer_id,
         customers.customer_name,
         customers.billing_entity_code,
@@ -99,14 +110,16 @@ final as (
         amounts.period_start,
         amounts.period_end,
         amounts.fees_amount,
+        amounts.progressive_billing_credit_amount,
         amounts.discount_amount,
-        cast(amounts.fees_amount - amounts.discount_amount as {{ rounded_money_type() }}) as subtotal_excluding_taxes,
+        cast(amounts.fees_amount - amounts.progressive_billing_credit_amount - amounts.discount_amount
+             as {{ rounded_money_type() }}) as subtotal_excluding_taxes,
         amounts.tax_amount,
-        cast(amounts.fees_amount - amounts.discount_amount + amounts.tax_amount as {{ rounded_money_type() }})
-            as subtotal_including_taxes,
+        cast(amounts.fees_amount - amounts.progressive_billing_credit_amount - amounts.discount_amount
+             + amounts.tax_amount as {{ rounded_money_type() }}) as subtotal_including_taxes,
         amounts.prepaid_credit_amount,
-        cast(amounts.fees_amount - amounts.discount_amount + amounts.tax_amount - amounts.prepaid_credit_amount
-             as {{ rounded_money_type() }}) as total_amount,
+        cast(amounts.fees_amount - amounts.progressive_billing_credit_amount - amounts.discount_amount
+             + amounts.tax_amount - amounts.prepaid_credit_amount as {{ rounded_money_type() }}) as total_amount,
         cast(amounts.line_count as bigint) as line_count,
         amounts.event_count,
         {{ as_of_timestamp() }} as computed_as_of

@@ -1,6 +1,7 @@
 {{ config(meta={'dagster': {'ref': {'name': 'fct_invoices'}}}) }}
 -- The invoice identity. A failure means an invoice's header disagrees with its parts:
--- fees = sum of line amounts, discounts = sum of its coupon discounts, taxes = sum of its
+-- fees = sum of line amounts, progressive billing already invoiced = what the progressive
+-- invoices of its periods billed (at most each line), discounts = sum of its coupon discounts, taxes = sum of its
 -- taxes per rate, prepaid credits = sum of the wallets' payments, each subtotal follows from
 -- the step before, and no amount is negative.
 with invoices as (
@@ -8,9 +9,25 @@ with invoices as (
 ),
 
 line_sums as (
-    select invoice_id, sum(amount) as lines_amount
+    select invoice_id, sum(amount) as lines_amount, sum(progressive_billing_credit_amount) as progressive_amount
     from {{ ref('fct_invoice_lines') }}
     group by 1
+),
+
+-- Each usage line deducts what the progressive invoices billed of it, never more than itself.
+progressive_deductions as (
+    select lines.invoice_id
+    from {{ ref('fct_invoice_lines') }} as lines
+    left join (
+        select period_invoice_line_id, sum(amount) as billed_amount
+        from {{ ref('int_progressive_billing_fees') }}
+        group by 1
+    ) as billed
+        on lines.invoice_line_id = billed.period_invoice_line_id
+    where lines.progressive_billing_credit_amount
+        <> case when billed.billed_amount is null then 0
+            when billed.billed_amount < lines.amount then billed.billed_amount
+            else lines.amount end
 ),
 
 discount_sums as (
@@ -40,7 +57,10 @@ left join credit_sums on invoices.invoice_id = credit_sums.invoice_id
 where invoices.fees_amount <> coalesce(line_sums.lines_amount, 0)
     or invoices.discount_amount <> coalesce(discount_sums.discounts_amount, 0)
     or invoices.tax_amount <> coalesce(tax_sums.taxes_amount, 0)
-    or invoices.subtotal_excluding_taxes <> invoices.fees_amount - invoices.discount_amount
+    or invoices.progressive_billing_credit_amount <> coalesce(line_sums.progressive_amount, 0)
+    or invoices.invoice_id in (select progressive_deductions.invoice_id from progressive_deductions)
+    or invoices.subtotal_excluding_taxes
+        <> invoices.fees_amount - invoices.progressive_billing_credit_amount - invoices.discount_amount
     or invoices.subtotal_including_taxes <> invoices.subtotal_excluding_taxes + invoices.tax_amount
     or invoices.prepaid_credit_amount <> coalesce(credit_sums.credits_amount, 0)
     or invoices.total_amount <> invoices.subtotal_including_taxes - invoices.prepaid_credit_amount

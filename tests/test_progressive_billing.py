@@ -1,0 +1,137 @@
+"""Progressive billing by hand (tests/fixtures/progressive_billing), billed as of 2026-11-20.
+
+Usage thresholds are checked at every local midnight inside a period: when the period's usage
+to date reaches a threshold not yet reached, an invoice for the usage so far is issued at that
+midnight; the period-end invoice deducts what was billed early. GST 10% on everything.
+
+| customer | plan | by hand |
+|---|---|---|
+| p_twice (Paris) | 10.00 a month, calls 1.00; thresholds 20.00 and 50.00 | 15 calls on 3 Oct, 10 on 4 Oct (Paris; 23:30Z on the 3rd): the 4 Oct midnight sees 15.00, the 5 Oct one (4 Oct 22:00Z) 25.00, invoice 25.00 + 2.50. 30 calls on 10 Oct: 55.00 at 10 Oct 22:00Z, invoice 30.00 + 3.00. 5 calls on 20 Oct. 1 Nov (31 Oct 23:00Z, winter time): 60.00 + 10.00 = 70.00 less 55.00 already invoiced = 15.00 + 1.50 = 16.50. November: 60 calls on 2 Nov reach both thresholds at once, one invoice of 60.00 + 6.00; the draft of 1 Dec deducts it: 10.00 + 1.00 |
+| p_recurring (UTC) | tokens 0.01; thresholds 50.00, then every 100.00 (150, 250, 350...) | 6,000 tokens on 5 Oct: 60.00 on 6 Oct, invoice 60.00. 10,000 on 7 Oct: 160.00 reaches 150, invoice 100.00 on 8 Oct. 20,000 on 15 Oct: 360.00 reaches 250 and 350, one invoice of 200.00 on 16 Oct. 1,000 on 31 Oct (the last day: no midnight after it in the period). 1 Nov: 370.00 less 360.00 = 10.00 + 1.00 |
+| p_volume (UTC) | calls at a volume price: up to 10 at 2.00, from 11 at 1.00; threshold 15.00 | 9 calls on 2 Oct: 18.00 on 3 Oct, invoice 18.00 + 1.80. 3 more on 5 Oct: 12 calls cost 12.00. 1 Nov: 12.00 less 12.00 (a line deducts at most itself) = 0; the 6.00 billed beyond is a credit note |
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+
+from tests.conftest import FIXTURES, catalog_error_after_edit, make_home, run_all
+from orchestration.warehouse import connect
+
+CASE = FIXTURES / "progressive_billing"
+AS_OF = datetime(2026, 11, 20)
+
+INVOICE_COLUMNS = ["customer_id", "invoice_kind", "status", "invoice_at", "fees_amount",
+                   "progressive_billing_credit_amount", "tax_amount", "total_amount"]
+
+
+def bill(home_dir, as_of: datetime):
+    settings = make_home(home_dir, CASE / "catalog")
+    (settings.landing_dir / "events.jsonl").write_bytes((CASE / "events.jsonl").read_bytes())
+    run_all(settings, as_of=as_of)
+    with connect(settings, read_only=True) as warehouse:
+        invoices = warehouse.query(f"select {', '.join(INVOICE_COLUMNS)} from marts.fct_invoices "
+                                   "order by customer_id, invoice_at")
+        lines = warehouse.query(
+            "select customer_id, invoice_at, description, quantity, amount, progressive_billing_credit_amount, "
+            "event_count, is_progressive_billing from marts.fct_invoice_lines where fee_kind = 'charge' "
+            "order by customer_id, invoice_at")
+        credit_notes = warehouse.query("select customer_id, reason, issued_at, amount from marts.fct_credit_notes")
+        billed_early = warehouse.query(
+            "select lines.invoice_line_id, lines.amount, lines.progressive_billing_credit_amount, "
+            "coalesce(sum(early.amount), 0) from marts.fct_invoice_lines as lines "
+            "left join intermediate.int_progressive_billing_fees as early "
+            "on lines.invoice_line_id = early.period_invoice_line_id "
+            "where not lines.is_progressive_billing and lines.fee_kind = 'charge' group by 1, 2, 3")
+    return invoices, lines, credit_notes, billed_early
+
+
+@pytest.fixture(scope="module")
+def billed(tmp_path_factory):
+    return bill(tmp_path_factory.mktemp("progressive"), AS_OF)
+
+
+def invoices_of(billed, customer: str) -> list[tuple]:
+    invoices = billed[0]
+    return [(kind, status, at.isoformat(), *(str(Decimal(a).quantize(Decimal("0.01"))) for a in amounts))
+            for c, kind, status, at, *amounts in invoices if c == customer]
+
+
+def test_a_threshold_crossed_twice_in_one_period_at_local_midnights(billed):
+    assert invoices_of(billed, "p_twice") == [
+        # kind, status, at (UTC), fees, already invoiced, tax, total
+        ("progressive_billing", "closed", "2026-10-04T22:00:00", "25.00", "0.00", "2.50", "27.50"),
+        ("progressive_billing", "closed", "2026-10-10T22:00:00", "30.00", "0.00", "3.00", "33.00"),
+        ("subscription", "closed", "2026-10-31T23:00:00", "70.00", "55.00", "1.50", "16.50"),
+        # Both thresholds reached by one day's usage: one invoice.
+        ("progressive_billing", "closed", "2026-11-02T23:00:00", "60.00", "0.00", "6.00", "66.00"),
+        ("subscription", "draft", "2026-11-30T23:00:00", "70.00", "60.00", "1.00", "11.00"),
+    ]
+    lines = [(description, format(quantity.normalize(), "f"), str(amount), str(credit), events)
+             for c, _, description, quantity, amount, credit, events, _ in billed[1] if c == "p_twice"]
+    assert lines[:3] == [
+        ("API calls (usage to 2026-10-04)", "25", "25.000", "0.000", 25),
+        ("API calls (usage to 2026-10-10)", "30", "30.000", "0.000", 30),
+        ("API calls", "60", "60.000", "55.000", 60),
+    ]
+
+
+def test_a_recurring_threshold(billed):
+    assert invoices_of(billed, "p_recurring") == [
+        ("progressive_billing", "closed", "2026-10-06T00:00:00", "60.00", "0.00", "6.00", "66.00"),
+        ("progressive_billing", "closed", "2026-10-08T00:00:00", "100.00", "0.00", "10.00", "110.00"),
+        ("progressive_billing", "closed", "2026-10-16T00:00:00", "200.00", "0.00", "20.00", "220.00"),
+        ("subscription", "closed", "2026-11-01T00:00:00", "370.00", "360.00", "1.00", "11.00"),
+        ("subscription", "draft", "2026-12-01T00:00:00", "0.00", "0.00", "0.00", "0.00"),
+    ]
+
+
+def test_usage_billed_beyond_the_period_amount_is_credited_back(billed):
+    assert invoices_of(billed, "p_volume")[:2] == [
+        ("progressive_billing", "closed", "2026-10-03T00:00:00", "18.00", "0.00", "1.80", "19.80"),
+        ("subscription", "closed", "2026-11-01T00:00:00", "12.00", "12.00", "0.00", "0.00"),
+    ]
+    assert [(reason, at.isoformat(), str(amount)) for c, reason, at, amount in billed[2] if c == "p_volume"] == [
+        ("progressive_billing_overbilled", "2026-11-01T00:00:00", "6.000")]
+
+
+def test_each_period_line_deducts_what_was_billed_early_or_all_of_itself(billed):
+    _, _, credit_notes, billed_early = billed
+    assert billed_early
+    overbilled = Decimal(0)
+    for line_id, amount, deducted, early in billed_early:
+        assert deducted == min(amount, early), line_id
+        overbilled += early - deducted
+    assert overbilled == sum((a for _, reason, _, a in credit_notes if reason == "progressive_billing_overbilled"),
+                             Decimal(0))
+
+
+def test_a_run_as_of_an_earlier_day_sees_only_the_thresholds_reached_by_then(tmp_path):
+    """As of 8 Oct noon only the first Paris invoice is issued; 10 Oct's calls are not yet
+    events (they would be after the run's cut-off)."""
+    invoices, _, _, _ = bill(tmp_path, datetime(2026, 10, 8, 12))
+    assert invoices_of((invoices,), "p_twice") == [
+        ("progressive_billing", "closed", "2026-10-04T22:00:00", "25.00", "0.00", "2.50", "27.50"),
+        ("subscription", "draft", "2026-10-31T23:00:00", "35.00", "25.00", "1.00", "11.00"),
+    ]
+
+
+@pytest.mark.parametrize(("old", "new", "where", "message"), [
+    ('- {amount: "50.00", name: Second step}', '- {amount: "50.00", name: Second step, recurring: true}\n'
+     '      - {amount: "70.00", recurring: true}', "plans[0] (code 'twice') > usage_thresholds",
+     "at most one threshold may be recurring"),
+    ('- {amount: "50.00", name: Second step}', '- {amount: "20.00", name: Second step}',
+     "plans[0] (code 'twice') > usage_thresholds", "two fixed thresholds have the same amount"),
+    ('- {amount: "50.00"}', '- {amount: "0"}', "plans[1] (code 'recurring') > usage_thresholds[0] > amount", "'0' must be above zero"),
+    ('- {metric: tokens, charge_model: standard, properties: {amount: "0.01"}}',
+     '- {metric: tokens, charge_model: percentage, properties: {rate: "1"}}',
+     "plans[1] (code 'recurring') > charges[0] > charge_model",
+     "a plan with usage_thresholds cannot have a percentage charge (its free units and events depend on the "
+     "whole period)"),
+])
+def test_invalid_thresholds_are_located(tmp_path, old, new, where, message):
+    error = catalog_error_after_edit(CASE / "catalog", tmp_path, old, new)
+    assert str(error) == f"{error.file}: {where}: {message}"
