@@ -1159,18 +1159,13 @@ def _check_plan(plans_path: Path, where: str, plan: Plan, metrics_by_code: dict[
 
 
 def _check_progressive(path: Path, where: str, charge: Charge, metric: BillableMetric) -> None:
-    """Usage thresholds price each charge's usage to every local midnight of the period. Three
-    kinds of usage have no such amount: a time-weighted sum and a recurring unique count depend
-    on the rest of the period, and a percentage charge's free events on the whole period."""
+    """Usage thresholds price each charge's usage to every local midnight of the period; a
+    percentage charge's free events and free amount are the whole period's, so it has no such
+    amount."""
     if charge.charge_model == "percentage":
         raise CatalogError(path, f"{where} > charge_model",
                            "a plan with usage_thresholds cannot have a percentage charge (its free units "
                            "and events depend on the whole period)")
-    if metric.aggregation == "weighted_sum" or (metric.aggregation == "unique_count" and metric.recurring):
-        kind = "a weighted_sum" if metric.aggregation == "weighted_sum" else "a recurring unique_count"
-        raise CatalogError(path, f"{where} > metric",
-                           f"a plan with usage_thresholds cannot price {kind} metric ({metric.code!r}): its "
-                           "usage to date depends on the rest of the period")
 
 
 OVERRIDABLE_PLAN_FIELDS = {"amount", "minimum_commitment", "trial_period", "invoice_display_name", "charges", "taxes",

@@ -59,6 +59,7 @@ FIXTURE_CASES = {
     "plan_changes": datetime(2026, 11, 20),
     "discounts_taxes": datetime(2026, 11, 20),
     "wallets": datetime(2026, 11, 20),
+    "progressive_billing": datetime(2026, 11, 20),
 }
 
 

@@ -1,8 +1,6 @@
 -- One row per billing period, recurring unique_count price and pricing group (group_key '' when
--- the charge has none): how many distinct values were
--- active at some time in the period (seats, licences). A value is active from an `add` until a
--- `remove`; values active when the period starts carry over from earlier periods of the
--- subscription, and a value added in the period counts once even if it is removed again.
+-- the charge has none): how many distinct values were active at some time in the period
+-- (int_unique_count_values), zero for a period whose subscription has values but none then.
 with billing_periods as (
     select * from {{ ref('int_billing_periods') }}
 ),
@@ -12,22 +10,18 @@ charges as (
     where aggregation = 'unique_count' and is_recurring
 ),
 
+active_values as (
+    select * from {{ ref('int_unique_count_values') }}
+),
+
 matched_events as (
     select * from {{ ref('int_events_matched') }}
     where invoice_line_id is not null and unique_value is not null
 ),
 
--- Values are followed per subscription (all its phases: a plan change keeps the seats) and
--- price key (the metric and filter values), so they carry across a plan change.
-value_events as (
-    select
-        billing_periods.external_subscription_id,
-        charges.price_key,
-        coalesce(matched_events.group_key, '') as group_key,
-        matched_events.unique_value,
-        matched_events.operation_type,
-        matched_events.event_at,
-        matched_events.event_id
+series as (
+    select distinct billing_periods.external_subscription_id, charges.price_key,
+        coalesce(matched_events.group_key, '') as group_key
     from matched_events
     inner join charges
         on matched_events.charge_id = charges.charge_id
@@ -38,58 +32,14 @@ value_events as (
 periods as (
     select
         billing_periods.billing_period_id,
-        billing_periods.external_subscription_id,
-        billing_periods.service_start_at,
-        billing_periods.service_end_at,
         charges.charge_id,
-        series.price_key,
         series.group_key
     from billing_periods
-    inner join (select distinct external_subscription_id, price_key, group_key from value_events) as series
+    inner join series
         on billing_periods.external_subscription_id = series.external_subscription_id
     inner join charges
         on billing_periods.plan_code = charges.plan_code
         and series.price_key = charges.price_key
-),
-
-operations_before as (
-    select
-        periods.billing_period_id,
-        periods.charge_id,
-        periods.group_key,
-        value_events.unique_value,
-        value_events.operation_type,
-        row_number() over (
-            partition by periods.billing_period_id, periods.charge_id, periods.group_key, value_events.unique_value
-            order by value_events.event_at desc, value_events.event_id desc
-        ) as recency
-    from periods
-    inner join value_events
-        on periods.external_subscription_id = value_events.external_subscription_id
-        and periods.price_key = value_events.price_key
-        and periods.group_key = value_events.group_key
-        -- At the start instant too: a value removed exactly when the period starts is not active
-        -- in it (active from an add until a remove, the remove's instant excluded).
-        and value_events.event_at <= periods.service_start_at
-),
-
-active_values as (
-    select operations_before.billing_period_id, operations_before.charge_id, operations_before.group_key,
-        operations_before.unique_value
-    from operations_before
-    where operations_before.recency = 1 and operations_before.operation_type = 'add'
-
-    union
-
-    select periods.billing_period_id, periods.charge_id, periods.group_key, value_events.unique_value
-    from periods
-    inner join value_events
-        on periods.external_subscription_id = value_events.external_subscription_id
-        and periods.price_key = value_events.price_key
-        and periods.group_key = value_events.group_key
-        and value_events.event_at >= periods.service_start_at
-        and value_events.event_at < periods.service_end_at
-    where value_events.operation_type = 'add'
 ),
 
 final as (

@@ -4,11 +4,13 @@
 -- Checkpoints are the customer's local midnights strictly inside a billing period's service,
 -- up to the run's as_of: checkpoint k is the start of local day service_start_date + k, and
 -- counts the events of the local days before it. The usage to date is the metric's aggregation
--- over those events (count, sum - from the level carried in when recurring -, max, latest,
--- unique count of values added), rounded as the metric rounds, and priced over the charge's
--- tiers exactly as the period's fee is (macros/pricing.sql). The catalog refuses thresholds on
--- plans whose charges have no such amount (weighted sums, recurring unique counts, percentage
--- charges); in-advance charges are invoiced as their events come and are not part of it.
+-- over those events: count, sum (from the level carried in when recurring), max, latest,
+-- unique count (of values added; when recurring, of values active since the period's start),
+-- and a weighted sum's level x time accrued up to the checkpoint over the whole period's time
+-- (the period's amount if usage stopped there). It is rounded as the metric rounds and priced
+-- over the charge's tiers exactly as the period's fee is (macros/pricing.sql). The catalog
+-- refuses thresholds on plans with percentage charges (their free events and amounts are the
+-- period's); in-advance charges are invoiced as their events come and are not part of it.
 with thresholds as (
     select * from {{ ref('stg_catalog__usage_thresholds') }}
 ),
@@ -35,12 +37,20 @@ matched_events as (
     where invoice_line_id is not null
 ),
 
+unique_count_values as (
+    select * from {{ ref('int_unique_count_values') }}
+),
+
 lines as (
     select
         charge_units.invoice_line_id,
         charge_units.billing_period_id,
         charge_units.charge_id,
+        charge_units.group_key,
         charge_units.level_before,
+        billing_periods.service_start_at,
+        {{ dbt.datediff('billing_periods.service_start_at', 'billing_periods.service_end_at', 'second') }}
+            as service_seconds,
         charges.aggregation,
         charges.is_recurring,
         charges.rounding_function,
@@ -90,6 +100,8 @@ line_events as (
         matched_events.units,
         matched_events.unique_value,
         matched_events.operation_type,
+        {{ dbt.datediff('billing_periods.service_start_at', 'matched_events.event_at', 'second') }}
+            as seconds_from_start,
         {{ dbt.datediff('billing_periods.service_start_date',
                         'cast(' ~ from_utc('matched_events.event_at', 'billing_periods.billing_timezone') ~ ' as date)',
                         'day') }} + 1 as checkpoint_index
@@ -117,12 +129,14 @@ daily as (
         count(*) as event_count,
         sum(day_events.units) as units,
         max(day_events.units) as max_value,
-        max(case when day_events.recency = 1 then day_events.units end) as latest_value
+        max(case when day_events.recency = 1 then day_events.units end) as latest_value,
+        sum(day_events.units * day_events.seconds_from_start) as unit_seconds
     from day_events
     group by 1, 2
 ),
 
--- Unique counts: each value counts from the day it was first added.
+-- Unique counts: each value counts from the day it was first added (when recurring: from the
+-- day it became active in the period, the first day for values carried in).
 first_additions as (
     select
         first_seen.invoice_line_id,
@@ -131,8 +145,27 @@ first_additions as (
     from (
         select line_events.invoice_line_id, line_events.unique_value, min(line_events.checkpoint_index) as checkpoint_index
         from line_events
+        inner join lines
+            on line_events.invoice_line_id = lines.invoice_line_id
         where line_events.operation_type = 'add'
+            and not (lines.aggregation = 'unique_count' and lines.is_recurring)
         group by 1, 2
+
+        union all
+
+        select
+            lines.invoice_line_id,
+            unique_count_values.unique_value,
+            {{ dbt.datediff('billing_periods.service_start_date',
+                            'cast(' ~ from_utc('unique_count_values.first_active_at', 'billing_periods.billing_timezone') ~ ' as date)',
+                            'day') }} + 1 as checkpoint_index
+        from unique_count_values
+        inner join lines
+            on unique_count_values.billing_period_id = lines.billing_period_id
+            and unique_count_values.charge_id = lines.charge_id
+            and unique_count_values.group_key = coalesce(lines.group_key, '')
+        inner join billing_periods
+            on lines.billing_period_id = billing_periods.billing_period_id
     ) as first_seen
     group by 1, 2
 ),
@@ -144,6 +177,8 @@ running as (
         open_checkpoints.checkpoint_at,
         coalesce(sum(daily.event_count) over to_date, 0) as event_count,
         coalesce(sum(daily.units) over to_date, 0) as period_sum,
+        coalesce(sum(daily.unit_seconds) over to_date, 0) as unit_seconds,
+        {{ dbt.datediff('lines.service_start_at', 'open_checkpoints.checkpoint_at', 'second') }} as elapsed_seconds,
         coalesce(max(daily.max_value) over to_date, 0) as max_value,
         coalesce(sum(first_additions.added_value_count) over to_date, 0) as added_value_count,
         max(case when daily.event_count > 0 then daily.checkpoint_index end) over to_date as latest_day
@@ -174,6 +209,11 @@ aggregated as (
             ~ " when 'max' then running.max_value"
             ~ " when 'latest' then case when latest.latest_value > 0 then latest.latest_value else 0 end"
             ~ " when 'unique_count' then running.added_value_count"
+            ~ " when 'weighted_sum' then case when running.service_seconds > 0 then "
+            ~ divide_exactly("case when running.is_recurring then running.level_before else 0 end"
+                             ~ " * running.elapsed_seconds + running.period_sum * running.elapsed_seconds"
+                             ~ " - running.unit_seconds", "running.service_seconds")
+            ~ " else 0 end"
             ~ " end",
             'running.rounding_function', 'running.rounding_step') }} as units
     from running
