@@ -157,6 +157,9 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
             """)
         one_off = warehouse.query(
             "select count(distinct invoice_id) from marts.fct_invoice_lines where fee_kind = 'add_on'")[0][0]
+        progressive = warehouse.query(
+            "select count(*), count(distinct customer_id) from marts.fct_invoices "
+            "where invoice_kind = 'progressive_billing' and status = 'closed'")[0]
         credit_notes = warehouse.query(
             "select currency, count(*), sum(amount) from marts.fct_credit_notes where status = 'closed' "
             "group by 1 order by 1")
@@ -170,22 +173,23 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
         example = warehouse.query(
             "select invoice_id from marts.fct_invoices where status = 'closed' order by "
             "(case when discount_amount > 0 then 1 else 0 end) + (case when tax_amount > 0 then 1 else 0 end) "
+            "+ (case when progressive_billing_credit_amount > 0 then 1 else 0 end) "
             "+ (case when prepaid_credit_amount > 0 then 1 else 0 end) desc, line_count desc, invoice_id limit 1")
         outcomes = reconciliation(warehouse)
     console.rule(f"Billing as of {pipeline.format_as_of(result.as_of)} UTC "
                  f"({'full rebuild' if result.full_refresh else 'incremental'}: {result.reason})")
-    table = Table(title="Closed invoices: fees - coupons + taxes - prepaid credits = due", show_edge=False,
-                  pad_edge=False)
-    for column in ("", "invoices", "fees", "coupons", "taxes", "credits", "due"):
+    table = Table(title="Closed invoices: fees - billed early - coupons + taxes - prepaid credits = due",
+                  show_edge=False, pad_edge=False)
+    for column in ("", "invoices", "fees", "billed early", "coupons", "taxes", "credits", "due"):
         table.add_column(column, justify="right" if column else "left", no_wrap=True)
-    draft_map = {row[0]: (row[1], row[6]) for row in drafts}
+    draft_map = {row[0]: (row[1], row[7]) for row in drafts}
     closed_map = {row[0]: row[1:] for row in closed}
     exponents = known_currencies()
     zero = Decimal(0)
     for currency in sorted(closed_map):
-        n, fees, discounts, tax, credits, total = closed_map[currency]
+        n, fees, billed_early, discounts, tax, credits, total = closed_map[currency]
         places = exponents[currency]
-        table.add_row(currency, f"{n:,}", *(f"{v:,.{places}f}" for v in (fees, discounts, tax, credits)),
+        table.add_row(currency, f"{n:,}", *(f"{v:,.{places}f}" for v in (fees, billed_early, discounts, tax, credits)),
                       f"[bold]{total:,.{places}f}[/bold]")
     console.print(table)
     if draft_map:
@@ -207,11 +211,15 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
                       f"ongoing usage {ongoing_usage:,.{places}f}, ongoing balance {ongoing_balance:,.{places}f} "
                       "(marts.fct_wallets, history in marts.fct_wallet_transactions)")
     _print_plans_in_use(plans_in_use, one_off)
+    if progressive[0]:
+        console.print(f"Progressive billing: {progressive[0]:,} invoice(s) of usage so far for {progressive[1]:,} "
+                      "customer(s) who reached a usage threshold, deducted from their period-end invoices")
     _print_billed_by_charge(by_charge, exponents)
     if credit_notes:
         summary = ", ".join(f"{currency} {total:,.{exponents[currency]}f} ({count})"
                             for currency, count, total in credit_notes)
-        console.print(f"Credit notes for unused in-advance days (terminations, upgrades): {summary}")
+        console.print(f"Credit notes (unused in-advance days, usage billed early beyond a period's amount): "
+                      f"{summary}")
     events = Table(title="Events (every input record is accounted for)", show_edge=False)
     events.add_column("outcome")
     events.add_column("reason")
@@ -355,17 +363,23 @@ def invoice(
 def _print_invoice(inv: dict) -> None:
     """One invoice in the computation order of docs/invoice-amounts.md."""
     currency = inv["currency"]
-    console.print(f"[bold]Invoice {inv['invoice_id']}[/bold] ({inv['status']}) to {inv['customer_name']} "
+    kind = {"progressive_billing": "progressive billing: usage so far, a usage threshold was reached",
+            "one_off": "one-off", "credit_purchase": "purchase of credits"}.get(inv["invoice_kind"])
+    console.print(f"[bold]Invoice {inv['invoice_id']}[/bold] ({inv['status']}{'; ' + kind if kind else ''}) "
+                  f"to {inv['customer_name']} "
                   f"({inv['customer_id']}), issued {inv['issuing_date']}, period {inv['period_start']}.."
                   f"{inv['period_end']}, {currency}")
     lines = Table(show_edge=False, pad_edge=False)
-    for column in ("line", "quantity", "amount", "coupons", "tax %"):
+    billed_early = any(Decimal(line["progressive_billing_credit_amount"]) for line in inv["lines"])
+    for column in ("line", "quantity", "amount", *(("billed early",) if billed_early else ()), "coupons", "tax %"):
         lines.add_column(column, justify="left" if column == "line" else "right")
     for line in inv["lines"]:
         service = ("" if (line["service_period_start"], line["service_period_end"]) == (inv["period_start"],
                                                                                          inv["period_end"])
                    else f" ({line['service_period_start']}..{line['service_period_end']})")
+        early = Decimal(line["progressive_billing_credit_amount"])
         lines.add_row(line["description"] + service, line["quantity"], line["amount"],
+                      *((f"-{line['progressive_billing_credit_amount']}" if early else "",) if billed_early else ()),
                       "" if line["precise_discount_amount"] == "0" else f"-{line['precise_discount_amount']}",
                       line["tax_rate"])
     console.print(lines)
@@ -373,6 +387,8 @@ def _print_invoice(inv: dict) -> None:
     steps.add_column("step")
     steps.add_column("amount", justify="right")
     steps.add_row("Fees", inv["fees_amount"])
+    if Decimal(inv["progressive_billing_credit_amount"]):
+        steps.add_row("  Already invoiced by progressive billing", f"-{inv['progressive_billing_credit_amount']}")
     for discount in inv["discounts"]:
         carried = f", {discount['carried_amount']} left for later invoices" if Decimal(discount["carried_amount"]) else ""
         steps.add_row(f"  Coupon {discount['name']} ({discount['coupon_code']}{carried})", f"-{discount['amount']}")

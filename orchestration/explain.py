@@ -45,7 +45,7 @@ def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str
     columns = ["invoice_id", "status", "fee_kind", "customer_id", "subscription_id", "plan_code", "charge_id",
                "metric_code", "charge_model", "description", "currency", "service_period_start",
                "service_period_end", "quantity", "unit_amount", "proration_factor", "precise_amount", "amount",
-               "event_count", "billing_period_id"]
+               "event_count", "billing_period_id", "is_progressive_billing", "progressive_billing_credit_amount"]
     row = _one(warehouse, f"select {', '.join(columns)} from marts.fct_invoice_lines where invoice_line_id = {p}",
                [line_id])
     if row is None:
@@ -80,6 +80,18 @@ def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str
                        [line["charge_id"], line["billing_period_id"]])
         out.append(f"  spending minimum {format_decimal(minimum[0])} x {minimum[1]} / {minimum[2]} days, rounded, "
                    f"less the charge's own invoiced fees = {format_decimal(line['precise_amount'])}")
+    elif line["is_progressive_billing"]:
+        early = _one(warehouse, f"select fees.period_invoice_line_id, checkpoints.units_to_date, "
+                                f"checkpoints.precise_amount_to_date from intermediate.int_progressive_billing_fees "
+                                f"as fees inner join intermediate.int_usage_checkpoints as checkpoints "
+                                f"on fees.period_invoice_line_id = checkpoints.invoice_line_id "
+                                f"and fees.invoice_at = checkpoints.checkpoint_at where fees.invoice_line_id = {p}",
+                     [line_id])
+        out.append(f"  progressive billing: a usage threshold was reached; usage to "
+                   f"{line['service_period_end']} = {format_decimal(early[1])} units ({line['charge_model']}), "
+                   f"{format_decimal(early[2])} {currency} so far")
+        out.append(f"  rounded, less what earlier progressive invoices of the period billed for it = "
+                   f"{format_decimal(line['precise_amount'])}; the period's line {early[0]} deducts it")
     elif (advance := _one(warehouse, f"select level_after, peak_before, peak_after from "
                                      f"intermediate.int_in_advance_fees where invoice_line_id = {p}", [line_id])):
         out.append(f"  billed in advance when the event happened: the period's level became "
@@ -125,9 +137,15 @@ def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str
         out.append(f"  sum of tiers = {format_decimal(line['precise_amount'])}")
     minor = warehouse.query(f"select minor_unit from reference.currencies where currency_code = {p}", [currency])[0][0]
     out.append(f"  rounded half-up to {minor} decimal(s): [bold]{line['amount']:.{minor}f} {currency}[/bold]")
+    if line["progressive_billing_credit_amount"]:
+        out.append(f"  already invoiced by the period's progressive billing invoices: "
+                   f"-{line['progressive_billing_credit_amount']:.{minor}f}")
     out += _after_the_fee(warehouse, line_id, currency, minor, p)
 
-    if line["fee_kind"] == "charge":
+    if line["is_progressive_billing"]:
+        out += ["", "[bold]Events[/bold]: traced on the period's line (meterline explain "
+                    f"{early[0]}); this line bills {line['event_count']:,} of them early"]
+    elif line["fee_kind"] == "charge":
         events = warehouse.query(
             f"select event_id, transaction_id, event_at, units, source_file, source_row "
             f"from marts.fct_invoice_line_events where invoice_line_id = {p} order by event_at, event_id limit {int(sample)}",

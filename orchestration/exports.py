@@ -18,16 +18,16 @@ from orchestration.catalog import known_currencies
 from orchestration.warehouse import Warehouse
 
 INVOICE_FIELDS = [
-    "invoice_id", "status", "customer_id", "customer_name", "currency", "issuing_date", "invoice_at",
-    "period_start", "period_end", "fees_amount", "discount_amount", "subtotal_excluding_taxes", "tax_amount",
+    "invoice_id", "status", "invoice_kind", "customer_id", "customer_name", "currency", "issuing_date", "invoice_at",
+    "period_start", "period_end", "fees_amount", "progressive_billing_credit_amount", "discount_amount", "subtotal_excluding_taxes", "tax_amount",
     "subtotal_including_taxes", "prepaid_credit_amount", "total_amount", "event_count", "computed_as_of",
 ]
 LINE_FIELDS = [
     "line_id", "fee_kind", "metric_code", "description", "service_period_start", "service_period_end",
-    "quantity", "unit_amount", "amount", "precise_amount", "precise_discount_amount", "tax_rate",
-    "precise_tax_amount", "precise_credit_amount", "event_count",
+    "quantity", "unit_amount", "amount", "precise_amount", "progressive_billing_credit_amount",
+    "precise_discount_amount", "tax_rate", "precise_tax_amount", "precise_credit_amount", "event_count",
 ]
-MONEY_FIELDS = {"fees_amount", "discount_amount", "subtotal_excluding_taxes", "tax_amount", "subtotal_including_taxes",
+MONEY_FIELDS = {"fees_amount", "progressive_billing_credit_amount", "discount_amount", "subtotal_excluding_taxes", "tax_amount", "subtotal_including_taxes",
                 "prepaid_credit_amount", "total_amount", "amount"}
 
 
@@ -99,8 +99,8 @@ def fetch_invoices(
     id_list = ", ".join([placeholder] * len(ids))
     line_columns = ["invoice_id", "invoice_line_id", "fee_kind", "metric_code", "description",
                     "service_period_start", "service_period_end", "quantity", "unit_amount", "amount",
-                    "precise_amount", "precise_discount_amount", "tax_rate", "precise_tax_amount",
-                    "precise_credit_amount", "event_count"]
+                    "precise_amount", "progressive_billing_credit_amount", "precise_discount_amount", "tax_rate",
+                    "precise_tax_amount", "precise_credit_amount", "event_count"]
     lines: dict[str, list[dict]] = defaultdict(list)
     for row in warehouse.query(
         f"select {', '.join(line_columns)} from marts.fct_invoice_lines where invoice_id in ({id_list}) "
@@ -157,6 +157,7 @@ def fetch_invoices(
                 "unit_amount": format_decimal(line["unit_amount"]),
                 "precise_amount": format_decimal(line["precise_amount"]),
                 "amount": format_money(line["amount"], minor_unit),
+                "progressive_billing_credit_amount": format_money(line["progressive_billing_credit_amount"], minor_unit),
                 "precise_discount_amount": format_decimal(line["precise_discount_amount"]),
                 "tax_rate": format_decimal(line["tax_rate"]),
                 "precise_tax_amount": format_decimal(line["precise_tax_amount"]),
@@ -242,7 +243,9 @@ def reconciliation(warehouse: Warehouse) -> list[tuple[str, str, int]]:
 
 def billed_by_charge(warehouse: Warehouse) -> list[tuple[str, str, str, str, str, int, int, Decimal]]:
     """Closed invoice lines per fee: (fee kind, metric, aggregation, charge model, currency,
-    lines, events, amount), base fees first, then by metric."""
+    lines, events, amount), base fees first, then by metric. Usage billed early by progressive
+    billing counts once: on its progressive line, deducted from the period's line (whose events
+    are counted there)."""
     return warehouse.query(
         """
         select
@@ -252,8 +255,8 @@ def billed_by_charge(warehouse: Warehouse) -> list[tuple[str, str, str, str, str
             coalesce(lines.charge_model, ''),
             lines.currency,
             count(*),
-            sum(lines.event_count),
-            sum(lines.amount)
+            sum(case when lines.is_progressive_billing then 0 else lines.event_count end),
+            sum(lines.amount - lines.progressive_billing_credit_amount)
         from marts.fct_invoice_lines as lines
         left join catalog.billable_metrics as metrics
             on lines.metric_code = metrics.metric_code
@@ -266,10 +269,11 @@ def billed_by_charge(warehouse: Warehouse) -> list[tuple[str, str, str, str, str
 
 def amounts_by_currency(warehouse: Warehouse, status: str = "closed") -> list[tuple]:
     """Per currency: invoices, then the sums of each step of docs/invoice-amounts.md (fees,
-    discounts, taxes, prepaid credits, total due)."""
+    progressive billing already invoiced, discounts, taxes, prepaid credits, total due)."""
     placeholder = "?" if warehouse.kind == "duckdb" else "%s"
     return warehouse.query(
-        "select currency, count(*), sum(fees_amount), sum(discount_amount), sum(tax_amount), "
+        "select currency, count(*), sum(fees_amount), sum(progressive_billing_credit_amount), sum(discount_amount), "
+        "sum(tax_amount), "
         f"sum(prepaid_credit_amount), sum(total_amount) from marts.fct_invoices where status = {placeholder} "
         "group by 1 order by 1", [status],
     )

@@ -14,6 +14,7 @@ midnight; the period-end invoice deducts what was billed early. GST 10% on every
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from decimal import Decimal
 
@@ -47,7 +48,7 @@ def bill(home_dir, as_of: datetime):
             "left join intermediate.int_progressive_billing_fees as early "
             "on lines.invoice_line_id = early.period_invoice_line_id "
             "where not lines.is_progressive_billing and lines.fee_kind = 'charge' group by 1, 2, 3")
-    return invoices, lines, credit_notes, billed_early
+    return invoices, lines, credit_notes, billed_early, settings.home
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,7 @@ def test_usage_billed_beyond_the_period_amount_is_credited_back(billed):
 
 
 def test_each_period_line_deducts_what_was_billed_early_or_all_of_itself(billed):
-    _, _, credit_notes, billed_early = billed
+    _, _, credit_notes, billed_early, _ = billed
     assert billed_early
     overbilled = Decimal(0)
     for line_id, amount, deducted, early in billed_early:
@@ -130,11 +131,38 @@ def test_each_period_line_deducts_what_was_billed_early_or_all_of_itself(billed)
 def test_a_run_as_of_an_earlier_day_sees_only_the_thresholds_reached_by_then(tmp_path):
     """As of 8 Oct noon only the first Paris invoice is issued; 10 Oct's calls are not yet
     events (they would be after the run's cut-off)."""
-    invoices, _, _, _ = bill(tmp_path, datetime(2026, 10, 8, 12))
+    invoices, *_ = bill(tmp_path, datetime(2026, 10, 8, 12))
     assert invoices_of((invoices,), "p_twice") == [
         ("progressive_billing", "closed", "2026-10-04T22:00:00", "25.00", "0.00", "2.50", "27.50"),
         ("subscription", "draft", "2026-10-31T23:00:00", "35.00", "25.00", "1.00", "11.00"),
     ]
+
+
+def test_the_invoice_and_its_lines_show_what_was_billed_early(billed):
+    """`meterline invoice` shows the deduction as a step; `meterline explain` says where a
+    progressive line comes from and which line deducts it."""
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    home = ["--home", str(billed[4])]
+    runner = CliRunner()
+    listed = runner.invoke(app, ["invoices", *home, "--format", "json", "--customer", "p_twice"])
+    assert listed.exit_code == 0, listed.output
+    invoices = json.loads(listed.output)
+    october = next(i for i in invoices if i["invoice_at"] == "2026-10-31T23:00:00Z")
+    assert (october["invoice_kind"], october["progressive_billing_credit_amount"]) == ("subscription", "55.00")
+    shown = runner.invoke(app, ["invoice", *home, october["invoice_id"][:12]])
+    assert shown.exit_code == 0, shown.output
+    assert "Already invoiced by progressive billing" in shown.output and "-55.00" in shown.output
+    early = next(i for i in invoices if i["invoice_at"] == "2026-10-10T22:00:00Z")
+    assert early["invoice_kind"] == "progressive_billing"
+    [line] = early["lines"]
+    explained = runner.invoke(app, ["explain", *home, line["line_id"]])
+    assert explained.exit_code == 0, explained.output
+    text = " ".join(explained.output.split())  # the console wraps long lines
+    assert "usage to 2026-10-10 = 55 units" in text
+    assert "less what earlier progressive invoices of the period billed for it = 30" in text
 
 
 @pytest.mark.parametrize(("old", "new", "where", "message"), [
