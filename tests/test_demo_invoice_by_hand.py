@@ -135,7 +135,7 @@ ROLES = ("developer_usd_non_utc", "scale_prefer_jpy_eur", "started_inside_window
          "entity_timezone", "deepest_graduated_range", "enterprise_minimum", "marketplace_seller",
          "seat_removed", "storage_carried", "package_above_free", "large_and_embed_filters",
          "trial_ended", "yearly_usage_monthly", "upgraded", "contract_override", "add_on_invoice",
-         "stacked_taxes", "vat_customer", "tax_exempt", "prepaid_credits")
+         "stacked_taxes", "vat_customer", "tax_exempt", "prepaid_credits", "progressive_billing")
 
 
 # ------------------------------------------------------------------------------ catalog
@@ -190,7 +190,7 @@ def apply_override(plan: dict, override: dict | None) -> dict:
         return plan
     plan = copy.deepcopy(plan)
     assert override.get("minimum_commitment") is None, "minimum commitments are outside this hand computation"
-    for key in ("amount", "trial_period", "invoice_display_name"):
+    for key in ("amount", "trial_period", "invoice_display_name", "usage_thresholds"):
         if key in override:
             plan[key] = override[key]
     for change in override.get("charges") or []:
@@ -667,6 +667,7 @@ class Line:
     filter_values: dict[str, list[str]] | None = None  # None: a charge's default price
     detail: list[tuple] = field(default_factory=list)
     notes: dict = field(default_factory=dict)  # what the roles look for (carried levels, removes...)
+    billed_early: Decimal = Decimal(0)  # deducted: what the period's progressive invoices billed of it
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -681,11 +682,13 @@ class Invoice:
     period_end: date
     lines: list[Line]
     fees: Decimal = Decimal(0)
+    billed_early: Decimal = Decimal(0)  # progressive billing already invoiced, deducted before coupons
     discount: Decimal = Decimal(0)
     taxes: dict[str, Decimal] = field(default_factory=dict)  # tax code -> tax, rounded
     credits: Decimal = Decimal(0)  # paid by prepaid credits
     total: Decimal = Decimal(0)
     one_off: bool = False  # an add-on's invoice of its own
+    progressive: bool = False  # a progressive billing invoice: usage so far, a threshold reached
 
 
 def plan_name(plan: dict) -> str:
@@ -844,6 +847,82 @@ def charge_lines(charge: dict, metric: dict, currency: str, periods: list[Period
     return result
 
 
+def thresholds_reached(plan: dict, usage: Decimal) -> int:
+    """How many of the plan's usage thresholds `usage` reaches: its fixed amounts, then the
+    recurring step every `amount` beyond the largest of them (docs/invoice-amounts.md)."""
+    thresholds = plan.get("usage_thresholds") or []
+    fixed = [_dec(t["amount"]) for t in thresholds if not t.get("recurring")]
+    steps = [_dec(t["amount"]) for t in thresholds if t.get("recurring")]
+    reached = sum(1 for amount in fixed if amount <= usage)
+    base = max(fixed, default=Decimal(0))
+    if steps and usage >= base + steps[0]:
+        reached += int((usage - base) // steps[0])
+    return reached
+
+
+def progressive_billing(plan: dict, metrics: dict[str, dict], currency: str, zone: ZoneInfo, periods: list[Period],
+                        events: list[Event], as_of: datetime, meters: dict[tuple[str, str], Meter]
+                        ) -> tuple[list[Invoice], dict[tuple[int, str, str], Decimal]]:
+    """Progressive billing of one phase: at every local midnight inside a period, up to as_of,
+    each price's usage so far, priced as its period would be; an invoice of the usage not yet
+    billed whenever the period's usage reaches a threshold it had not reached. Returns those
+    invoices and what they billed per (period index, metric, price description). `meters` hold
+    the recurring levels at the first period's start and are moved on through the closed ones."""
+    invoices: list[Invoice] = []
+    billed: dict[tuple[int, str, str], Decimal] = {}
+    for k, period in enumerate(periods):
+        by_price = []
+        for charge in plan["charges"]:
+            metric = metrics[charge["metric"]]
+            prices = charge_prices(charge, metric)
+            for p, price in enumerate(prices):
+                key = (charge["metric"], json.dumps(price.values, sort_keys=True))
+                price_events = [e for e in events if e.code == charge["metric"] and period.start_at <= e.at
+                                < period.end_at and price_of(e, prices) == p]
+                by_price.append((charge, metric, price, meters.setdefault(key, Meter(metric)), price_events))
+        reached = 0
+        previous: dict[str, tuple[Decimal, Decimal, int]] = {}  # price -> (billed, units, events) at the last invoice
+        day = period.first + timedelta(1)
+        while plan.get("usage_thresholds") and (at := datetime.combine(day, time(0), zone).astimezone(UTC)) < \
+                period.end_at and at <= as_of:
+            to_date = []
+            for charge, metric, price, meter, price_events in by_price:
+                before = [e for e in price_events if e.at < at]
+                snapshot = copy.deepcopy(meter)
+                if metric["aggregation"] == "weighted_sum":  # level x time accrued, over the whole period's time
+                    level = snapshot.level if snapshot.recurring else Decimal(0)
+                    elapsed = int((at - period.start_at).total_seconds())
+                    weighted = level * elapsed + sum((e.value * int((at - e.at).total_seconds()) for e in before),
+                                                     Decimal(0))
+                    raw = (weighted / period.seconds).quantize(QUANTITY, rounding=ROUND_HALF_UP)
+                else:
+                    raw, _ = snapshot.units(before, period)
+                units = snapshot.rounded(raw)
+                precise, _, _ = price_amount(charge["charge_model"], price.properties, units, before)
+                to_date.append((charge["metric"], price.description, units, precise, len(before)))
+            now = max(reached, thresholds_reached(plan, sum((t[3] for t in to_date), Decimal(0))))
+            if now > reached:
+                reached = now
+                lines = []
+                for metric_code, description, units, precise, count in to_date:
+                    last_billed, last_units, last_count = previous.get(description, (Decimal(0), Decimal(0), 0))
+                    billed_to_date = max(last_billed, money(precise, currency))
+                    previous[description] = (billed_to_date, units, count)
+                    billed[(k, metric_code, description)] = billed_to_date
+                    if billed_to_date > last_billed:
+                        lines.append(Line("charge", metric_code, f"{description} (usage to {day - timedelta(1)})",
+                                          period.first, day - timedelta(1), max(units - last_units, Decimal(0)),
+                                          billed_to_date - last_billed, billed_to_date - last_billed,
+                                          max(count - last_count, 0), notes={"usage_to_date": precise}))
+                if lines:
+                    invoices.append(Invoice(at, day, period.first, day - timedelta(1), lines, progressive=True))
+            day += timedelta(1)
+        if period.end_at <= as_of:  # a closed period moves the recurring levels on
+            for _, _, _, meter, price_events in by_price:
+                meter.units(price_events, period)
+    return invoices, billed
+
+
 def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Event], as_of: datetime,
                   coupons: dict[str, dict], add_ons: dict[str, dict]) -> list[Invoice]:
     """Every invoice issued up to as_of for the customer (which has no end date)."""
@@ -861,6 +940,8 @@ def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Eve
     fees_at: dict[datetime, list[FeeService]] = {}
     lines_at: dict[datetime, list[Line]] = {}
     meters: dict[tuple[str, str], Meter] = {}  # carried across phases (recurring levels)
+    progressive_meters: dict[tuple[str, str], Meter] = {}  # the same, replayed day by day
+    early_invoices: list[Invoice] = []  # progressive billing
     events = sorted(events, key=lambda e: e.at)  # stable: same instant keeps the ingestion order
     with localcontext() as ctx:
         ctx.prec = 60
@@ -902,9 +983,20 @@ def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Eve
                 for k, lines in enumerate(charge_lines(charge, metrics[charge["metric"]], currency, periods, timed,
                                                        meters)):
                     usage[k].extend(lines)
+            # The open period of the last phase has progressive invoices too (issued before as_of).
+            open_period = [] if end is not None else [
+                Period(first, _next_month(first) - timedelta(1), instant(first), instant(_next_month(first)))]
+            early, billed_early = progressive_billing(plan, metrics, currency, zone, periods + open_period, events,
+                                                      as_of, progressive_meters)
+            early_invoices += early
             for k, period in enumerate(periods):
                 assert period.end_at not in usage_at
                 usage_at[period.end_at] = (period.first, period.last)
+                for line in usage[k]:
+                    if line.fee_kind == "charge":
+                        billed = billed_early.get((k, line.metric_code, line.description), Decimal(0))
+                        assert billed <= line.amount, "usage billed early beyond the period's amount (a credit note)"
+                        line.billed_early = billed
                 lines_at.setdefault(period.end_at, []).extend(usage[k])
             for fee in fee_services(customer, index, as_of):
                 fees_at.setdefault(fee.at, []).append(fee)
@@ -924,22 +1016,24 @@ def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Eve
         line = Line("add_on", None, row.get("description") or add_on.get("invoice_display_name") or add_on["name"],
                     local(at), local(at), units, money(precise, currency), precise, 0, detail=[(units, unit)])
         invoices.append(Invoice(at, local(at), local(at), local(at), [line], one_off=True))
+    invoices += early_invoices
 
     for invoice in invoices:
         invoice.fees = sum((line.amount for line in invoice.lines), Decimal(0))
-    invoices.sort(key=lambda inv: (inv.at, inv.one_off))
-    remaining_fees = {id(inv): inv.fees for inv in invoices}
+        invoice.billed_early = sum((line.billed_early for line in invoice.lines), Decimal(0))
+    invoices.sort(key=lambda inv: (inv.at, inv.one_off, inv.progressive))
+    remaining_fees = {id(inv): inv.fees - inv.billed_early for inv in invoices}
     for code, applied_at in sorted(customer.coupons, key=lambda c: c[1]):
         coupon = coupons[code]
         uses = {"once": 1, "recurring": int(coupon.get("frequency_duration") or 0)}.get(coupon["frequency"])
         for invoice in invoices:
             if uses is not None and uses <= 0:
                 break
-            if invoice.at < applied_at or invoice.fees <= 0 or invoice.one_off:
+            if invoice.at < applied_at or invoice.fees - invoice.billed_early <= 0 or invoice.one_off:
                 continue  # coupons never apply to an add-on's invoice
             left = remaining_fees[id(invoice)]
             if coupon["coupon_type"] == "percentage":
-                discount = money(invoice.fees * _dec(coupon["percentage_rate"]) / 100, currency)
+                discount = money((invoice.fees - invoice.billed_early) * _dec(coupon["percentage_rate"]) / 100, currency)
             else:
                 assert coupon["currency"] == currency
                 discount = _dec(coupon["amount"])
@@ -949,7 +1043,7 @@ def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Eve
             if uses is not None:
                 uses -= 1
     for invoice in invoices:
-        net = invoice.fees - invoice.discount
+        net = invoice.fees - invoice.billed_early - invoice.discount
         invoice.taxes = {code: money(net * rate / 100, currency) for code, rate in customer.tax_rates.items()}
         invoice.total = net + sum(invoice.taxes.values(), Decimal(0))
     for wallet in sorted(customer.wallets, key=lambda w: (w.get("priority", 1), w["code"])):
@@ -979,7 +1073,7 @@ def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Eve
             invoice.credits += paid
             invoice.total -= paid
             spent += paid
-    invoices.sort(key=lambda inv: (inv.at, inv.one_off))
+    invoices.sort(key=lambda inv: (inv.at, inv.one_off, inv.progressive))
     return invoices
 
 
@@ -999,7 +1093,8 @@ def closed_invoices(customer: Customer, catalog: SimpleNamespace, events: list[E
 
 
 def usage_lines(invoices: list[Invoice]) -> list[Line]:
-    return [line for inv in invoices for line in inv.lines if line.fee_kind != "subscription"]
+    """The period's usage lines (not the usage billed early by progressive invoices)."""
+    return [line for inv in invoices if not inv.progressive for line in inv.lines if line.fee_kind != "subscription"]
 
 
 def ranges_reached(invoices: list[Invoice]) -> int:
@@ -1112,6 +1207,10 @@ def choose(role: str, catalog: SimpleNamespace, hand: dict[str, list[Invoice]], 
     elif role == "prepaid_credits":  # a wallet's purchases invoiced, its credits paying invoices
         pool = [c for c in running if c.wallets and any(inv.credits for inv in hand[c.customer_id])
                 and any(inv.lines[0].fee_kind == "credit_purchase" for inv in hand[c.customer_id])]
+    elif role == "progressive_billing":  # usage invoiced early (thresholds), deducted at the period's end
+        pool = [c for c in running if any(inv.progressive for inv in hand[c.customer_id])]
+        pool.sort(key=lambda c: (not any(inv.billed_early for inv in hand[c.customer_id]),
+                                 -sum(1 for inv in hand[c.customer_id] if inv.progressive), c.customer_id))
     elif role == "tax_exempt":  # fees but no tax
         pool = [c for c in running if not c.tax_rates and any(inv.fees for inv in hand[c.customer_id])]
     else:
@@ -1199,19 +1298,23 @@ def invoice_differences(expected: list[Invoice], actual: list[dict], currency: s
         for key in sorted(set(hand_lines) & set(meter_lines)):
             h, m = hand_lines[key], meter_lines[key]
             got = (Decimal(m["quantity"]), Decimal(m["amount"]), m["service_period_start"],
-                   m["service_period_end"], m["event_count"])
-            want = (h.quantity, h.amount, h.service_start.isoformat(), h.service_end.isoformat(), h.event_count)
+                   m["service_period_end"], m["event_count"], Decimal(m["progressive_billing_credit_amount"]))
+            want = (h.quantity, h.amount, h.service_start.isoformat(), h.service_end.isoformat(), h.event_count,
+                    h.billed_early)
             if got != want:
                 problems.append(
-                    f"{label} line {key}: (quantity, amount, service start, service end, events) "
+                    f"{label} line {key}: (quantity, amount, service start, service end, events, billed early) "
                     f"Meterline {tuple(map(str, got))} != hand {tuple(map(str, want))} "
                     f"[hand precise amount {h.precise}, Meterline precise {m['precise_amount']}; "
                     f"hand arithmetic {h.detail}; notes {h.notes}]")
-        totals_meter = tuple(Decimal(meter[k]) for k in ("fees_amount", "discount_amount", "tax_amount",
-                                                         "prepaid_credit_amount", "total_amount"))
-        totals_hand = (hand.fees, hand.discount, sum(hand.taxes.values(), Decimal(0)), hand.credits, hand.total)
+        totals_meter = tuple(Decimal(meter[k]) for k in ("fees_amount", "progressive_billing_credit_amount",
+                                                         "discount_amount", "tax_amount", "prepaid_credit_amount",
+                                                         "total_amount"))
+        totals_hand = (hand.fees, hand.billed_early, hand.discount, sum(hand.taxes.values(), Decimal(0)), hand.credits,
+                       hand.total)
         if totals_meter != totals_hand:
-            problems.append(f"{label}: (fees, discount, tax, credits, total) Meterline {tuple(map(str, totals_meter))} "
+            problems.append(f"{label}: (fees, billed early, discount, tax, credits, total) "
+                            f"Meterline {tuple(map(str, totals_meter))} "
                             f"!= hand {tuple(map(str, totals_hand))}")
         taxes_meter = {t["tax_code"]: Decimal(t["amount"]) for t in meter["taxes"]}
         if taxes_meter != hand.taxes:
@@ -1229,10 +1332,13 @@ def customer_differences(billed: SimpleNamespace, customer: Customer) -> list[st
     # At one instant the subscription's invoice comes before an add-on's one-off invoice (as by hand).
     actual = sorted((inv for inv in billed.invoices
                      if inv["customer_id"] == customer.customer_id and inv["status"] == "closed"),
-                    key=lambda inv: (inv["invoice_at"], _is_one_off(inv), inv["invoice_id"]))
+                    key=lambda inv: (inv["invoice_at"], _is_one_off(inv), inv["invoice_kind"] == "progressive_billing",
+                                     inv["invoice_id"]))
     # One invoice per instant at which something is invoiced: a usage period's end (with the in-advance
     # fee starting then), an in-advance fee's start (subscription, trial end), plus each add-on's own.
-    assert len({inv.at for inv in expected if not inv.one_off}) == sum(1 for inv in expected if not inv.one_off)
+    # A progressive billing invoice is one of its own too.
+    assert len({inv.at for inv in expected if not inv.one_off and not inv.progressive}) == sum(
+        1 for inv in expected if not inv.one_off and not inv.progressive)
     assert sum(1 for inv in expected if inv.one_off and inv.lines[0].fee_kind == "add_on") == sum(
         1 for _, at in customer.add_ons if at <= AS_OF)
     if len(actual) != len(expected):
@@ -1307,7 +1413,7 @@ def test_the_upgrade_credits_the_unused_days_of_its_in_advance_fee(billed: Simpl
 
 
 # Roles that the 20k-event run may lack: usage too small to reach them.
-ROLES_FROM_400K = {"package_above_free"}
+ROLES_FROM_400K = {"package_above_free", "progressive_billing"}  # usage large enough to be priced
 
 
 def test_the_chosen_customers_exercise_what_they_are_chosen_for(billed: SimpleNamespace) -> None:
@@ -1427,6 +1533,16 @@ def test_the_chosen_customers_exercise_what_they_are_chosen_for(billed: SimpleNa
                       and line.event_count]
             assert priced and all(row[3] == _dec(f_over["properties"]["amount"]) for line in priced
                                   for row in line.detail), f"{who('contract_override')}: {f_over} not exercised"
+    # Progressive billing: usage invoiced early when a threshold is reached, deducted at the period's end
+    # (reached by the demo's developer customers once usage is large enough).
+    pb = chosen["progressive_billing"]
+    assert pb is not None or not large, "no customer reached a usage threshold"
+    if pb is not None:
+        early = [inv for inv in hand[pb.customer_id] if inv.progressive]
+        assert early and all(line.fee_kind == "charge" and line.amount > 0 for inv in early for line in inv.lines)
+        actual_early = [inv for inv in billed.invoices if inv["customer_id"] == pb.customer_id
+                        and inv["status"] == "closed" and inv["invoice_kind"] == "progressive_billing"]
+        assert len(actual_early) == len(early), who("progressive_billing")
     # Add-on: a one-off invoice of its own at applied_at, one line, no coupon.
     a_on = chosen["add_on_invoice"]
     one_offs = [inv for inv in hand[a_on.customer_id] if inv.one_off]
