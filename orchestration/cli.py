@@ -178,19 +178,25 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
         outcomes = reconciliation(warehouse)
     console.rule(f"Billing as of {pipeline.format_as_of(result.as_of)} UTC "
                  f"({'full rebuild' if result.full_refresh else 'incremental'}: {result.reason})")
-    table = Table(title="Closed invoices: fees - billed early - coupons + taxes - prepaid credits = due",
-                  show_edge=False, pad_edge=False)
-    for column in ("", "invoices", "fees", "billed early", "coupons", "taxes", "credits", "due"):
-        table.add_column(column, justify="right" if column else "left", no_wrap=True)
+    # One column per currency, one row per step of docs/invoice-amounts.md (fits a narrow terminal).
+    table = Table(title="Closed invoices, step by step", show_edge=False, pad_edge=False)
     draft_map = {row[0]: (row[1], row[7]) for row in drafts}
     closed_map = {row[0]: row[1:] for row in closed}
     exponents = known_currencies()
-    zero = Decimal(0)
-    for currency in sorted(closed_map):
-        n, fees, billed_early, discounts, tax, credits, total = closed_map[currency]
-        places = exponents[currency]
-        table.add_row(currency, f"{n:,}", *(f"{v:,.{places}f}" for v in (fees, billed_early, discounts, tax, credits)),
-                      f"[bold]{total:,.{places}f}[/bold]")
+    currencies = sorted(closed_map)
+    table.add_column("")
+    for currency in currencies:
+        table.add_column(currency, justify="right", no_wrap=True)
+    steps = ("invoices", "fees", "- billed early (progressive)", "- coupons", "+ taxes", "- prepaid credits",
+             "= due")
+    for index, step in enumerate(steps):
+        cells = []
+        for currency in currencies:
+            value = closed_map[currency][index]
+            cells.append(f"{value:,}" if index == 0 else f"{value:,.{exponents[currency]}f}")
+        if index == len(steps) - 1:
+            cells = [f"[bold]{cell}[/bold]" for cell in cells]
+        table.add_row(step, *cells)
     console.print(table)
     if draft_map:
         console.print("Drafts (open periods, recomputed on every run): " + ", ".join(

@@ -56,7 +56,13 @@ docs/billable-metrics.md, docs/charge-models.md, docs/money.md and docs/ingestio
   opened (up to as_of); a purchase is an invoice of its own (credits x rate, no tax, never
   paid by credits); the other invoices, in order, take from the wallet after tax as much as
   what was credited up to their instant minus what earlier invoices took allows;
-* the total is fees - discount + taxes - credits;
+* progressive billing (docs/invoice-amounts.md; the developer plan's thresholds): at every
+  local midnight inside a period, up to as_of, each price's usage so far is priced as the
+  period would be (a weighted sum: level x time so far over the period's time); when the
+  period's usage reaches a threshold not yet reached, an invoice of its own bills each price's
+  rounded usage so far minus what earlier ones billed; the period-end invoice deducts that
+  from each usage line before coupons;
+* the total is fees - billed early - discount + taxes - credits;
 * trials (docs/billing-calendar.md): ``trial_period: N`` leaves the first N whole local days of
   the subscription (the start day included) without a base fee; an in-advance fee is invoiced
   when its service starts, so the first one at the trial's end (local midnight), prorated over
