@@ -1153,19 +1153,6 @@ def _check_plan(plans_path: Path, where: str, plan: Plan, metrics_by_code: dict[
         if charge.pay_in_advance:
             _check_in_advance(plans_path, f"{where} > charges[{charge_index}]", charge,
                               metrics_by_code[charge.metric])
-        if plan.usage_thresholds and not charge.pay_in_advance:
-            _check_progressive(plans_path, f"{where} > charges[{charge_index}]", charge,
-                               metrics_by_code[charge.metric])
-
-
-def _check_progressive(path: Path, where: str, charge: Charge, metric: BillableMetric) -> None:
-    """Usage thresholds price each charge's usage to every local midnight of the period; a
-    percentage charge's free events and free amount are the whole period's, so it has no such
-    amount."""
-    if charge.charge_model == "percentage":
-        raise CatalogError(path, f"{where} > charge_model",
-                           "a plan with usage_thresholds cannot have a percentage charge (its free units "
-                           "and events depend on the whole period)")
 
 
 OVERRIDABLE_PLAN_FIELDS = {"amount", "minimum_commitment", "trial_period", "invoice_display_name", "charges", "taxes",

@@ -9,6 +9,7 @@ midnight; the period-end invoice deducts what was billed early. GST 10% on every
 | p_twice (Paris) | 10.00 a month, calls 1.00; thresholds 20.00 and 50.00 | 15 calls on 3 Oct, 10 on 4 Oct (Paris; 23:30Z on the 3rd): the 4 Oct midnight sees 15.00, the 5 Oct one (4 Oct 22:00Z) 25.00, invoice 25.00 + 2.50. 30 calls on 10 Oct: 55.00 at 10 Oct 22:00Z, invoice 30.00 + 3.00. 5 calls on 20 Oct. 1 Nov (31 Oct 23:00Z, winter time): 60.00 + 10.00 = 70.00 less 55.00 already invoiced = 15.00 + 1.50 = 16.50. November: 60 calls on 2 Nov reach both thresholds at once, one invoice of 60.00 + 6.00; the draft of 1 Dec deducts it: 10.00 + 1.00 |
 | p_recurring (UTC) | tokens 0.01; thresholds 50.00, then every 100.00 (150, 250, 350...) | 6,000 tokens on 5 Oct: 60.00 on 6 Oct, invoice 60.00. 10,000 on 7 Oct: 160.00 reaches 150, invoice 100.00 on 8 Oct. 20,000 on 15 Oct: 360.00 reaches 250 and 350, one invoice of 200.00 on 16 Oct. 1,000 on 31 Oct (the last day: no midnight after it in the period). 1 Nov: 370.00 less 360.00 = 10.00 + 1.00 |
 | p_seats (UTC) | seats (recurring unique count) 10.00, storage (weighted sum, GB-month) 3.10; thresholds 25.00, then every 18.50 (43.50, 62.00) | October (31 days): 10 GB from 1 Oct accrue 10 x days/31 GB-months, 1.00 a day; seats s1, s2 from 1 Oct, s3 from 9 Oct. 6 Oct: 20.00 + 5.00 = 25.00, invoice 25.00. 15 Oct: 30.00 + 13.9999999992 (4.516129032 GB-months, quantities have 9 decimals) = 43.99 reaches 43.50: seats 10.00 + storage 14.00 - 5.00 = 19.00. 62.00 is never reached (61.00 at most). 1 Nov: 30.00 + 31.00 less 44.00 = 17.00 + 1.70. November (30 days): the three seats and 10 GB carry in: 2 Nov 30.00 + 1.03 (31.03), invoice 31.03; 15 Nov 30.00 + 14.47 reaches 43.50: storage 13.44. Draft 1 Dec: 61.00 less 44.47 = 16.53 + 1.65 |
+| p_commission (UTC) | sales at 10% + 0.50 a sale, the first two sales free; threshold 10.00 | Sales of 20, 30, 50, 60 on 2-5 Oct, 10 on 20 Oct. 5 Oct midnight: (100 - 50 free) x 10% + 0.50 = 5.50. 6 Oct: (160 - 50) x 10% + 2 x 0.50 = 12.00, invoice 12.00 + 1.20. 1 Nov: (170 - 50) x 10% + 3 x 0.50 = 13.50 less 12.00 = 1.50 + 0.15 |
 | p_volume (UTC) | calls at a volume price: up to 10 at 2.00, from 11 at 1.00; threshold 15.00 | 9 calls on 2 Oct: 18.00 on 3 Oct, invoice 18.00 + 1.80. 3 more on 5 Oct: 12 calls cost 12.00. 1 Nov: 12.00 less 12.00 (a line deducts at most itself) = 0; the 6.00 billed beyond is a credit note |
 """
 
@@ -40,7 +41,7 @@ def bill(home_dir, as_of: datetime):
         lines = warehouse.query(
             "select customer_id, invoice_at, description, quantity, amount, progressive_billing_credit_amount, "
             "event_count, is_progressive_billing from marts.fct_invoice_lines where fee_kind = 'charge' "
-            "order by customer_id, invoice_at")
+            "order by customer_id, invoice_at, description")
         credit_notes = warehouse.query("select customer_id, reason, issued_at, amount from marts.fct_credit_notes")
         billed_early = warehouse.query(
             "select lines.invoice_line_id, lines.amount, lines.progressive_billing_credit_amount, "
@@ -108,6 +109,13 @@ def test_seats_and_storage_to_date_with_a_recurring_threshold(billed):
                      ("Seats (usage to 2026-10-14)", "10.000"), ("Storage (GB-month) (usage to 2026-10-14)", "9.000")]
 
 
+def test_a_percentage_charge_to_date_keeps_its_free_events(billed):
+    assert invoices_of(billed, "p_commission")[:2] == [
+        ("progressive_billing", "closed", "2026-10-06T00:00:00", "12.00", "0.00", "1.20", "13.20"),
+        ("subscription", "closed", "2026-11-01T00:00:00", "13.50", "12.00", "0.15", "1.65"),
+    ]
+
+
 def test_usage_billed_beyond_the_period_amount_is_credited_back(billed):
     assert invoices_of(billed, "p_volume")[:2] == [
         ("progressive_billing", "closed", "2026-10-03T00:00:00", "18.00", "0.00", "1.80", "19.80"),
@@ -172,11 +180,6 @@ def test_the_invoice_and_its_lines_show_what_was_billed_early(billed):
     ('- {amount: "50.00", name: Second step}', '- {amount: "20.00", name: Second step}',
      "plans[0] (code 'twice') > usage_thresholds", "two fixed thresholds have the same amount"),
     ('- {amount: "50.00"}', '- {amount: "0"}', "plans[1] (code 'recurring') > usage_thresholds[0] > amount", "'0' must be above zero"),
-    ('- {metric: tokens, charge_model: standard, properties: {amount: "0.01"}}',
-     '- {metric: tokens, charge_model: percentage, properties: {rate: "1"}}',
-     "plans[1] (code 'recurring') > charges[0] > charge_model",
-     "a plan with usage_thresholds cannot have a percentage charge (its free units and events depend on the "
-     "whole period)"),
 ])
 def test_invalid_thresholds_are_located(tmp_path, old, new, where, message):
     error = catalog_error_after_edit(CASE / "catalog", tmp_path, old, new)

@@ -8,9 +8,10 @@
 -- unique count (of values added; when recurring, of values active since the period's start),
 -- and a weighted sum's level x time accrued up to the checkpoint over the whole period's time
 -- (the period's amount if usage stopped there). It is rounded as the metric rounds and priced
--- over the charge's tiers exactly as the period's fee is (macros/pricing.sql). The catalog
--- refuses thresholds on plans with percentage charges (their free events and amounts are the
--- period's); in-advance charges are invoiced as their events come and are not part of it.
+-- over the charge's tiers exactly as the period's fee is (macros/pricing.sql); a percentage
+-- charge's events are priced one by one in time order as its fee is (macros/percentage.sql)
+-- and its free units, free events and amount taken over the events so far. In-advance
+-- charges are invoiced as their events come and are not part of it.
 with thresholds as (
     select * from {{ ref('stg_catalog__usage_thresholds') }}
 ),
@@ -57,13 +58,18 @@ lines as (
         charges.rounding_step,
         charges.charge_model,
         charges.package_size,
-        charges.free_units
+        charges.free_units,
+        charges.rate,
+        charges.fixed_amount,
+        coalesce(charges.free_units_per_events, 0) as free_events_limit,
+        coalesce(charges.free_units_per_total_aggregation, 0) as free_amount_limit,
+        charges.per_transaction_min_amount,
+        charges.per_transaction_max_amount
     from charge_units
     inner join billing_periods
         on charge_units.billing_period_id = billing_periods.billing_period_id
     inner join charges
         on charge_units.charge_id = charges.charge_id
-    where charges.charge_model <> 'percentage'
 ),
 
 checkpoints as (
@@ -222,6 +228,7 @@ aggregated as (
         and running.latest_day = latest.checkpoint_index
 ),
 
+-- Tiered charges: the units to date over the charge's tiers (percentage charges have none).
 rated as (
     select
         aggregated.invoice_line_id,
@@ -234,6 +241,93 @@ rated as (
     inner join tiers
         on aggregated.charge_id = tiers.charge_id
     group by 1, 2
+),
+
+-- Percentage charges: the events priced in time order as the period's fee is
+-- (macros/percentage.sql), and the line's arithmetic over the events before each checkpoint.
+percentage_lines as (
+    select lines.*
+    from lines
+    where lines.charge_model = 'percentage'
+),
+
+percentage_ordered as (
+    {{ percentage_ordered_events('percentage_lines', 'line_events') }}
+),
+
+percentage_priced as (
+    {{ percentage_priced_events('percentage_lines', 'percentage_ordered') }}
+),
+
+percentage_daily as (
+    select
+        percentage_priced.invoice_line_id,
+        percentage_priced.checkpoint_index,
+        sum(percentage_priced.event_value) as units,
+        count(*) as event_count,
+        max(case when percentage_priced.counts_for_free_units then percentage_priced.event_number end)
+            as last_free_list_event,
+        sum(case when percentage_priced.counts_for_free_units and percentage_priced.is_under_free_amount
+            then 1 else 0 end) as events_under_free_amount,
+        sum(percentage_priced.transaction_amount) as amount_per_transaction
+    from percentage_priced
+    group by 1, 2
+),
+
+percentage_running as (
+    select
+        percentage_lines.*,
+        open_checkpoints.checkpoint_index,
+        open_checkpoints.checkpoint_at,
+        coalesce(sum(percentage_daily.units) over to_date, 0) as units_to_date,
+        coalesce(sum(percentage_daily.event_count) over to_date, 0) as event_count_to_date,
+        max(percentage_daily.last_free_list_event) over to_date as last_free_list_event,
+        coalesce(sum(percentage_daily.events_under_free_amount) over to_date, 0) as events_under_free_amount,
+        coalesce(sum(percentage_daily.amount_per_transaction) over to_date, 0) as amount_per_transaction
+    from percentage_lines
+    inner join open_checkpoints
+        on percentage_lines.billing_period_id = open_checkpoints.billing_period_id
+    left join percentage_daily
+        on percentage_lines.invoice_line_id = percentage_daily.invoice_line_id
+        and open_checkpoints.checkpoint_index = percentage_daily.checkpoint_index
+    window to_date as (
+        partition by percentage_lines.invoice_line_id
+        order by open_checkpoints.checkpoint_index
+        rows between unbounded preceding and current row
+    )
+),
+
+percentage_free as (
+    select
+        percentage_running.*,
+        {{ percentage_free_units('free_list.running_total', 'percentage_running.free_amount_limit') }} as free_units_to_date,
+        {{ percentage_free_events('percentage_running.free_events_limit', 'percentage_running.events_under_free_amount') }}
+            as free_events_to_date
+    from percentage_running
+    left join percentage_priced as free_list
+        on percentage_running.invoice_line_id = free_list.invoice_line_id
+        and percentage_running.last_free_list_event = free_list.event_number
+),
+
+percentage_rated as (
+    select
+        percentage_free.invoice_line_id,
+        percentage_free.billing_period_id,
+        percentage_free.charge_id,
+        percentage_free.checkpoint_index,
+        percentage_free.checkpoint_at,
+        percentage_free.event_count_to_date,
+        percentage_free.units_to_date,
+        {{ percentage_line_amount(
+            '(percentage_free.per_transaction_min_amount is not null'
+            ' or percentage_free.per_transaction_max_amount is not null)',
+            'percentage_free.amount_per_transaction',
+            percentage_rate_amount('percentage_free.units_to_date', 'percentage_free.free_units_to_date',
+                                   'percentage_free.rate'),
+            percentage_fixed_fee_amount('percentage_free.units_to_date', 'percentage_free.fixed_amount',
+                                        'percentage_free.event_count_to_date', 'percentage_free.free_events_to_date')
+        ) }} as amount_to_date
+    from percentage_free
 ),
 
 final as (
@@ -250,6 +344,19 @@ final as (
     inner join rated
         on aggregated.invoice_line_id = rated.invoice_line_id
         and aggregated.checkpoint_index = rated.checkpoint_index
+
+    union all
+
+    select
+        percentage_rated.invoice_line_id,
+        percentage_rated.billing_period_id,
+        percentage_rated.charge_id,
+        percentage_rated.checkpoint_index,
+        percentage_rated.checkpoint_at,
+        cast(percentage_rated.event_count_to_date as bigint),
+        cast(percentage_rated.units_to_date as {{ quantity_type() }}),
+        percentage_rated.amount_to_date
+    from percentage_rated
 )
 
 select * from final
