@@ -115,8 +115,9 @@ coupon_invoices as (
         eligible_lines.invoice_id,
         eligible_lines.invoice_at,
         eligible_lines.minor_unit,
+        -- Invoices at one instant (a progressive billing invoice beside a period's) in id order.
         row_number() over (
-            partition by eligible_lines.applied_coupon_id order by eligible_lines.invoice_at
+            partition by eligible_lines.applied_coupon_id order by eligible_lines.invoice_at, eligible_lines.invoice_id
         ) as use_number
     from eligible_lines
     group by 1, 2, 3, 4

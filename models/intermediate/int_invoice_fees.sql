@@ -46,7 +46,7 @@ deductions as (
         cast(coalesce(progressively_billed.billed_amount, 0) as {{ rounded_money_type() }}) as progressive_billed_amount,
         cast(
             case
-                when progressively_billed.billed_amount is null then 0
+                when progressively_billed.billed_amount is null or every_fee.amount <= 0 then 0
                 when progressively_billed.billed_amount < every_fee.amount then progressively_billed.billed_amount
                 else every_fee.amount
             end

@@ -7,10 +7,10 @@
 -- beyond the largest fixed one (or from zero without fixed ones). Reaching several at once
 -- issues one invoice. A threshold counts once per period, even if usage drops below it again.
 --
--- Each line bills the charge's usage to date, rounded, minus what earlier progressive invoices
--- of the period billed for it (never less than that, so never negative): the lines of a charge
--- add up to its rounded amount at the last progressive invoice, and the period-end invoice
--- deducts exactly that (int_invoice_fees).
+-- Each line bills the charge's usage to date, rounded (nothing while it is below zero), minus
+-- what earlier progressive invoices of the period billed for it, never less than that: the
+-- lines of a charge add up to the largest of its rounded amounts at the progressive invoices,
+-- and the period-end invoice deducts exactly that (int_invoice_fees).
 with checkpoints as (
     select * from {{ ref('int_usage_checkpoints') }}
 ),
@@ -149,7 +149,9 @@ line_billed as (
         issuing_checkpoints.checkpoint_at,
         checkpoints.units_to_date,
         checkpoints.event_count_to_date,
-        max({{ round_money('checkpoints.precise_amount_to_date', 'billing_periods.minor_unit') }}) over (
+        max(case when checkpoints.precise_amount_to_date > 0
+            then {{ round_money('checkpoints.precise_amount_to_date', 'billing_periods.minor_unit') }}
+            else 0 end) over (
             partition by checkpoints.invoice_line_id
             order by issuing_checkpoints.checkpoint_index
             rows between unbounded preceding and current row

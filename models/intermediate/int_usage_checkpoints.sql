@@ -204,11 +204,13 @@ running as (
     )
 ),
 
+-- Every branch at the quantity scale before the metric's rounding, as int_charge_units (a
+-- CASE would otherwise take one branch's scale for all on some engines).
 aggregated as (
     select
         running.*,
         {{ rounded_units(
-            "case running.aggregation"
+            "cast(case running.aggregation"
             ~ " when 'count' then running.event_count"
             ~ " when 'sum' then case when running.is_recurring then running.level_before + running.period_sum"
             ~ " else running.period_sum end"
@@ -220,7 +222,7 @@ aggregated as (
                              ~ " * running.elapsed_seconds + running.period_sum * running.elapsed_seconds"
                              ~ " - running.unit_seconds", "running.service_seconds")
             ~ " else 0 end"
-            ~ " end",
+            ~ " end as " ~ quantity_type() ~ ")",
             'running.rounding_function', 'running.rounding_step') }} as units
     from running
     left join daily as latest

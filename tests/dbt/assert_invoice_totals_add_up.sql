@@ -25,7 +25,7 @@ progressive_deductions as (
     ) as billed
         on lines.invoice_line_id = billed.period_invoice_line_id
     where lines.progressive_billing_credit_amount
-        <> case when billed.billed_amount is null then 0
+        <> case when billed.billed_amount is null or lines.amount <= 0 then 0
             when billed.billed_amount < lines.amount then billed.billed_amount
             else lines.amount end
 ),
