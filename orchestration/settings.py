@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,23 @@ class Settings:
             "METERLINE_WAREHOUSE": str(self.warehouse_path),
             "METERLINE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
         }
+
+
+@contextmanager
+def dbt_environment(settings: Settings) -> Iterator[None]:
+    """The settings' dbt variables in this process's environment for the duration of a block,
+    then the previous values back: an in-process dbt run (Dagster) must not leave its warehouse
+    location behind for whatever runs next in the same process."""
+    saved = {name: os.environ.get(name) for name in settings.dbt_env()}
+    os.environ.update(settings.dbt_env())
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def get_settings(home: Path | str | None = None) -> Settings:

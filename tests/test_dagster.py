@@ -4,6 +4,7 @@ materialises in-process: catalog, ingestion, GX check, dbt models and tests, inv
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 from dagster import DagsterInstance, build_sensor_context
@@ -38,6 +39,9 @@ def test_whole_graph_materialises(small_home, monkeypatch):
                   for e in result.get_asset_check_evaluations()}
         assert checks["raw_events_expectations"] is True
         assert len(checks) > 30 and all(checks.values()), [k for k, v in checks.items() if not v]
+    # The run's warehouse location is not left in the process's environment, where it would
+    # redirect whatever builds next in this process (another test's warehouse, in CI).
+    assert "METERLINE_WAREHOUSE" not in os.environ
 
     invoices = json.loads((small_home.output_dir / "invoices.json").read_text())
     totals = sorted((i["customer_id"], i["issuing_date"], i["total_amount"]) for i in invoices)

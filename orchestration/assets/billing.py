@@ -3,7 +3,6 @@ the step, so nothing downstream (invoice files) is produced from numbers that fa
 
 
 import json
-import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -13,7 +12,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from orchestration import pipeline
 from orchestration.resources import MeterlineSettings
-from orchestration.settings import PROJECT_DIR
+from orchestration.settings import PROJECT_DIR, dbt_environment
 
 AS_OF_TAG = "meterline/as_of"
 
@@ -58,7 +57,6 @@ def build_dbt_assets():
     def meterline_models(context: AssetExecutionContext, dbt: DbtCliResource, meterline: MeterlineSettings):
         """Build and test every dbt model as of the run's clock (tag meterline/as_of, else now)."""
         settings = meterline.settings()
-        os.environ.update(settings.dbt_env())  # profiles.yml reads the warehouse location from here
         as_of = run_as_of(context)
         full_refresh, reason = pipeline.needs_full_refresh(settings, as_of)
         context.log.info(f"as_of {pipeline.format_as_of(as_of)}; {'full refresh' if full_refresh else 'incremental'}: {reason}")
@@ -66,7 +64,8 @@ def build_dbt_assets():
         args = ["build", "--vars", json.dumps({"as_of": pipeline.format_as_of(as_of)})]
         if full_refresh:
             args.append("--full-refresh")
-        yield from dbt.cli(args, context=context).stream()
+        with dbt_environment(settings):  # profiles.yml reads the warehouse location from it
+            yield from dbt.cli(args, context=context).stream()
         from orchestration.warehouse import connect
 
         with connect(settings) as warehouse:
