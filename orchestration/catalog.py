@@ -560,10 +560,24 @@ class WalletTransaction(_Credits):
 
 
 class WalletTopUp(_Credits):
-    """Credits added at the start of every interval (calendar, the customer's time zone) after
-    the wallet opens."""
+    """A top-up rule: credits added at the start of every interval (calendar, the customer's
+    time zone) after the wallet opens, or whenever its ongoing balance is at or under
+    `threshold_credits` (docs/invoice-amounts.md); one of the two."""
 
-    interval: Literal["weekly", "monthly", "quarterly", "yearly"]
+    interval: Literal["weekly", "monthly", "quarterly", "yearly"] | None = None
+    threshold_credits: Decimal | None = None
+
+    check_threshold = field_validator("threshold_credits", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _non_negative_amount(v)))
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> WalletTopUp:
+        if (self.interval is None) == (self.threshold_credits is None):
+            raise ValueError("interval: a top-up happens on an interval or under a threshold_credits (one of the two)")
+        kind, credits = self.kind_and_credits
+        if self.threshold_credits is not None and credits == 0:
+            raise ValueError(f"{kind}_credits: a threshold top-up must add credits (above 0)")
+        return self
 
 
 class Wallet(_Strict):
@@ -1044,11 +1058,25 @@ def _read_wallets(path: Path, customers_by_id: dict[str, Customer], metrics_by_c
         for position, top_up in enumerate(wallet.top_ups):
             kind, amount = top_up.kind_and_credits
             credits.append((f"{where} > top_ups[{position}] > {kind}_credits", amount))
+        threshold_rules = [p for p, t in enumerate(wallet.top_ups) if t.threshold_credits is not None]
+        if len(threshold_rules) > 1:
+            raise CatalogError(path, f"{where} > top_ups[{threshold_rules[1]}] > threshold_credits",
+                               "a wallet has at most one threshold top-up")
         for at_where, amount in credits:
             if (amount * wallet.rate_amount) % minor_unit:
                 raise CatalogError(path, at_where, f"{amount} credits x {wallet.rate_amount} is not a whole amount of "
                                                    f"{customer.currency}: credits must be worth whole minor units")
         resolved.append(ResolvedWallet(wallet, started_at, expires_at, tuple(transactions)))
+    # A threshold top-up keeps its wallet from running out, so it must be the customer's first
+    # wallet: what it pays then never depends on what another wallet paid before it.
+    for index, wallet in enumerate(wallets):
+        if any(t.threshold_credits is not None for t in wallet.top_ups):
+            first = [w for w in wallets if w.customer == wallet.customer and w.code != wallet.code
+                     and w.priority <= wallet.priority]
+            if first:
+                raise CatalogError(path, f"wallets[{index}] (code '{wallet.code}') > priority",
+                                   f"a wallet with a threshold top-up pays first: its priority must be below that of "
+                                   f"the customer's other wallets ('{first[0].code}' has {first[0].priority})")
     per_customer = Counter(w.wallet.customer for w in resolved)
     crowded = [c for c, n in per_customer.items() if n > MAX_WALLETS_PER_CUSTOMER]
     if crowded:
@@ -1390,7 +1418,7 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
     ],
     "catalog.wallet_top_ups": [
         ("wallet_code", "varchar"), ("position", "integer"), ("top_up_interval", "varchar"),
-        ("credit_kind", "varchar"), ("credits", MONEY),
+        ("threshold_credits", MONEY), ("credit_kind", "varchar"), ("credits", MONEY),
     ],
     "catalog.price_book_versions": [
         ("fingerprint", "varchar"), ("source_directory", "varchar"), ("loaded_at", "timestamp"),
@@ -1509,7 +1537,7 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
                                         for w in catalog.wallets
                                         for position, (at, kind, credits) in enumerate(w.transactions)],
         "catalog.wallet_top_ups": [
-            (w.wallet.code, position, t.interval, *t.kind_and_credits)
+            (w.wallet.code, position, t.interval, t.threshold_credits, *t.kind_and_credits)
             for w in catalog.wallets for position, t in enumerate(w.wallet.top_ups)],
         "catalog.price_book_versions": [(catalog.fingerprint, str(catalog.directory), loaded_at)],
     }

@@ -56,7 +56,8 @@ from hypothesis import strategies as st
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DBT = Path(sys.executable).parent / "dbt"
 # In dependency order: each model reads the ones before it.
-MODELS = ("int_invoice_coupons", "int_invoice_line_taxes", "int_invoice_taxes", "int_wallet_credits",
+MODELS = ("int_invoice_coupons", "int_invoice_line_taxes", "int_invoice_taxes", "int_invoice_line_totals",
+          "int_wallet_scheduled_credits", "int_wallet_threshold_top_ups", "int_wallet_credits",
           "int_invoice_wallet_credits")
 AS_OF = datetime(2027, 1, 10, 12, 0, 0)
 
@@ -91,7 +92,11 @@ INPUT_COLUMNS: dict[str, list[tuple[str, str]]] = {
                                          ("transaction_at", "timestamp"), ("credit_kind", "varchar"),
                                          ("credits", MONEY)],
     "stg_catalog__wallet_top_ups": [("wallet_id", "varchar"), ("position", "integer"), ("top_up_interval", "varchar"),
-                                    ("credit_kind", "varchar"), ("credits", MONEY)],
+                                    ("threshold_credits", MONEY), ("credit_kind", "varchar"), ("credits", MONEY)],
+    # The usage priced so far and not yet invoiced, which threshold top-ups watch.
+    "int_wallet_ongoing_usage": [("invoice_line_id", "varchar"), ("customer_id", "varchar"), ("fee_kind", "varchar"),
+                                 ("metric_code", "varchar"), ("valid_from_at", "timestamp"),
+                                 ("valid_until_at", "timestamp"), ("ongoing_amount", ROUNDED)],
 }
 # stg_catalog__tax_assignments.specificity, as the staging model derives it from the level.
 SPECIFICITY = {"charge": 4, "plan": 3, "customer": 2, "billing_entity": 1}
@@ -339,6 +344,9 @@ class Billed:
     coupons: list[dict]  # int_invoice_coupons: one per line and coupon
     line_taxes: list[dict]  # int_invoice_line_taxes: one per line and tax
     invoice_taxes: list[dict]  # int_invoice_taxes: one per invoice and tax
+    line_totals: list[dict]  # int_invoice_line_totals: one per line of a customer with wallets
+    scheduled_credits: list[dict]  # int_wallet_scheduled_credits: transactions and interval top-ups
+    threshold_top_ups: list[dict]  # int_wallet_threshold_top_ups: one per check that added credits
     credits: list[dict]  # int_wallet_credits: one per credit added to a wallet
     payments: list[dict]  # int_invoice_wallet_credits: one per line and wallet paying it
 
@@ -427,8 +435,9 @@ class Billing:
             (w.wallet_id, position, at, kind, credits)
             for w in case.wallets for position, (at, kind, credits) in enumerate(w.transactions)])
         self._insert("stg_catalog__wallet_top_ups", [
-            (w.wallet_id, position, interval, kind, credits)
+            (w.wallet_id, position, interval, None, kind, credits)
             for w in case.wallets for position, (interval, kind, credits) in enumerate(w.top_ups)])
+        self._insert("int_wallet_ongoing_usage", [])
 
 
 def _dbt_environment(warehouse: Path) -> dict[str, str]:

@@ -7,6 +7,7 @@ are spent after tax, on invoices issued while a wallet is open, in priority orde
 |---|---|---|
 | w_runs_out | 30 credits at 1.00 granted on 1 Sep | 1 Oct: 15.00 + 1.50 = 16.50, all paid by credits (13.50 left). 1 Nov: 18.00 + 1.80 = 19.80, credits pay the 13.50 left, 6.30 due. 1 Dec (draft): 13.20 due |
 | w_expired | `expired_promo`: 50 credits at 0.50 (25.00), expires 15 Oct; `expired_main` (priority 2): 20 credits purchased on 20 Oct | 1 Oct: 11.00 paid by the promo, 14.00 (28 credits) expire at the end of 15 Oct. 20 Oct: a purchase invoice of 20.00, no tax. 1 Nov: 11.00 paid by `expired_main` (9.00 left). 1 Dec (draft): 9.00 pending, 2.00 due; ongoing balance 0 |
+| w_threshold | `threshold_prepaid`: 20 credits purchased on 1 Oct; when the ongoing balance is at or under 15 credits, 25 more are purchased | 5 calls on 3 Oct: at the 4 Oct midnight the ongoing balance is 20 - 5.00 = 15 (at the threshold): one top-up, an invoice of 25.00 (balance 45). 17 calls on 10 Oct: 45 - 22.00 = 23 at 11 Oct, nothing. 1 Nov: the invoice asks 10.00 + 22.00 + 3.20 tax = 35.20 of the wallet; checked before it draws, 45 - 35.20 = 9.80: one top-up at that instant (70), the invoice is paid in full (34.80 left). 20 calls on 5 Nov: at 6 Nov 34.80 - 20.00 = 14.80, one top-up (59.80). The December draft's 33.00 is ongoing usage: ongoing balance 26.80 |
 | w_priority | `priority_tokens` (5 credits, tokens only, priority 1); `priority_general` (100 credits, plus 10 granted at every month's start) | 1 Nov: 10.00 + 3 calls 3.00 + 700 tokens 7.00 = 20.00 + 2.00 tax = 22.00; the token wallet pays 5.00 of the tokens line (7.70 with its tax), the general wallet the other 17.00 (100 + the 1 Nov top-up of 10 = 110 credited). Balance 93.00; the December draft's 11.00 is ongoing usage: ongoing balance 82.00 |
 """
 
@@ -26,14 +27,20 @@ AS_OF = datetime(2026, 11, 20)
 
 
 @pytest.fixture(scope="module")
-def billed(tmp_path_factory):
-    """The fixture billed through the warehouse, with its wallet marts."""
+def billed_home(tmp_path_factory):
+    """The fixture billed through the warehouse: its settings."""
     home_dir = tmp_path_factory.mktemp("wallets")
     settings = make_home(home_dir, CASE / "catalog")
     for source in (CASE / "events.jsonl",):
         (settings.landing_dir / source.name).write_bytes(source.read_bytes())
     run_all(settings, as_of=AS_OF)
-    with connect(settings, read_only=True) as warehouse:
+    return settings
+
+
+@pytest.fixture(scope="module")
+def billed(billed_home):
+    """Its invoices and wallet marts."""
+    with connect(billed_home, read_only=True) as warehouse:
         from orchestration.exports import fetch_invoices
 
         invoices = fetch_invoices(warehouse)
@@ -105,6 +112,34 @@ def test_wallets_pay_in_priority_order_within_their_limits(billed):
         Decimal("110.00"), Decimal("17.00"), Decimal("93.00"), Decimal("11.00"), Decimal("82.00"))
 
 
+def test_a_threshold_top_up_keeps_the_ongoing_balance_above_its_threshold(billed):
+    invoices, wallets, history = billed
+    assert sorted(_invoices(billed, "w_threshold")) == [
+        ("2026-10-01", "closed", "20.00", "0.00", "20.00", "0.00", "20.00"),  # the first purchase
+        ("2026-10-04", "closed", "25.00", "0.00", "25.00", "0.00", "25.00"),  # at the threshold: a top-up
+        ("2026-11-01", "closed", "25.00", "0.00", "25.00", "0.00", "25.00"),  # before the invoice draws
+        ("2026-11-01", "closed", "32.00", "3.20", "35.20", "35.20", "0.00"),
+        ("2026-11-06", "closed", "25.00", "0.00", "25.00", "0.00", "25.00"),
+        ("2026-12-01", "draft", "30.00", "3.00", "33.00", "33.00", "0.00"),
+    ]
+    assert [(t, str(a), str(b)) for w, t, _, a, _, b in history if w == "threshold_prepaid"] == [
+        ("purchased", "20.000", "20.000"), ("purchased", "25.000", "45.000"), ("purchased", "25.000", "70.000"),
+        ("spent", "-35.200", "34.800"), ("purchased", "25.000", "59.800"), ("spent", "-33.000", "59.800")]
+    wallet = wallets["threshold_prepaid"]
+    assert (wallet["balance_amount"], wallet["ongoing_usage_amount"], wallet["ongoing_balance_amount"]) == (
+        Decimal("59.80"), Decimal("33.00"), Decimal("26.80"))
+
+
+def test_a_threshold_top_up_records_the_balance_that_triggered_it(billed_home):
+    with connect(billed_home, read_only=True) as warehouse:
+        top_ups = warehouse.query(
+            "select credited_at, top_up_count, ongoing_balance_before_amount, amount "
+            "from intermediate.int_wallet_threshold_top_ups order by credited_at")
+    assert [(at.isoformat(), n, str(before.normalize()), str(amount.normalize())) for at, n, before, amount in top_ups] == [
+        ("2026-10-04T00:00:00", 1, "15", "25"), ("2026-11-01T00:00:00", 1, "9.8", "25"),
+        ("2026-11-06T00:00:00", 1, "14.8", "25")]
+
+
 def test_every_wallet_history_sums_to_its_balance(billed):
     _, wallets, history = billed
     for wallet_id, wallet in wallets.items():
@@ -125,6 +160,18 @@ def test_every_wallet_history_sums_to_its_balance(billed):
     ('{at: "2026-10-01", granted_credits: "5"}', '{at: "2026-10-01", granted_credits: "5", purchased_credits: "5"}',
      "wallets[3] (code 'priority_tokens') > transactions[0] > granted_credits",
      "credits are granted or purchased (one of the two)"),
+    ('{threshold_credits: "15", purchased_credits: "25"}', '{threshold_credits: "15", purchased_credits: "0"}',
+     "wallets[5] (code 'threshold_prepaid') > top_ups[0] > purchased_credits",
+     "a threshold top-up must add credits (above 0)"),
+    ('{threshold_credits: "15", purchased_credits: "25"}',
+     '{threshold_credits: "15", interval: monthly, purchased_credits: "25"}', "wallets[5] (code 'threshold_prepaid') > "
+     "top_ups[0] > interval", "a top-up happens on an interval or under a threshold_credits (one of the two)"),
+    ('{threshold_credits: "15", purchased_credits: "25"}',
+     '{threshold_credits: "15", purchased_credits: "25"}\n      - {threshold_credits: "5", granted_credits: "5"}',
+     "wallets[5] (code 'threshold_prepaid') > top_ups[1] > threshold_credits", "a wallet has at most one threshold top-up"),
+    ('{interval: monthly, granted_credits: "10"}', '{threshold_credits: "10", granted_credits: "10"}',
+     "wallets[4] (code 'priority_general') > priority", "a wallet with a threshold top-up pays first: its priority must "
+     "be below that of the customer's other wallets ('priority_tokens' has 1)"),
 ])
 def test_invalid_wallets_are_located(tmp_path, old, new, where, message):
     error = catalog_error_after_edit(CASE / "catalog", tmp_path, old, new, file="wallets.yml")

@@ -16,20 +16,8 @@
 -- enforces.
 {%- set steps = var('max_wallets_per_customer') %}
 
-with fees as (
-    select * from {{ ref('int_invoice_fees') }}
-),
-
-coupon_shares as (
-    select * from {{ ref('int_invoice_coupons') }}
-),
-
-line_taxes as (
-    select * from {{ ref('int_invoice_line_taxes') }}
-),
-
-invoice_taxes as (
-    select * from {{ ref('int_invoice_taxes') }}
+with line_totals as (
+    select * from {{ ref('int_invoice_line_totals') }}
 ),
 
 wallets as (
@@ -40,79 +28,19 @@ wallet_limits as (
     select * from {{ ref('stg_catalog__wallet_limits') }}
 ),
 
+-- Transactions, interval top-ups and threshold top-ups.
 wallet_credits as (
     select * from {{ ref('int_wallet_credits') }}
 ),
 
-line_discounts as (
-    select coupon_shares.invoice_line_id, sum(coupon_shares.line_discount_amount) as discount_amount
-    from coupon_shares
-    group by 1
-),
-
-line_tax_totals as (
-    select line_taxes.invoice_line_id, sum(line_taxes.tax_amount) as tax_amount
-    from line_taxes
-    group by 1
-),
-
--- A line's part of the amount due: its fee net of coupons, plus its exact taxes, as a precise
--- amount (12 decimals, what spread_in_proportion weighs).
-line_totals as (
-    select
-        fees.invoice_line_id,
-        fees.invoice_id,
-        fees.customer_id,
-        fees.fee_kind,
-        fees.metric_code,
-        {{ to_precise_money('fees.billable_amount - coalesce(line_discounts.discount_amount, 0)'
-                            ' + coalesce(line_tax_totals.tax_amount, 0)') }} as line_total
-    from fees
-    left join line_discounts
-        on fees.invoice_line_id = line_discounts.invoice_line_id
-    left join line_tax_totals
-        on fees.invoice_line_id = line_tax_totals.invoice_line_id
-    where fees.customer_id in (select wallets.customer_id from wallets)
-),
-
-invoice_fees as (
-    select
-        fees.invoice_id,
-        fees.customer_id,
-        fees.invoice_at,
-        fees.minor_unit,
-        sum(fees.billable_amount) as billable_amount
-    from fees
-    where fees.customer_id in (select wallets.customer_id from wallets)
-    group by 1, 2, 3, 4
-),
-
-invoice_discounts as (
-    select coupon_shares.invoice_id, sum(coupon_shares.line_discount_amount) as discount_amount
-    from coupon_shares
-    group by 1
-),
-
-invoice_tax_totals as (
-    select invoice_taxes.invoice_id, sum(invoice_taxes.tax_amount) as tax_amount
-    from invoice_taxes
-    group by 1
-),
-
--- The amount due before credits (rounded: fees and discounts are, taxes are rounded per rate).
 invoice_totals as (
-    select
-        invoice_fees.*,
-        cast(
-            invoice_fees.billable_amount - coalesce(invoice_discounts.discount_amount, 0)
-            + coalesce(invoice_tax_totals.tax_amount, 0)
-            as {{ rounded_money_type() }}
-        ) as subtotal_including_taxes
-    from invoice_fees
-    left join invoice_discounts
-        on invoice_fees.invoice_id = invoice_discounts.invoice_id
-    left join invoice_tax_totals
-        on invoice_fees.invoice_id = invoice_tax_totals.invoice_id
+    select distinct
+        line_totals.invoice_id,
+        line_totals.customer_id,
+        line_totals.invoice_at,
+        line_totals.minor_unit,
+        line_totals.invoice_total
+    from line_totals
 ),
 
 ordered_wallets as (
@@ -155,16 +83,8 @@ wallet_lines as (
     from wallet_invoices
     inner join line_totals
         on wallet_invoices.invoice_id = line_totals.invoice_id
-    where wallet_invoices.is_limited = 0
-        or exists (
-            select 1
-            from wallet_limits
-            where wallet_limits.wallet_id = wallet_invoices.wallet_id
-                and (
-                    (wallet_limits.limited_to = 'fee_kind' and wallet_limits.target_code = line_totals.fee_kind)
-                    or (wallet_limits.limited_to = 'metric' and wallet_limits.target_code = line_totals.metric_code)
-                )
-        )
+    where {{ wallet_may_pay('wallet_limits', 'wallet_invoices.wallet_id', 'line_totals.fee_kind',
+                            'line_totals.metric_code') }}
 ),
 
 line_remaining_0 as (
@@ -173,7 +93,7 @@ line_remaining_0 as (
 ),
 
 invoice_remaining_0 as (
-    select invoice_totals.invoice_id, invoice_totals.subtotal_including_taxes as remaining_amount
+    select invoice_totals.invoice_id, invoice_totals.invoice_total as remaining_amount
     from invoice_totals
 ),
 

@@ -1,5 +1,6 @@
--- One row per charge line of a plan with usage thresholds and checkpoint: the line's usage to
--- date and what it costs (progressive billing, docs/invoice-amounts.md).
+-- One row per charge line and checkpoint of a plan with usage thresholds (progressive billing)
+-- or of a customer whose wallet tops up under a threshold: the line's usage to date and what it
+-- costs (docs/invoice-amounts.md).
 --
 -- Checkpoints are the customer's local midnights strictly inside a billing period's service,
 -- up to the run's as_of: checkpoint k is the start of local day service_start_date + k, and
@@ -16,9 +17,18 @@ with thresholds as (
     select * from {{ ref('stg_catalog__usage_thresholds') }}
 ),
 
+-- Periods of plans with usage thresholds, and of customers whose wallet tops up when its
+-- ongoing balance is low (int_wallet_ongoing_usage).
 billing_periods as (
     select * from {{ ref('int_billing_periods') }}
     where plan_code in (select thresholds.plan_code from thresholds)
+        or customer_id in (
+            select wallets.customer_id
+            from {{ ref('stg_catalog__wallets') }} as wallets
+            inner join {{ ref('stg_catalog__wallet_top_ups') }} as top_ups
+                on wallets.wallet_id = top_ups.wallet_id
+            where top_ups.threshold_credits is not null
+        )
 ),
 
 charge_units as (

@@ -1,5 +1,6 @@
 -- One row per movement of a wallet's balance (docs/invoice-amounts.md): credits granted or
--- purchased, credits spent on an invoice, and what expired at the end of the expiration date.
+-- purchased (by a transaction, an interval top-up or a threshold top-up), credits spent on an
+-- invoice, and what expired at the end of the expiration date.
 -- `settled` movements happened by the run's as_of and make the balance; `pending` ones are the
 -- credits the open periods' draft invoices would spend (the ongoing usage).
 with wallets as (
@@ -43,6 +44,7 @@ movements as (
     select
         credits.wallet_id,
         credits.credit_kind as transaction_type,
+        credits.source_kind,
         credits.credited_at as transaction_at,
         1 as order_at_instant,
         cast(null as {{ dbt.type_string() }}) as invoice_id,
@@ -54,6 +56,7 @@ movements as (
     select
         spent_per_invoice.wallet_id,
         'spent' as transaction_type,
+        'invoice' as source_kind,
         spent_per_invoice.invoice_at as transaction_at,
         2 as order_at_instant,
         spent_per_invoice.invoice_id,
@@ -65,6 +68,7 @@ movements as (
     select
         expiring.wallet_id,
         'expired' as transaction_type,
+        'expiry' as source_kind,
         expiring.expires_at as transaction_at,
         3 as order_at_instant,
         cast(null as {{ dbt.type_string() }}) as invoice_id,
@@ -85,6 +89,8 @@ final as (
         wallets.customer_id,
         wallets.currency,
         movements.transaction_type,
+        -- What caused it: a transaction, an interval or threshold top-up, an invoice, the expiry.
+        movements.source_kind,
         movements.transaction_at,
         case when movements.transaction_at <= {{ as_of_timestamp() }} then 'settled' else 'pending' end as status,
         movements.invoice_id,

@@ -1,0 +1,94 @@
+-- One row per charge line and checkpoint of a customer whose wallet tops up under a threshold
+-- (int_wallet_threshold_top_ups): the usage priced so far that no invoice has billed yet, from
+-- the checkpoint until the next one or until the line is invoiced (docs/invoice-amounts.md).
+--
+-- The usage to date is progressive billing's (int_usage_checkpoints, local midnights): each
+-- line's amount rounded (nothing while below zero), less what progressive invoices issued by
+-- then billed of it, before coupons and taxes, which the invoice applies.
+with checkpoints as (
+    select * from {{ ref('int_usage_checkpoints') }}
+),
+
+billing_periods as (
+    select * from {{ ref('int_billing_periods') }}
+),
+
+charges as (
+    select * from {{ ref('stg_catalog__charges') }}
+),
+
+fees as (
+    select * from {{ ref('int_invoice_fees') }}
+),
+
+billed_early as (
+    select * from {{ ref('int_progressive_billing_fees') }}
+),
+
+top_up_customers as (
+    select distinct wallets.customer_id
+    from {{ ref('stg_catalog__wallets') }} as wallets
+    inner join {{ ref('stg_catalog__wallet_top_ups') }} as top_ups
+        on wallets.wallet_id = top_ups.wallet_id
+    where top_ups.threshold_credits is not null
+),
+
+line_checkpoints as (
+    select
+        checkpoints.invoice_line_id,
+        billing_periods.customer_id,
+        charges.metric_code,
+        checkpoints.checkpoint_at,
+        billing_periods.service_end_at,
+        case when checkpoints.precise_amount_to_date > 0
+            then {{ round_money('checkpoints.precise_amount_to_date', 'billing_periods.minor_unit') }}
+            else 0 end as usage_to_date_amount
+    from checkpoints
+    inner join billing_periods
+        on checkpoints.billing_period_id = billing_periods.billing_period_id
+    inner join charges
+        on checkpoints.charge_id = charges.charge_id
+    where billing_periods.customer_id in (select top_up_customers.customer_id from top_up_customers)
+),
+
+billed_by_then as (
+    select
+        line_checkpoints.invoice_line_id,
+        line_checkpoints.checkpoint_at,
+        coalesce(sum(billed_early.amount), 0) as billed_amount
+    from line_checkpoints
+    left join billed_early
+        on line_checkpoints.invoice_line_id = billed_early.period_invoice_line_id
+        and billed_early.invoice_at <= line_checkpoints.checkpoint_at
+    group by 1, 2
+),
+
+final as (
+    select
+        line_checkpoints.invoice_line_id,
+        line_checkpoints.customer_id,
+        'charge' as fee_kind,
+        line_checkpoints.metric_code,
+        line_checkpoints.checkpoint_at as valid_from_at,
+        coalesce(
+            lead(line_checkpoints.checkpoint_at) over (
+                partition by line_checkpoints.invoice_line_id order by line_checkpoints.checkpoint_at
+            ),
+            fees.invoice_at,
+            line_checkpoints.service_end_at
+        ) as valid_until_at,
+        cast(
+            case when line_checkpoints.usage_to_date_amount > billed_by_then.billed_amount
+                then line_checkpoints.usage_to_date_amount - billed_by_then.billed_amount
+                else 0 end
+            as {{ rounded_money_type() }}
+        ) as ongoing_amount
+    from line_checkpoints
+    inner join billed_by_then
+        on line_checkpoints.invoice_line_id = billed_by_then.invoice_line_id
+        and line_checkpoints.checkpoint_at = billed_by_then.checkpoint_at
+    left join fees
+        on line_checkpoints.invoice_line_id = fees.invoice_line_id
+)
+
+select * from final

@@ -1,0 +1,233 @@
+-- One row per check at which a wallet's threshold top-up rule adds credits, up to the run's
+-- as_of (docs/invoice-amounts.md).
+--
+-- The rule is checked when the wallet opens, at every invoice it pays (before the invoice draws
+-- on it) and at every local midnight at which the customer's usage to date is measured
+-- (int_wallet_ongoing_usage). When the ongoing balance then (credits so far, less what invoices
+-- so far asked of the wallet, less the usage not yet invoiced) is at or under threshold_credits,
+-- the rule adds as many top-ups as bring it above the threshold, in one purchase or grant.
+--
+-- Such a wallet pays first among the customer's wallets (the catalog checks), so what each
+-- invoice asks of it is known without it: the whole amount due, or, when the wallet is
+-- limited, its lines' rounded down (int_invoice_wallet_credits' first step). And as every
+-- invoice is a check that leaves the balance above the threshold (zero or more), the wallet
+-- always pays all it is asked: with B(c) the ongoing balance at check c without these top-ups,
+-- the number of top-ups added by c is the running maximum over the checks of
+-- floor((threshold - B) / top-up) + 1 where B <= threshold. Sums, a running maximum, no
+-- recursion.
+with wallets as (
+    select * from {{ ref('stg_catalog__wallets') }}
+),
+
+wallet_limits as (
+    select * from {{ ref('stg_catalog__wallet_limits') }}
+),
+
+rules as (
+    select * from {{ ref('stg_catalog__wallet_top_ups') }}
+    where threshold_credits is not null
+),
+
+scheduled_credits as (
+    select * from {{ ref('int_wallet_scheduled_credits') }}
+),
+
+line_totals as (
+    select * from {{ ref('int_invoice_line_totals') }}
+),
+
+ongoing_usage as (
+    select * from {{ ref('int_wallet_ongoing_usage') }}
+),
+
+threshold_wallets as (
+    select
+        wallets.wallet_id,
+        wallets.customer_id,
+        wallets.started_at,
+        wallets.expires_at,
+        case when wallets.wallet_id in (select wallet_limits.wallet_id from wallet_limits) then 1 else 0 end
+            as is_limited,
+        rules.position,
+        rules.credit_kind,
+        rules.credits as top_up_credits,
+        {{ to_precise_money('rules.threshold_credits * wallets.rate_amount') }} as threshold_amount,
+        {{ to_precise_money('rules.credits * wallets.rate_amount') }} as top_up_amount
+    from wallets
+    inner join rules
+        on wallets.wallet_id = rules.wallet_id
+),
+
+-- What each invoice the wallet pays asks of it.
+wallet_invoice_lines as (
+    select
+        threshold_wallets.wallet_id,
+        threshold_wallets.is_limited,
+        line_totals.invoice_id,
+        line_totals.invoice_at,
+        line_totals.minor_unit,
+        line_totals.invoice_total,
+        case when line_totals.line_total > 0
+                and {{ wallet_may_pay('wallet_limits', 'threshold_wallets.wallet_id', 'line_totals.fee_kind',
+                                      'line_totals.metric_code') }}
+            then line_totals.line_total else 0 end as payable_amount
+    from threshold_wallets
+    inner join line_totals
+        on threshold_wallets.customer_id = line_totals.customer_id
+        and line_totals.invoice_at >= threshold_wallets.started_at
+        and (threshold_wallets.expires_at is null or line_totals.invoice_at < threshold_wallets.expires_at)
+),
+
+invoice_payables as (
+    select
+        wallet_invoice_lines.wallet_id,
+        wallet_invoice_lines.is_limited,
+        wallet_invoice_lines.invoice_id,
+        wallet_invoice_lines.invoice_at,
+        wallet_invoice_lines.invoice_total,
+        {{ floor_money('sum(wallet_invoice_lines.payable_amount)', 'wallet_invoice_lines.minor_unit') }}
+            as payable_amount
+    from wallet_invoice_lines
+    group by 1, 2, 3, 4, 5, wallet_invoice_lines.minor_unit
+),
+
+invoice_demands as (
+    select
+        invoice_payables.wallet_id,
+        invoice_payables.invoice_id,
+        invoice_payables.invoice_at,
+        case
+            when invoice_payables.is_limited = 1 and invoice_payables.payable_amount < invoice_payables.invoice_total
+                then invoice_payables.payable_amount
+            else invoice_payables.invoice_total
+        end as demand_amount
+    from invoice_payables
+),
+
+-- Everything that moves the ongoing balance, signed; usage counts from its checkpoint until
+-- its line is invoiced (then the invoice asks for it).
+movements as (
+    select scheduled_credits.wallet_id, scheduled_credits.credited_at as moved_at, scheduled_credits.amount as change_amount
+    from scheduled_credits
+    where scheduled_credits.wallet_id in (select threshold_wallets.wallet_id from threshold_wallets)
+    union all
+    select invoice_demands.wallet_id, invoice_demands.invoice_at, -invoice_demands.demand_amount
+    from invoice_demands
+    union all
+    select threshold_wallets.wallet_id, ongoing_usage.valid_from_at, -ongoing_usage.ongoing_amount
+    from threshold_wallets
+    inner join ongoing_usage
+        on threshold_wallets.customer_id = ongoing_usage.customer_id
+    where {{ wallet_may_pay('wallet_limits', 'threshold_wallets.wallet_id', 'ongoing_usage.fee_kind',
+                            'ongoing_usage.metric_code') }}
+    union all
+    select threshold_wallets.wallet_id, ongoing_usage.valid_until_at, ongoing_usage.ongoing_amount
+    from threshold_wallets
+    inner join ongoing_usage
+        on threshold_wallets.customer_id = ongoing_usage.customer_id
+    where {{ wallet_may_pay('wallet_limits', 'threshold_wallets.wallet_id', 'ongoing_usage.fee_kind',
+                            'ongoing_usage.metric_code') }}
+    union all
+    -- The check when the wallet opens.
+    select threshold_wallets.wallet_id, threshold_wallets.started_at, 0
+    from threshold_wallets
+),
+
+running_balances as (
+    select
+        movements.wallet_id,
+        movements.moved_at,
+        sum(movements.change_amount) over (
+            partition by movements.wallet_id
+            order by movements.moved_at
+            range between unbounded preceding and current row
+        ) as balance_without_top_ups
+    from movements
+),
+
+checks as (
+    select distinct
+        running_balances.wallet_id,
+        running_balances.moved_at as checked_at,
+        cast(running_balances.balance_without_top_ups as {{ precise_money_type() }}) as balance_without_top_ups
+    from running_balances
+    inner join threshold_wallets
+        on running_balances.wallet_id = threshold_wallets.wallet_id
+    where running_balances.moved_at >= threshold_wallets.started_at
+        and (threshold_wallets.expires_at is null or running_balances.moved_at < threshold_wallets.expires_at)
+        and running_balances.moved_at <= {{ as_of_timestamp() }}
+),
+
+-- floor((threshold - B) / top-up), exactly: the quotient is rounded to 12 decimals, then
+-- corrected against the product.
+shortfalls as (
+    select
+        checks.*,
+        threshold_wallets.threshold_amount,
+        threshold_wallets.top_up_amount,
+        case when checks.balance_without_top_ups <= threshold_wallets.threshold_amount
+            then floor({{ exact_ratio('threshold_wallets.threshold_amount - checks.balance_without_top_ups',
+                                      'threshold_wallets.top_up_amount') }})
+        end as estimated_steps
+    from checks
+    inner join threshold_wallets
+        on checks.wallet_id = threshold_wallets.wallet_id
+),
+
+needed as (
+    select
+        shortfalls.*,
+        case
+            when shortfalls.estimated_steps is null then 0
+            when shortfalls.estimated_steps * shortfalls.top_up_amount
+                    > shortfalls.threshold_amount - shortfalls.balance_without_top_ups
+                then shortfalls.estimated_steps
+            else shortfalls.estimated_steps + 1
+        end as top_ups_needed
+    from shortfalls
+),
+
+added_to_date as (
+    select
+        needed.*,
+        max(needed.top_ups_needed) over (
+            partition by needed.wallet_id
+            order by needed.checked_at
+            rows between unbounded preceding and current row
+        ) as top_ups_to_date
+    from needed
+),
+
+added as (
+    select
+        added_to_date.*,
+        coalesce(lag(added_to_date.top_ups_to_date) over (
+            partition by added_to_date.wallet_id order by added_to_date.checked_at
+        ), 0) as top_ups_before
+    from added_to_date
+),
+
+final as (
+    select
+        added.wallet_id,
+        threshold_wallets.customer_id,
+        threshold_wallets.position,
+        added.checked_at as credited_at,
+        threshold_wallets.credit_kind,
+        cast(added.top_ups_to_date - added.top_ups_before as integer) as top_up_count,
+        cast(added.top_ups_to_date as integer) as top_ups_to_date,
+        {{ to_precise_money('(added.top_ups_to_date - added.top_ups_before) * threshold_wallets.top_up_credits') }}
+            as credits,
+        {{ to_precise_money('(added.top_ups_to_date - added.top_ups_before) * threshold_wallets.top_up_amount') }}
+            as amount,
+        added.threshold_amount,
+        -- The ongoing balance that triggered it (earlier threshold top-ups included).
+        {{ to_precise_money('added.balance_without_top_ups + added.top_ups_before * threshold_wallets.top_up_amount') }}
+            as ongoing_balance_before_amount
+    from added
+    inner join threshold_wallets
+        on added.wallet_id = threshold_wallets.wallet_id
+    where added.top_ups_to_date > added.top_ups_before
+)
+
+select * from final
