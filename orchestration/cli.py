@@ -167,8 +167,11 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
         drafts = amounts_by_currency(warehouse, "draft")
         taxes = taxes_by_rate(warehouse, "closed")
         wallets = warehouse.query(
-            "select currency, count(*), sum(balance_amount), sum(ongoing_usage_amount), sum(ongoing_balance_amount) "
-            "from marts.fct_wallets group by 1 order by 1")
+            "select wallets.currency, count(*), sum(wallets.balance_amount), sum(wallets.ongoing_usage_amount), "
+            "sum(wallets.ongoing_balance_amount), sum(top_ups.top_up_count) from marts.fct_wallets as wallets "
+            "left join (select wallet_id, count(*) as top_up_count from marts.fct_wallet_transactions "
+            "where source_kind = 'threshold_top_up' and status = 'settled' group by 1) as top_ups "
+            "on wallets.wallet_id = top_ups.wallet_id group by 1 order by 1")
         # An invoice worth reading step by step: the closed one with the most steps in use.
         example = warehouse.query(
             "select invoice_id from marts.fct_invoices where status = 'closed' order by "
@@ -211,10 +214,11 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
             places = exponents[currency]
             by_rate.add_row(currency, code, f"{rate.normalize():f}", f"{taxable:,.{places}f}", f"{tax:,.{places}f}")
         console.print(by_rate)
-    for currency, count, balance, ongoing_usage, ongoing_balance in wallets:
+    for currency, count, balance, ongoing_usage, ongoing_balance, top_ups in wallets:
         places = exponents[currency]
         console.print(f"Prepaid credits: {count} wallet(s) in {currency}, balance {balance:,.{places}f}, "
-                      f"ongoing usage {ongoing_usage:,.{places}f}, ongoing balance {ongoing_balance:,.{places}f} "
+                      f"ongoing usage {ongoing_usage:,.{places}f}, ongoing balance {ongoing_balance:,.{places}f}, "
+                      f"{top_ups or 0} threshold top-up(s) "
                       "(marts.fct_wallets, history in marts.fct_wallet_transactions)")
     _print_plans_in_use(plans_in_use, one_off)
     if progressive[0]:

@@ -6,9 +6,9 @@ are spent after tax, on invoices issued while a wallet is open, in priority orde
 | customer | wallets | by hand |
 |---|---|---|
 | w_runs_out | 30 credits at 1.00 granted on 1 Sep | 1 Oct: 15.00 + 1.50 = 16.50, all paid by credits (13.50 left). 1 Nov: 18.00 + 1.80 = 19.80, credits pay the 13.50 left, 6.30 due. 1 Dec (draft): 13.20 due |
-| w_expired | `expired_promo`: 50 credits at 0.50 (25.00), expires 15 Oct; `expired_main` (priority 2): 20 credits purchased on 20 Oct | 1 Oct: 11.00 paid by the promo, 14.00 (28 credits) expire at the end of 15 Oct. 20 Oct: a purchase invoice of 20.00, no tax. 1 Nov: 11.00 paid by `expired_main` (9.00 left). 1 Dec (draft): 9.00 pending, 2.00 due; ongoing balance 0 |
-| w_threshold | `threshold_prepaid`: 20 credits purchased on 1 Oct; when the ongoing balance is at or under 15 credits, 25 more are purchased | 5 calls on 3 Oct: at the 4 Oct midnight the ongoing balance is 20 - 5.00 = 15 (at the threshold): one top-up, an invoice of 25.00 (balance 45). 17 calls on 10 Oct: 45 - 22.00 = 23 at 11 Oct, nothing. 1 Nov: the invoice asks 10.00 + 22.00 + 3.20 tax = 35.20 of the wallet; checked before it draws, 45 - 35.20 = 9.80: one top-up at that instant (70), the invoice is paid in full (34.80 left). 20 calls on 5 Nov: at 6 Nov 34.80 - 20.00 = 14.80, one top-up (59.80). The December draft's 33.00 is ongoing usage: ongoing balance 26.80 |
-| w_priority | `priority_tokens` (5 credits, tokens only, priority 1); `priority_general` (100 credits, plus 10 granted at every month's start) | 1 Nov: 10.00 + 3 calls 3.00 + 700 tokens 7.00 = 20.00 + 2.00 tax = 22.00; the token wallet pays 5.00 of the tokens line (7.70 with its tax), the general wallet the other 17.00 (100 + the 1 Nov top-up of 10 = 110 credited). Balance 93.00; the December draft's 11.00 is ongoing usage: ongoing balance 82.00 |
+| w_expired | `expired_promo`: 50 credits at 0.50 (25.00), expires 15 Oct; `expired_main` (priority 2): 20 credits purchased on 20 Oct | 1 Oct: 11.00 paid by the promo, 14.00 (28 credits) expire at the end of 15 Oct. 20 Oct: a purchase invoice of 20.00, no tax. 1 Nov: 11.00 paid by `expired_main` (9.00 left). 1 Dec (draft): 9.00 pending, 2.00 due; no usage yet, so no ongoing usage: ongoing balance 9.00 |
+| w_threshold | `threshold_prepaid`: 20 credits purchased on 1 Oct; when the ongoing balance (balance less the usage not yet invoiced, with its tax) is at or under 14.5 credits, 25 more are purchased | 5 calls on 3 Oct: at the 4 Oct midnight the ongoing balance is 20 - 5.50 = 14.50 (at the threshold): one top-up, an invoice of 25.00 (balance 45). 17 more calls on 10 Oct: 45 - 24.20 = 20.80 at 11 Oct, nothing. 1 Nov: the invoice asks 10.00 + 22.00 + 3.20 tax = 35.20 of the wallet; checked before it draws, 45 - 35.20 = 9.80: one top-up at that instant (70), the invoice is paid in full (34.80 left). 20 calls on 5 Nov: at 6 Nov 34.80 - 22.00 = 12.80, one top-up (59.80). The December draft would take 33.00; its usage, 20.00 + 2.00 tax, is the ongoing usage: ongoing balance 37.80 |
+| w_priority | `priority_tokens` (5 credits, tokens only, priority 1); `priority_general` (100 credits, plus 10 granted at every month's start) | 1 Nov: 10.00 + 3 calls 3.00 + 700 tokens 7.00 = 20.00 + 2.00 tax = 22.00; the token wallet pays 5.00 of the tokens line (7.70 with its tax), the general wallet the other 17.00 (100 + the 1 Nov top-up of 10 = 110 credited). Balance 93.00; the December draft would take 11.00 (pending) but has no usage yet: ongoing balance 93.00 |
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def billed(billed_home):
 
 
 WALLET_COLUMNS = ["wallet_id", "status", "credited_amount", "spent_amount", "expired_amount", "balance_amount",
-                  "balance_credits", "ongoing_usage_amount", "ongoing_balance_amount"]
+                  "balance_credits", "pending_spending_amount", "ongoing_usage_amount", "ongoing_balance_amount"]
 
 
 def _invoices(billed, customer: str) -> list[tuple]:
@@ -93,8 +93,8 @@ def test_an_expired_wallet_and_a_purchase(billed):
     assert [(t, str(c)) for w, t, _, _, c, _ in history if w == "expired_promo"] == [
         ("granted", "50.000000000000"), ("spent", "-22.000000000000"), ("expired", "-28.000000000000")]
     main = wallets["expired_main"]
-    assert (main["balance_amount"], main["ongoing_usage_amount"], main["ongoing_balance_amount"]) == (
-        Decimal("9.00"), Decimal("9.00"), 0)
+    assert (main["balance_amount"], main["pending_spending_amount"], main["ongoing_usage_amount"],
+            main["ongoing_balance_amount"]) == (Decimal("9.00"), Decimal("9.00"), 0, Decimal("9.00"))
 
 
 def test_wallets_pay_in_priority_order_within_their_limits(billed):
@@ -108,8 +108,8 @@ def test_wallets_pay_in_priority_order_within_their_limits(billed):
         ("priority_tokens", "5.00"), ("priority_general", "17.00")]
     general = wallets["priority_general"]
     assert (general["credited_amount"], general["spent_amount"], general["balance_amount"],
-            general["ongoing_usage_amount"], general["ongoing_balance_amount"]) == (
-        Decimal("110.00"), Decimal("17.00"), Decimal("93.00"), Decimal("11.00"), Decimal("82.00"))
+            general["pending_spending_amount"], general["ongoing_usage_amount"], general["ongoing_balance_amount"]) == (
+        Decimal("110.00"), Decimal("17.00"), Decimal("93.00"), Decimal("11.00"), 0, Decimal("93.00"))
 
 
 def test_a_threshold_top_up_keeps_the_ongoing_balance_above_its_threshold(billed):
@@ -126,8 +126,8 @@ def test_a_threshold_top_up_keeps_the_ongoing_balance_above_its_threshold(billed
         ("purchased", "20.000", "20.000"), ("purchased", "25.000", "45.000"), ("purchased", "25.000", "70.000"),
         ("spent", "-35.200", "34.800"), ("purchased", "25.000", "59.800"), ("spent", "-33.000", "59.800")]
     wallet = wallets["threshold_prepaid"]
-    assert (wallet["balance_amount"], wallet["ongoing_usage_amount"], wallet["ongoing_balance_amount"]) == (
-        Decimal("59.80"), Decimal("33.00"), Decimal("26.80"))
+    assert (wallet["balance_amount"], wallet["pending_spending_amount"], wallet["ongoing_usage_amount"],
+            wallet["ongoing_balance_amount"]) == (Decimal("59.80"), Decimal("33.00"), Decimal("22.00"), Decimal("37.80"))
 
 
 def test_a_threshold_top_up_records_the_balance_that_triggered_it(billed_home):
@@ -136,8 +136,8 @@ def test_a_threshold_top_up_records_the_balance_that_triggered_it(billed_home):
             "select credited_at, top_up_count, ongoing_balance_before_amount, amount "
             "from intermediate.int_wallet_threshold_top_ups order by credited_at")
     assert [(at.isoformat(), n, str(before.normalize()), str(amount.normalize())) for at, n, before, amount in top_ups] == [
-        ("2026-10-04T00:00:00", 1, "15", "25"), ("2026-11-01T00:00:00", 1, "9.8", "25"),
-        ("2026-11-06T00:00:00", 1, "14.8", "25")]
+        ("2026-10-04T00:00:00", 1, "14.5", "25"), ("2026-11-01T00:00:00", 1, "9.8", "25"),
+        ("2026-11-06T00:00:00", 1, "12.8", "25")]
 
 
 def test_every_wallet_history_sums_to_its_balance(billed):
@@ -160,14 +160,14 @@ def test_every_wallet_history_sums_to_its_balance(billed):
     ('{at: "2026-10-01", granted_credits: "5"}', '{at: "2026-10-01", granted_credits: "5", purchased_credits: "5"}',
      "wallets[3] (code 'priority_tokens') > transactions[0] > granted_credits",
      "credits are granted or purchased (one of the two)"),
-    ('{threshold_credits: "15", purchased_credits: "25"}', '{threshold_credits: "15", purchased_credits: "0"}',
+    ('{threshold_credits: "14.5", purchased_credits: "25"}', '{threshold_credits: "14.5", purchased_credits: "0"}',
      "wallets[5] (code 'threshold_prepaid') > top_ups[0] > purchased_credits",
      "a threshold top-up must add credits (above 0)"),
-    ('{threshold_credits: "15", purchased_credits: "25"}',
-     '{threshold_credits: "15", interval: monthly, purchased_credits: "25"}', "wallets[5] (code 'threshold_prepaid') > "
+    ('{threshold_credits: "14.5", purchased_credits: "25"}',
+     '{threshold_credits: "14.5", interval: monthly, purchased_credits: "25"}', "wallets[5] (code 'threshold_prepaid') > "
      "top_ups[0] > interval", "a top-up happens on an interval or under a threshold_credits (one of the two)"),
-    ('{threshold_credits: "15", purchased_credits: "25"}',
-     '{threshold_credits: "15", purchased_credits: "25"}\n      - {threshold_credits: "5", granted_credits: "5"}',
+    ('{threshold_credits: "14.5", purchased_credits: "25"}',
+     '{threshold_credits: "14.5", purchased_credits: "25"}\n      - {threshold_credits: "5", granted_credits: "5"}',
      "wallets[5] (code 'threshold_prepaid') > top_ups[1] > threshold_credits", "a wallet has at most one threshold top-up"),
     ('{interval: monthly, granted_credits: "10"}', '{threshold_credits: "10", granted_credits: "10"}',
      "wallets[4] (code 'priority_general') > priority", "a wallet with a threshold top-up pays first: its priority must "

@@ -4,7 +4,8 @@
 --
 -- The usage to date is progressive billing's (int_usage_checkpoints, local midnights): each
 -- line's amount rounded (nothing while below zero), less what progressive invoices issued by
--- then billed of it, before coupons and taxes, which the invoice applies.
+-- then billed of it (usage_amount), with the taxes the line bears on its invoice, rounded
+-- (ongoing_amount). Coupons apply when it is invoiced.
 with checkpoints as (
     select * from {{ ref('int_usage_checkpoints') }}
 ),
@@ -25,6 +26,10 @@ billed_early as (
     select * from {{ ref('int_progressive_billing_fees') }}
 ),
 
+line_taxes as (
+    select * from {{ ref('int_invoice_line_taxes') }}
+),
+
 top_up_customers as (
     select distinct wallets.customer_id
     from {{ ref('stg_catalog__wallets') }} as wallets
@@ -40,6 +45,7 @@ line_checkpoints as (
         charges.metric_code,
         checkpoints.checkpoint_at,
         billing_periods.service_end_at,
+        billing_periods.minor_unit,
         case when checkpoints.precise_amount_to_date > 0
             then {{ round_money('checkpoints.precise_amount_to_date', 'billing_periods.minor_unit') }}
             else 0 end as usage_to_date_amount
@@ -63,12 +69,12 @@ billed_by_then as (
     group by 1, 2
 ),
 
-final as (
+unbilled as (
     select
         line_checkpoints.invoice_line_id,
         line_checkpoints.customer_id,
-        'charge' as fee_kind,
         line_checkpoints.metric_code,
+        line_checkpoints.minor_unit,
         line_checkpoints.checkpoint_at as valid_from_at,
         coalesce(
             lead(line_checkpoints.checkpoint_at) over (
@@ -77,18 +83,43 @@ final as (
             fees.invoice_at,
             line_checkpoints.service_end_at
         ) as valid_until_at,
-        cast(
-            case when line_checkpoints.usage_to_date_amount > billed_by_then.billed_amount
-                then line_checkpoints.usage_to_date_amount - billed_by_then.billed_amount
-                else 0 end
-            as {{ rounded_money_type() }}
-        ) as ongoing_amount
+        case when line_checkpoints.usage_to_date_amount > billed_by_then.billed_amount
+            then line_checkpoints.usage_to_date_amount - billed_by_then.billed_amount
+            else 0 end as usage_amount
     from line_checkpoints
     inner join billed_by_then
         on line_checkpoints.invoice_line_id = billed_by_then.invoice_line_id
         and line_checkpoints.checkpoint_at = billed_by_then.checkpoint_at
     left join fees
         on line_checkpoints.invoice_line_id = fees.invoice_line_id
+),
+
+taxed as (
+    select
+        unbilled.invoice_line_id,
+        unbilled.valid_from_at,
+        sum({{ percent_of('unbilled.usage_amount', 'line_taxes.tax_rate') }}) as tax_amount
+    from unbilled
+    inner join line_taxes
+        on unbilled.invoice_line_id = line_taxes.invoice_line_id
+    group by 1, 2
+),
+
+final as (
+    select
+        unbilled.invoice_line_id,
+        unbilled.customer_id,
+        'charge' as fee_kind,
+        unbilled.metric_code,
+        unbilled.valid_from_at,
+        unbilled.valid_until_at,
+        cast(unbilled.usage_amount as {{ rounded_money_type() }}) as usage_amount,
+        {{ round_money('unbilled.usage_amount + coalesce(taxed.tax_amount, 0)', 'unbilled.minor_unit') }}
+            as ongoing_amount
+    from unbilled
+    left join taxed
+        on unbilled.invoice_line_id = taxed.invoice_line_id
+        and unbilled.valid_from_at = taxed.valid_from_at
 )
 
 select * from final

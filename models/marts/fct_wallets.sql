@@ -1,12 +1,29 @@
--- One row per wallet: its balance as of the run (settled movements), the ongoing usage (what
--- the open periods' draft invoices would spend) and the ongoing balance, the balance minus that
--- usage (docs/invoice-amounts.md).
+-- One row per wallet: its balance as of the run (settled movements); what the open periods'
+-- draft invoices would spend (pending movements); the ongoing usage, the part of it that pays
+-- their usage (charge lines, with their taxes); and the ongoing balance, the balance minus the
+-- ongoing usage, which a threshold top-up watches (docs/invoice-amounts.md).
 with wallets as (
     select * from {{ ref('stg_catalog__wallets') }}
 ),
 
 movements as (
     select * from {{ ref('fct_wallet_transactions') }}
+),
+
+currencies as (
+    select * from {{ ref('currencies') }}
+),
+
+ongoing_usage as (
+    select
+        spending.wallet_id,
+        sum(spending.line_credit_amount) as ongoing_usage_amount
+    from {{ ref('int_invoice_wallet_credits') }} as spending
+    inner join {{ ref('int_invoice_line_totals') }} as lines
+        on spending.invoice_line_id = lines.invoice_line_id
+    where spending.invoice_at > {{ as_of_timestamp() }}
+        and lines.fee_kind = 'charge'
+    group by 1
 ),
 
 totals as (
@@ -20,7 +37,7 @@ totals as (
             then -movements.amount else 0 end) as expired_amount,
         sum(case when movements.status = 'settled' then movements.amount else 0 end) as balance_amount,
         sum(case when movements.status = 'pending' and movements.transaction_type = 'spent'
-            then -movements.amount else 0 end) as ongoing_usage_amount
+            then -movements.amount else 0 end) as pending_spending_amount
     from movements
     group by 1
 ),
@@ -44,15 +61,22 @@ final as (
         cast(coalesce(totals.expired_amount, 0) as {{ rounded_money_type() }}) as expired_amount,
         cast(coalesce(totals.balance_amount, 0) as {{ rounded_money_type() }}) as balance_amount,
         {{ divide_exactly('coalesce(totals.balance_amount, 0)', 'wallets.rate_amount') }} as balance_credits,
-        cast(coalesce(totals.ongoing_usage_amount, 0) as {{ rounded_money_type() }}) as ongoing_usage_amount,
-        cast(coalesce(totals.balance_amount, 0) - coalesce(totals.ongoing_usage_amount, 0)
+        cast(coalesce(totals.pending_spending_amount, 0) as {{ rounded_money_type() }}) as pending_spending_amount,
+        {{ round_money('coalesce(ongoing_usage.ongoing_usage_amount, 0)', 'currencies.minor_unit') }}
+            as ongoing_usage_amount,
+        cast(coalesce(totals.balance_amount, 0)
+             - {{ round_money('coalesce(ongoing_usage.ongoing_usage_amount, 0)', 'currencies.minor_unit') }}
              as {{ rounded_money_type() }}) as ongoing_balance_amount,
-        {{ divide_exactly('coalesce(totals.balance_amount, 0) - coalesce(totals.ongoing_usage_amount, 0)', 'wallets.rate_amount') }}
+        {{ divide_exactly('coalesce(totals.balance_amount, 0) - ' ~ round_money('coalesce(ongoing_usage.ongoing_usage_amount, 0)', 'currencies.minor_unit'), 'wallets.rate_amount') }}
             as ongoing_balance_credits,
         {{ as_of_timestamp() }} as computed_as_of
     from wallets
+    inner join currencies
+        on wallets.currency = currencies.currency_code
     left join totals
         on wallets.wallet_id = totals.wallet_id
+    left join ongoing_usage
+        on wallets.wallet_id = ongoing_usage.wallet_id
 )
 
 select * from final

@@ -496,8 +496,8 @@ def _contracts(custs: list[_Customer], window_start: datetime) -> dict[str, Any]
     - an add-on: that customer's onboarding workshop, on the 3rd of the window's first month;
     - prepaid credits: the first running scale customer in USD (else developer, not the
       upgraded one) opened a wallet on the window's first day with 500 credits granted and
-      2,000 purchased (1 credit = 1.00 USD), and buys another 500 at every month's start
-      (wallets.yml)."""
+      2,000 purchased (1 credit = 1.00 USD), and buys 1,000 more whenever its ongoing balance
+      is at or under 500 credits (wallets.yml, a threshold top-up)."""
     ws = window_start.date()
     second_month = (ws.replace(day=28) + timedelta(days=4)).replace(day=10)
     running = [c for c in custs if c.ended_at is None and c.started_at < ws]
@@ -567,8 +567,8 @@ def _write_catalog(
             "    transactions:\n"
             f'      - {{at: "{opened.isoformat()}", granted_credits: "500"}}\n'
             f'      - {{at: "{opened.isoformat()}", purchased_credits: "2000"}}\n'
-            "    top_ups:\n"
-            '      - {interval: monthly, purchased_credits: "500"}\n'
+            "    top_ups:  # whenever the ongoing balance is at or under 500 credits, buy 1,000\n"
+            '      - {threshold_credits: "500", purchased_credits: "1000"}\n'
         ).encode("utf-8")
     if contracts["enterprise"]:
         tables["subscription_overrides.yml"] = (
