@@ -51,17 +51,27 @@ docs/billable-metrics.md, docs/charge-models.md, docs/money.md and docs/ingestio
   customers): a tax-exempt customer bears none; else the customer's ``tax_codes`` if it names
   any, else the billing entity's; each rate is charged on the invoice's fees net of its
   coupons and rounded once per rate, half-up;
+* usage to date (docs/invoice-amounts.md): at every local midnight strictly inside a period
+  (first day + k, k >= 1), up to as_of, each price's usage of the local days before it is
+  priced as the period would be (a weighted sum: level x time so far over the period's time);
+  progressive billing and a threshold top-up share it;
 * prepaid credits (the demo's one wallet per customer, worth whole cents, unlimited): credits
-  come in as the wallet's transactions and a top-up at every local month's start after it
-  opened (up to as_of); a purchase is an invoice of its own (credits x rate, no tax, never
-  paid by credits); the other invoices, in order, take from the wallet after tax as much as
-  what was credited up to their instant minus what earlier invoices took allows;
-* progressive billing (docs/invoice-amounts.md; the developer plan's thresholds): at every
-  local midnight inside a period, up to as_of, each price's usage so far is priced as the
-  period would be (a weighted sum: level x time so far over the period's time); when the
-  period's usage reaches a threshold not yet reached, an invoice of its own bills each price's
-  rounded usage so far minus what earlier ones billed; the period-end invoice deducts that
-  from each usage line before coupons;
+  come in as the wallet's transactions and by its top-up rule. An interval rule adds credits
+  at every local month's start after the wallet opened; a threshold rule (the demo's: 1,000
+  credits whenever the ongoing balance is at or under 500) is checked when the wallet opens,
+  at every invoice it pays (before the invoice draws, counting its whole amount due) and at
+  every midnight of the usage to date, up to as_of. The ongoing balance there is what was
+  credited by then (earlier top-ups included), less what the invoices by then asked, less the
+  usage not yet invoiced: each usage line's amount to date, rounded (nothing below zero), less
+  what progressive invoices billed of it by then, plus its taxes, rounded per line. At or under
+  the threshold, the fewest top-ups that bring it above are added at once, in one purchase. A
+  purchase is an invoice of its own (credits x rate, no tax, never paid by credits); the other
+  invoices, in order, take from the wallet after tax as much as what was credited up to their
+  instant minus what earlier invoices took allows (a threshold wallet never runs short);
+* progressive billing (docs/invoice-amounts.md; the developer plan's thresholds): when the
+  period's usage to date reaches a threshold not yet reached, an invoice of its own bills each
+  price's rounded usage so far minus what earlier ones billed; the period-end invoice deducts
+  that from each usage line before coupons;
 * the total is fees - billed early - discount + taxes - credits;
 * trials (docs/billing-calendar.md): ``trial_period: N`` leaves the first N whole local days of
   the subscription (the start day included) without a base fee; an in-advance fee is invoiced
@@ -866,17 +876,38 @@ def thresholds_reached(plan: dict, usage: Decimal) -> int:
     return reached
 
 
-def progressive_billing(plan: dict, metrics: dict[str, dict], currency: str, zone: ZoneInfo, periods: list[Period],
-                        events: list[Event], as_of: datetime, meters: dict[tuple[str, str], Meter]
-                        ) -> tuple[list[Invoice], dict[tuple[int, str, str], Decimal]]:
-    """Progressive billing of one phase: at every local midnight inside a period, up to as_of,
-    each price's usage so far, priced as its period would be; an invoice of the usage not yet
-    billed whenever the period's usage reaches a threshold it had not reached. Returns those
-    invoices and what they billed per (period index, metric, price description). `meters` hold
-    the recurring levels at the first period's start and are moved on through the closed ones."""
-    invoices: list[Invoice] = []
-    billed: dict[tuple[int, str, str], Decimal] = {}
-    for k, period in enumerate(periods):
+@dataclass
+class PriceToDate:
+    """One price's usage to date at a checkpoint, priced as its period would be."""
+
+    metric_code: str
+    description: str  # the price's line description
+    units: Decimal
+    precise: Decimal
+    event_count: int
+
+
+@dataclass
+class Checkpoint:
+    """A local midnight strictly inside a period, up to as_of: the usage of the local days before it,
+    price by price in the order of the period's lines (docs/invoice-amounts.md)."""
+
+    at: datetime
+    day: date  # the local day it starts
+    prices: list[PriceToDate]
+
+
+def usage_to_date(plan: dict, metrics: dict[str, dict], zone: ZoneInfo, periods: list[Period], events: list[Event],
+                  as_of: datetime, meters: dict[tuple[str, str], Meter],
+                  measure: bool = True) -> list[list[Checkpoint]]:
+    """The checkpoints of each period of one phase (progressive billing's, and a threshold top-up
+    wallet's ongoing usage): local midnights first + k, k >= 1, before the period's end and up to as_of,
+    each price's events of the local days before it aggregated, rounded and priced as the period would
+    be (a weighted sum: level x time so far over the period's whole time). `measure` False skips the
+    measures (none are needed) but still moves the meters on. `meters` hold the recurring levels at
+    the first period's start and are moved on through the closed periods. `events` in time order."""
+    result: list[list[Checkpoint]] = []
+    for period in periods:
         by_price = []
         for charge in plan["charges"]:
             metric = metrics[charge["metric"]]
@@ -885,15 +916,15 @@ def progressive_billing(plan: dict, metrics: dict[str, dict], currency: str, zon
                 key = (charge["metric"], json.dumps(price.values, sort_keys=True))
                 price_events = [e for e in events if e.code == charge["metric"] and period.start_at <= e.at
                                 < period.end_at and price_of(e, prices) == p]
-                by_price.append((charge, metric, price, meters.setdefault(key, Meter(metric)), price_events))
-        reached = 0
-        previous: dict[str, tuple[Decimal, Decimal, int]] = {}  # price -> (billed, units, events) at the last invoice
+                by_price.append((charge, metric, price, meters.setdefault(key, Meter(metric)), price_events,
+                                 [e.at for e in price_events]))
+        checkpoints: list[Checkpoint] = []
         day = period.first + timedelta(1)
-        while plan.get("usage_thresholds") and (at := datetime.combine(day, time(0), zone).astimezone(UTC)) < \
-                period.end_at and at <= as_of:
+        while measure and (at := datetime.combine(day, time(0), zone).astimezone(UTC)) < period.end_at \
+                and at <= as_of:
             to_date = []
-            for charge, metric, price, meter, price_events in by_price:
-                before = [e for e in price_events if e.at < at]
+            for charge, metric, price, meter, price_events, times in by_price:
+                before = price_events[:bisect.bisect_left(times, at)]
                 snapshot = copy.deepcopy(meter)
                 if metric["aggregation"] == "weighted_sum":  # level x time accrued, over the whole period's time
                     level = snapshot.level if snapshot.recurring else Decimal(0)
@@ -905,28 +936,71 @@ def progressive_billing(plan: dict, metrics: dict[str, dict], currency: str, zon
                     raw, _ = snapshot.units(before, period)
                 units = snapshot.rounded(raw)
                 precise, _, _ = price_amount(charge["charge_model"], price.properties, units, before)
-                to_date.append((charge["metric"], price.description, units, precise, len(before)))
-            now = max(reached, thresholds_reached(plan, sum((t[3] for t in to_date), Decimal(0))))
-            if now > reached:
-                reached = now
-                lines = []
-                for metric_code, description, units, precise, count in to_date:
-                    last_billed, last_units, last_count = previous.get(description, (Decimal(0), Decimal(0), 0))
-                    billed_to_date = max(last_billed, money(precise, currency))
-                    previous[description] = (billed_to_date, units, count)
-                    billed[(k, metric_code, description)] = billed_to_date
-                    if billed_to_date > last_billed:
-                        lines.append(Line("charge", metric_code, f"{description} (usage to {day - timedelta(1)})",
-                                          period.first, day - timedelta(1), max(units - last_units, Decimal(0)),
-                                          billed_to_date - last_billed, billed_to_date - last_billed,
-                                          max(count - last_count, 0), notes={"usage_to_date": precise}))
-                if lines:
-                    invoices.append(Invoice(at, day, period.first, day - timedelta(1), lines, progressive=True))
+                to_date.append(PriceToDate(charge["metric"], price.description, units, precise, len(before)))
+            checkpoints.append(Checkpoint(at, day, to_date))
             day += timedelta(1)
+        result.append(checkpoints)
         if period.end_at <= as_of:  # a closed period moves the recurring levels on
-            for _, _, _, meter, price_events in by_price:
+            for _, _, _, meter, price_events, _ in by_price:
                 meter.units(price_events, period)
+    return result
+
+
+def progressive_billing(plan: dict, currency: str, periods: list[Period], checkpoints: list[list[Checkpoint]]
+                        ) -> tuple[list[Invoice], dict[tuple[int, str, str], list[tuple[datetime, Decimal]]]]:
+    """Progressive billing of one phase, from its usage to date (`usage_to_date`): an invoice of the
+    usage not yet billed whenever the period's usage reaches a threshold it had not reached. Returns
+    those invoices and, per (period index, metric, price description), what they had billed in all
+    after each of them: [(invoice instant, billed to date)]."""
+    invoices: list[Invoice] = []
+    billed: dict[tuple[int, str, str], list[tuple[datetime, Decimal]]] = {}
+    if not plan.get("usage_thresholds"):
+        return invoices, billed
+    for k, period in enumerate(periods):
+        reached = 0
+        previous: dict[str, tuple[Decimal, Decimal, int]] = {}  # price -> (billed, units, events) at the last invoice
+        for checkpoint in checkpoints[k]:
+            at, day, to_date = checkpoint.at, checkpoint.day, checkpoint.prices
+            now = max(reached, thresholds_reached(plan, sum((t.precise for t in to_date), Decimal(0))))
+            if now <= reached:
+                continue
+            reached = now
+            lines = []
+            for t in to_date:
+                last_billed, last_units, last_count = previous.get(t.description, (Decimal(0), Decimal(0), 0))
+                billed_to_date = max(last_billed, money(t.precise, currency))
+                previous[t.description] = (billed_to_date, t.units, t.event_count)
+                billed.setdefault((k, t.metric_code, t.description), []).append((at, billed_to_date))
+                if billed_to_date > last_billed:
+                    lines.append(Line("charge", t.metric_code, f"{t.description} (usage to {day - timedelta(1)})",
+                                      period.first, day - timedelta(1), max(t.units - last_units, Decimal(0)),
+                                      billed_to_date - last_billed, billed_to_date - last_billed,
+                                      max(t.event_count - last_count, 0), notes={"usage_to_date": t.precise}))
+            if lines:
+                invoices.append(Invoice(at, day, period.first, day - timedelta(1), lines, progressive=True))
     return invoices, billed
+
+
+def ongoing_usage(customer: Customer, periods: list[Period], checkpoints: list[list[Checkpoint]],
+                  billed: dict[tuple[int, str, str], list[tuple[datetime, Decimal]]]
+                  ) -> list[tuple[datetime, datetime, Decimal]]:
+    """The usage that a threshold top-up wallet counts against its ongoing balance
+    (docs/invoice-amounts.md): for each usage line (price) of each period, from each checkpoint until
+    the next one or the line's invoice (the period's end), its usage to date rounded (nothing while
+    below zero) less what progressive invoices issued by then billed of it, plus the taxes it bears,
+    rounded once: [(valid from, valid until, amount)]."""
+    result = []
+    for k, period in enumerate(periods):
+        for j, checkpoint in enumerate(checkpoints[k]):
+            until = checkpoints[k][j + 1].at if j + 1 < len(checkpoints[k]) else period.end_at
+            for t in checkpoint.prices:
+                to_date = money(t.precise, customer.currency) if t.precise > 0 else Decimal(0)
+                early = [amount for at, amount in billed.get((k, t.metric_code, t.description), [])
+                         if at <= checkpoint.at]
+                usage = max(to_date - (early[-1] if early else Decimal(0)), Decimal(0))
+                taxes = sum((usage * rate / 100 for rate in customer.tax_rates.values()), Decimal(0))
+                result.append((checkpoint.at, until, money(usage + taxes, customer.currency)))
+    return result
 
 
 def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Event], as_of: datetime,
@@ -948,6 +1022,10 @@ def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Eve
     meters: dict[tuple[str, str], Meter] = {}  # carried across phases (recurring levels)
     progressive_meters: dict[tuple[str, str], Meter] = {}  # the same, replayed day by day
     early_invoices: list[Invoice] = []  # progressive billing
+    # A wallet with a threshold top-up watches the usage priced so far: [(valid from, valid until, amount)].
+    watches_usage = any(rule.get("threshold_credits") is not None
+                        for wallet in customer.wallets for rule in wallet.get("top_ups", []))
+    ongoing: list[tuple[datetime, datetime, Decimal]] = []
     events = sorted(events, key=lambda e: e.at)  # stable: same instant keeps the ingestion order
     with localcontext() as ctx:
         ctx.prec = 60
@@ -992,15 +1070,20 @@ def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Eve
             # The open period of the last phase has progressive invoices too (issued before as_of).
             open_period = [] if end is not None else [
                 Period(first, _next_month(first) - timedelta(1), instant(first), instant(_next_month(first)))]
-            early, billed_early = progressive_billing(plan, metrics, currency, zone, periods + open_period, events,
-                                                      as_of, progressive_meters)
+            # The usage to date at every local midnight, for progressive billing and a threshold wallet.
+            checkpoints = usage_to_date(plan, metrics, zone, periods + open_period, events, as_of, progressive_meters,
+                                        measure=bool(plan.get("usage_thresholds")) or watches_usage)
+            early, billed_early = progressive_billing(plan, currency, periods + open_period, checkpoints)
             early_invoices += early
+            if watches_usage:
+                ongoing += ongoing_usage(customer, periods + open_period, checkpoints, billed_early)
             for k, period in enumerate(periods):
                 assert period.end_at not in usage_at
                 usage_at[period.end_at] = (period.first, period.last)
                 for line in usage[k]:
                     if line.fee_kind == "charge":
-                        billed = billed_early.get((k, line.metric_code, line.description), Decimal(0))
+                        history = billed_early.get((k, line.metric_code, line.description))
+                        billed = history[-1][1] if history else Decimal(0)
                         assert billed <= line.amount, "usage billed early beyond the period's amount (a credit note)"
                         line.billed_early = billed
                 lines_at.setdefault(period.end_at, []).extend(usage[k])
@@ -1052,29 +1135,60 @@ def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Eve
         net = invoice.fees - invoice.billed_early - invoice.discount
         invoice.taxes = {code: money(net * rate / 100, currency) for code, rate in customer.tax_rates.items()}
         invoice.total = net + sum(invoice.taxes.values(), Decimal(0))
-    for wallet in sorted(customer.wallets, key=lambda w: (w.get("priority", 1), w["code"])):
+    wallets = sorted(customer.wallets, key=lambda w: (w.get("priority", 1), w["code"]))
+    for position, wallet in enumerate(wallets):
         rate, opened = _dec(wallet["rate_amount"]), _local_instant(wallet["started_at"], zone)
+        # (credited at, granted | purchased, credits, notes of a threshold top-up)
         credited = [(_local_instant(t["at"], zone), "granted" if "granted_credits" in t else "purchased",
-                     _dec(t.get("granted_credits", t.get("purchased_credits")))) for t in wallet.get("transactions", [])]
+                     _dec(t.get("granted_credits", t.get("purchased_credits"))), {})
+                    for t in wallet.get("transactions", [])]
+        thresholds = []
         for top_up in wallet.get("top_ups", []):
+            kind = "granted" if "granted_credits" in top_up else "purchased"
+            credits = _dec(top_up.get("granted_credits", top_up.get("purchased_credits")))
+            if top_up.get("threshold_credits") is not None:
+                thresholds.append((_dec(top_up["threshold_credits"]), kind, credits))
+                continue
             assert top_up["interval"] == "monthly"
             month = _next_month(opened.astimezone(zone).date().replace(day=1))
             while (at := datetime.combine(month, time(0), zone).astimezone(UTC)) <= as_of:
-                credited.append((at, "granted" if "granted_credits" in top_up else "purchased",
-                                 _dec(top_up.get("granted_credits", top_up.get("purchased_credits")))))
+                credited.append((at, kind, credits, {}))
                 month = _next_month(month)
-        for at, kind, credits in credited:
+        if thresholds:
+            # Threshold top-ups (docs/invoice-amounts.md): one rule, on the customer's first wallet, so
+            # what each invoice asks of it is its whole amount due (the wallet is unlimited). The rule is
+            # checked when the wallet opens, at every invoice it pays (counting what the invoice asks) and
+            # at every checkpoint of the usage to date, up to as_of; whenever the ongoing balance is at or
+            # under the threshold, k top-ups bring it back above, k the fewest that do.
+            assert len(thresholds) == 1 and position == 0, "one threshold rule, on the first wallet"
+            [(threshold_credits, kind, credits)] = thresholds
+            threshold, step = threshold_credits * rate, credits * rate
+            asked = [(inv.at, inv.total) for inv in invoices if inv.at >= opened]  # no purchase invoice yet
+            checks = sorted({opened} | {at for at, _, _, _ in credited} | {at for at, _ in asked}
+                            | {at for valid_from, valid_until, _ in ongoing for at in (valid_from, valid_until)})
+            for check in (at for at in checks if opened <= at <= as_of):
+                balance = (sum((added * rate for at, _, added, _ in credited if at <= check), Decimal(0))
+                           - sum((total for at, total in asked if at <= check), Decimal(0))
+                           - sum((amount for valid_from, valid_until, amount in ongoing
+                                  if valid_from <= check < valid_until), Decimal(0)))
+                count = 0
+                while balance + count * step <= threshold:
+                    count += 1
+                if count:  # the ongoing balance that triggered it, earlier threshold top-ups included
+                    credited.append((check, kind, count * credits,
+                                     {"threshold_top_ups": count, "ongoing_balance_before": balance}))
+        for at, kind, credits, notes in credited:
             if kind == "purchased":
                 amount = credits * rate
                 invoices.append(Invoice(at, local(at), local(at), local(at), [Line(
                     "credit_purchase", None, f"{wallet['name']} top-up", local(at), local(at), credits,
-                    money(amount, currency), amount, 0)], fees=money(amount, currency), total=money(amount, currency),
-                    one_off=True))
+                    money(amount, currency), amount, 0, notes=notes)],
+                    fees=money(amount, currency), total=money(amount, currency), one_off=True))
         spent = Decimal(0)
         for invoice in sorted(invoices, key=lambda inv: inv.at):
             if invoice.lines[0].fee_kind == "credit_purchase" or invoice.at < opened:
                 continue
-            balance = sum((c * rate for at, _, c in credited if at <= invoice.at), Decimal(0)) - spent
+            balance = sum((added * rate for at, _, added, _ in credited if at <= invoice.at), Decimal(0)) - spent
             paid = min(balance, invoice.total)
             invoice.credits += paid
             invoice.total -= paid
@@ -1334,12 +1448,17 @@ def _is_one_off(invoice: dict) -> bool:
 
 def customer_differences(billed: SimpleNamespace, customer: Customer) -> list[str]:
     """Every difference between the customer's closed invoices, by Meterline and by hand."""
-    expected = billed.hand[customer.customer_id]
-    # At one instant the subscription's invoice comes before an add-on's one-off invoice (as by hand).
+    # At one instant the subscription's invoice comes before the one-off invoices (an add-on's, a purchase
+    # of credits: as by hand); one-offs at one instant (a wallet's opening purchase and a threshold top-up)
+    # are paired by their line's kind, description and amount.
+    expected = sorted(billed.hand[customer.customer_id], key=lambda inv: (
+        inv.at, inv.one_off, inv.progressive,
+        (inv.lines[0].fee_kind, inv.lines[0].description, inv.fees) if inv.one_off else ()))
     actual = sorted((inv for inv in billed.invoices
                      if inv["customer_id"] == customer.customer_id and inv["status"] == "closed"),
                     key=lambda inv: (inv["invoice_at"], _is_one_off(inv), inv["invoice_kind"] == "progressive_billing",
-                                     inv["invoice_id"]))
+                                     (inv["lines"][0]["fee_kind"], inv["lines"][0]["description"],
+                                      Decimal(inv["fees_amount"])) if _is_one_off(inv) else (), inv["invoice_id"]))
     # One invoice per instant at which something is invoiced: a usage period's end (with the in-advance
     # fee starting then), an in-advance fee's start (subscription, trial end), plus each add-on's own.
     # A progressive billing invoice is one of its own too.
@@ -1557,6 +1676,31 @@ def test_the_chosen_customers_exercise_what_they_are_chosen_for(billed: SimpleNa
     actual_one_offs = [inv for inv in billed.invoices if inv["customer_id"] == a_on.customer_id
                        and inv["status"] == "closed" and _is_one_off(inv)]
     assert len(actual_one_offs) == len(one_offs) and all(len(inv["lines"]) == 1 for inv in actual_one_offs)
+    # Prepaid credits: the wallet tops up under a threshold (docs/invoice-amounts.md, "Threshold top-ups"), so
+    # it pays every invoice from its opening in full; each check that adds top-ups buys the fewest that bring
+    # the ongoing balance above the threshold, in one purchase invoice (its notes: the balance before, by hand).
+    pc = chosen["prepaid_credits"]
+    [wallet] = pc.wallets
+    [rule] = [rule for rule in wallet.get("top_ups", []) if rule.get("threshold_credits") is not None]
+    opened, rate = _local_instant(wallet["started_at"], pc.zone), _dec(wallet["rate_amount"])
+    threshold, step = _dec(rule["threshold_credits"]) * rate, _dec(rule["purchased_credits"]) * rate
+    paid = [inv for inv in hand[pc.customer_id] if inv.at >= opened and inv.lines[0].fee_kind != "credit_purchase"]
+    assert paid and all(inv.total == 0 for inv in paid) and any(inv.credits for inv in paid), (
+        f"{who('prepaid_credits')}: an invoice the threshold wallet did not pay in full")
+    purchases = [inv for inv in hand[pc.customer_id] if inv.lines[0].fee_kind == "credit_purchase"]
+    top_ups = [inv.lines[0] for inv in purchases if inv.lines[0].notes.get("threshold_top_ups")]
+    for line in top_ups:
+        count, before = line.notes["threshold_top_ups"], line.notes["ongoing_balance_before"]
+        assert line.amount == count * step and before + (count - 1) * step <= threshold < before + count * step, (
+            f"{who('prepaid_credits')}: threshold top-up {line}")
+    assert len(purchases) == len(wallet["transactions"]) - sum(
+        1 for t in wallet["transactions"] if "granted_credits" in t) + len(top_ups)
+    actual_purchases = [inv for inv in billed.invoices if inv["customer_id"] == pc.customer_id
+                        and inv["status"] == "closed" and inv["invoice_kind"] == "credit_purchase"]
+    assert len(actual_purchases) == len(purchases), who("prepaid_credits")
+    # The demo sizes the wallet on the plan's monthly fee (orchestration/demo/generator.py), so it tops up
+    # within the window at every demo size.
+    assert top_ups, f"{who('prepaid_credits')}: no threshold top-up"
     # Together the chosen customers' closed invoices use every aggregation and charge model of the price book.
     checked = [line for role in ROLES for line in lines(role) if line.fee_kind == "charge" and line.event_count]
     used_aggregations = {catalog.metrics[ch["metric"]]["aggregation"] for p in catalog.plans.values()

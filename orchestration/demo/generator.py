@@ -487,6 +487,10 @@ def _csv_bytes(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+# The monthly fee of the plans a prepaid customer may be on (price_book/plans.yml), in credits.
+PREPAID_MONTHLY_FEE = {"scale": 500, "developer": 20}
+
+
 def _contracts(custs: list[_Customer], window_start: datetime) -> dict[str, Any]:
     """The demo's subscription-level events in the catalog (deterministic, no randomness):
     - an upgrade: the first running developer customer (started before the window) moves to
@@ -495,9 +499,9 @@ def _contracts(custs: list[_Customer], window_start: datetime) -> dict[str, Any]
       2,500.00 and 0.0000015 per atlas-large input token (subscription_overrides.yml);
     - an add-on: that customer's onboarding workshop, on the 3rd of the window's first month;
     - prepaid credits: the first running scale customer in USD (else developer, not the
-      upgraded one) opened a wallet on the window's first day with 500 credits granted and
-      2,000 purchased (1 credit = 1.00 USD), and buys 1,000 more whenever its ongoing balance
-      is at or under 500 credits (wallets.yml, a threshold top-up)."""
+      upgraded one) opened a wallet on the window's first day (1 credit = 1.00 USD) with a
+      month's fee of credits granted and one purchased, and buys two months' worth whenever
+      its ongoing balance is at or under a month's fee (wallets.yml, a threshold top-up)."""
     ws = window_start.date()
     second_month = (ws.replace(day=28) + timedelta(days=4)).replace(day=10)
     running = [c for c in custs if c.ended_at is None and c.started_at < ws]
@@ -556,6 +560,10 @@ def _write_catalog(
     }
     if contracts["prepaid"]:
         customer, opened = contracts["prepaid"]
+        # Sized on the plan's monthly fee (scale 500.00, developer 20.00), so that the wallet
+        # tops up within the window: a month's fee granted and one bought on opening; when the
+        # ongoing balance is at or under a month's fee, two months' worth are bought.
+        fee = PREPAID_MONTHLY_FEE[customer.plan_code]
         tables["wallets.yml"] = (
             "# Prepaid credits (docs/invoice-amounts.md): spent after tax on the customer's invoices.\n"
             "wallets:\n"
@@ -565,10 +573,10 @@ def _write_catalog(
             '    rate_amount: "1.00"\n'
             f'    started_at: "{opened.isoformat()}"\n'
             "    transactions:\n"
-            f'      - {{at: "{opened.isoformat()}", granted_credits: "500"}}\n'
-            f'      - {{at: "{opened.isoformat()}", purchased_credits: "2000"}}\n'
-            "    top_ups:  # whenever the ongoing balance is at or under 500 credits, buy 1,000\n"
-            '      - {threshold_credits: "500", purchased_credits: "1000"}\n'
+            f'      - {{at: "{opened.isoformat()}", granted_credits: "{fee}"}}\n'
+            f'      - {{at: "{opened.isoformat()}", purchased_credits: "{fee}"}}\n'
+            f"    top_ups:  # whenever the ongoing balance is at or under {fee} credits, buy {2 * fee}\n"
+            f'      - {{threshold_credits: "{fee}", purchased_credits: "{2 * fee}"}}\n'
         ).encode("utf-8")
     if contracts["enterprise"]:
         tables["subscription_overrides.yml"] = (
