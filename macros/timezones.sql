@@ -24,3 +24,10 @@
 {% macro spark__to_utc(local_timestamp, timezone) -%}
     to_utc_timestamp({{ local_timestamp }}, {{ timezone }})
 {%- endmacro %}
+
+{#- Whole seconds from `first` to `second`, as an exact integer on every engine: dbt's
+    postgres datediff adds date_part values, which are double precision, and a weighted sum's
+    level x seconds must stay decimal. -#}
+{% macro seconds_between(first, second) -%}
+    cast({{ dbt.datediff(first, second, 'second') }} as bigint)
+{%- endmacro %}

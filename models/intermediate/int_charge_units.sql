@@ -78,7 +78,7 @@ charge_fees as (
         billing_periods.external_subscription_id,
         billing_periods.period_start_at,
         billing_periods.service_start_at,
-        {{ dbt.datediff('billing_periods.service_start_at', 'billing_periods.service_end_at', 'second') }}
+        {{ seconds_between('billing_periods.service_start_at', 'billing_periods.service_end_at') }}
             as service_seconds,
         charges.charge_id,
         charges.price_key,

@@ -33,7 +33,7 @@ touched_lines as (
 line_events as (
     select
         matched_events.*,
-        {{ dbt.datediff('matched_events.event_at', 'billing_periods.service_end_at', 'second') }}
+        {{ seconds_between('matched_events.event_at', 'billing_periods.service_end_at') }}
             as seconds_to_service_end,
         first_value(matched_events.units) over (
             partition by matched_events.invoice_line_id

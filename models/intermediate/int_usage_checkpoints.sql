@@ -60,7 +60,7 @@ lines as (
         charge_units.group_key,
         charge_units.level_before,
         billing_periods.service_start_at,
-        {{ dbt.datediff('billing_periods.service_start_at', 'billing_periods.service_end_at', 'second') }}
+        {{ seconds_between('billing_periods.service_start_at', 'billing_periods.service_end_at') }}
             as service_seconds,
         charges.aggregation,
         charges.is_recurring,
@@ -116,7 +116,7 @@ line_events as (
         matched_events.units,
         matched_events.unique_value,
         matched_events.operation_type,
-        {{ dbt.datediff('billing_periods.service_start_at', 'matched_events.event_at', 'second') }}
+        {{ seconds_between('billing_periods.service_start_at', 'matched_events.event_at') }}
             as seconds_from_start,
         {{ dbt.datediff('billing_periods.service_start_date',
                         'cast(' ~ from_utc('matched_events.event_at', 'billing_periods.billing_timezone') ~ ' as date)',
@@ -194,7 +194,7 @@ running as (
         coalesce(sum(daily.event_count) over to_date, 0) as event_count,
         coalesce(sum(daily.units) over to_date, 0) as period_sum,
         coalesce(sum(daily.unit_seconds) over to_date, 0) as unit_seconds,
-        {{ dbt.datediff('lines.service_start_at', 'open_checkpoints.checkpoint_at', 'second') }} as elapsed_seconds,
+        {{ seconds_between('lines.service_start_at', 'open_checkpoints.checkpoint_at') }} as elapsed_seconds,
         coalesce(max(daily.max_value) over to_date, 0) as max_value,
         coalesce(sum(first_additions.added_value_count) over to_date, 0) as added_value_count,
         max(case when daily.event_count > 0 then daily.checkpoint_index end) over to_date as latest_day
