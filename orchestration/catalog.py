@@ -49,6 +49,9 @@ class CatalogError(ValueError):
 # ---------------------------------------------------------------- field types
 
 
+MAX_CATALOG_NUMBER = Decimal(10) ** 15
+
+
 def _decimal_string(value: Any) -> Decimal:
     """Money must arrive as text: a YAML float has already lost exactness."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -59,6 +62,12 @@ def _decimal_string(value: Any) -> Decimal:
         raise ValueError(f"{value!r} is not a decimal string") from None
     if not parsed.is_finite():
         raise ValueError(f"{value!r} is not a finite decimal")
+    # The warehouse keeps catalog numbers as decimal(38, 12) and multiplies them by quantities:
+    # more decimals would be rounded away silently, and very large values would overflow.
+    if parsed.as_tuple().exponent < -12:
+        raise ValueError(f"{value!r} has more than 12 decimals")
+    if abs(parsed) >= MAX_CATALOG_NUMBER:
+        raise ValueError(f"{value!r} is too large (at most {MAX_CATALOG_NUMBER - 1:,})")
     return parsed
 
 
@@ -1058,6 +1067,8 @@ def _read_wallets(path: Path, customers_by_id: dict[str, Customer], metrics_by_c
         for position, top_up in enumerate(wallet.top_ups):
             kind, amount = top_up.kind_and_credits
             credits.append((f"{where} > top_ups[{position}] > {kind}_credits", amount))
+            if top_up.threshold_credits is not None:
+                credits.append((f"{where} > top_ups[{position}] > threshold_credits", top_up.threshold_credits))
         threshold_rules = [p for p, t in enumerate(wallet.top_ups) if t.threshold_credits is not None]
         if len(threshold_rules) > 1:
             raise CatalogError(path, f"{where} > top_ups[{threshold_rules[1]}] > threshold_credits",

@@ -57,7 +57,8 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 DBT = Path(sys.executable).parent / "dbt"
 # In dependency order: each model reads the ones before it.
 MODELS = ("int_invoice_coupons", "int_invoice_line_taxes", "int_invoice_taxes", "int_invoice_line_totals",
-          "int_wallet_scheduled_credits", "int_wallet_threshold_top_ups", "int_wallet_credits",
+          "int_wallet_scheduled_credits", "int_threshold_wallet_invoice_demands", "int_wallet_threshold_top_ups",
+          "int_wallet_credits",
           "int_invoice_wallet_credits")
 AS_OF = datetime(2027, 1, 10, 12, 0, 0)
 
@@ -96,7 +97,8 @@ INPUT_COLUMNS: dict[str, list[tuple[str, str]]] = {
     # The usage priced so far and not yet invoiced, which threshold top-ups watch.
     "int_wallet_ongoing_usage": [("invoice_line_id", "varchar"), ("customer_id", "varchar"), ("fee_kind", "varchar"),
                                  ("metric_code", "varchar"), ("valid_from_at", "timestamp"),
-                                 ("valid_until_at", "timestamp"), ("ongoing_amount", ROUNDED)],
+                                 ("valid_until_at", "timestamp"), ("invoiced_at", "timestamp"),
+                                 ("ongoing_amount", ROUNDED)],
 }
 # stg_catalog__tax_assignments.specificity, as the staging model derives it from the level.
 SPECIFICITY = {"charge": 4, "plan": 3, "customer": 2, "billing_entity": 1}
@@ -346,6 +348,7 @@ class Billed:
     invoice_taxes: list[dict]  # int_invoice_taxes: one per invoice and tax
     line_totals: list[dict]  # int_invoice_line_totals: one per line of a customer with wallets
     scheduled_credits: list[dict]  # int_wallet_scheduled_credits: transactions and interval top-ups
+    threshold_demands: list[dict]  # int_threshold_wallet_invoice_demands: what invoices ask of such wallets
     threshold_top_ups: list[dict]  # int_wallet_threshold_top_ups: one per check that added credits
     credits: list[dict]  # int_wallet_credits: one per credit added to a wallet
     payments: list[dict]  # int_invoice_wallet_credits: one per line and wallet paying it

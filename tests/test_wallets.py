@@ -169,6 +169,12 @@ def test_every_wallet_history_sums_to_its_balance(billed):
     ('{threshold_credits: "14.5", purchased_credits: "25"}',
      '{threshold_credits: "14.5", purchased_credits: "25"}\n      - {threshold_credits: "5", granted_credits: "5"}',
      "wallets[5] (code 'threshold_prepaid') > top_ups[1] > threshold_credits", "a wallet has at most one threshold top-up"),
+    ('{threshold_credits: "14.5", purchased_credits: "25"}', '{threshold_credits: "14.555", purchased_credits: "25"}',
+     "wallets[5] (code 'threshold_prepaid') > top_ups[0] > threshold_credits",
+     "14.555 credits x 1.00 is not a whole amount of USD: credits must be worth whole minor units"),
+    ('{threshold_credits: "14.5", purchased_credits: "25"}', '{threshold_credits: "1E+30", purchased_credits: "25"}',
+     "wallets[5] (code 'threshold_prepaid') > top_ups[0] > threshold_credits",
+     "'1E+30' is too large (at most 999,999,999,999,999)"),
     ('{interval: monthly, granted_credits: "10"}', '{threshold_credits: "10", granted_credits: "10"}',
      "wallets[4] (code 'priority_general') > priority", "a wallet with a threshold top-up pays first: its priority must "
      "be below that of the customer's other wallets ('priority_tokens' has 1)"),

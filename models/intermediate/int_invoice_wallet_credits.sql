@@ -43,14 +43,20 @@ invoice_totals as (
     from line_totals
 ),
 
+limited_wallets as (
+    select distinct wallet_limits.wallet_id
+    from wallet_limits
+),
+
 ordered_wallets as (
     select
         wallets.*,
-        case when wallets.wallet_id in (select wallet_limits.wallet_id from wallet_limits) then 1 else 0 end
-            as is_limited,
+        case when limited_wallets.wallet_id is null then 0 else 1 end as is_limited,
         row_number() over (partition by wallets.customer_id order by wallets.priority, wallets.wallet_id)
             as wallet_rank
     from wallets
+    left join limited_wallets
+        on wallets.wallet_id = limited_wallets.wallet_id
 ),
 
 -- The invoices each wallet may pay, with what was credited to it up to each invoice.

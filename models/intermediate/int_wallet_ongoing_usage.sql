@@ -83,6 +83,7 @@ unbilled as (
             fees.invoice_at,
             line_checkpoints.service_end_at
         ) as valid_until_at,
+        coalesce(fees.invoice_at, line_checkpoints.service_end_at) as invoiced_at,
         case when line_checkpoints.usage_to_date_amount > billed_by_then.billed_amount
             then line_checkpoints.usage_to_date_amount - billed_by_then.billed_amount
             else 0 end as usage_amount
@@ -113,6 +114,8 @@ final as (
         unbilled.metric_code,
         unbilled.valid_from_at,
         unbilled.valid_until_at,
+        -- When the line is invoiced (its period's invoice).
+        unbilled.invoiced_at,
         cast(unbilled.usage_amount as {{ rounded_money_type() }}) as usage_amount,
         {{ round_money('unbilled.usage_amount + coalesce(taxed.tax_amount, 0)', 'unbilled.minor_unit') }}
             as ongoing_amount

@@ -82,7 +82,9 @@ every_credit as (
 
 final as (
     select
-        {{ dbt.hash("every_credit.wallet_id || '|' || every_credit.source_kind || '|' || cast(every_credit.position as " ~ dbt.type_string() ~ ") || '|' || cast(every_credit.occurrence as " ~ dbt.type_string() ~ ")") }}
+        -- Ids hash 'top_up' for an interval top-up, as before threshold top-ups existed, so
+        -- that its purchase invoices keep their ids.
+        {{ dbt.hash("every_credit.wallet_id || '|' || case when every_credit.source_kind = 'interval_top_up' then 'top_up' else every_credit.source_kind end || '|' || cast(every_credit.position as " ~ dbt.type_string() ~ ") || '|' || cast(every_credit.occurrence as " ~ dbt.type_string() ~ ")") }}
             as wallet_credit_id,
         every_credit.wallet_id,
         wallets.customer_id,

@@ -3,7 +3,8 @@
 --
 -- The rule is checked when the wallet opens, at every invoice it pays (before the invoice draws
 -- on it) and at every local midnight at which the customer's usage to date is measured
--- (int_wallet_ongoing_usage). When the ongoing balance then (credits so far, less what invoices
+-- (int_wallet_ongoing_usage); also at credits and where a usage interval ends, which can only
+-- raise the balance. When the ongoing balance then (credits so far, less what invoices
 -- so far asked of the wallet, less the usage not yet invoiced) is at or under threshold_credits,
 -- the rule adds as many top-ups as bring it above the threshold, in one purchase or grant.
 --
@@ -32,8 +33,9 @@ scheduled_credits as (
     select * from {{ ref('int_wallet_scheduled_credits') }}
 ),
 
-line_totals as (
-    select * from {{ ref('int_invoice_line_totals') }}
+-- What each invoice the wallet pays asks of it.
+invoice_demands as (
+    select * from {{ ref('int_threshold_wallet_invoice_demands') }}
 ),
 
 ongoing_usage as (
@@ -46,8 +48,6 @@ threshold_wallets as (
         wallets.customer_id,
         wallets.started_at,
         wallets.expires_at,
-        case when wallets.wallet_id in (select wallet_limits.wallet_id from wallet_limits) then 1 else 0 end
-            as is_limited,
         rules.position,
         rules.credit_kind,
         rules.credits as top_up_credits,
@@ -58,54 +58,9 @@ threshold_wallets as (
         on wallets.wallet_id = rules.wallet_id
 ),
 
--- What each invoice the wallet pays asks of it.
-wallet_invoice_lines as (
-    select
-        threshold_wallets.wallet_id,
-        threshold_wallets.is_limited,
-        line_totals.invoice_id,
-        line_totals.invoice_at,
-        line_totals.minor_unit,
-        line_totals.invoice_total,
-        case when line_totals.line_total > 0
-                and {{ wallet_may_pay('wallet_limits', 'threshold_wallets.wallet_id', 'line_totals.fee_kind',
-                                      'line_totals.metric_code') }}
-            then line_totals.line_total else 0 end as payable_amount
-    from threshold_wallets
-    inner join line_totals
-        on threshold_wallets.customer_id = line_totals.customer_id
-        and line_totals.invoice_at >= threshold_wallets.started_at
-        and (threshold_wallets.expires_at is null or line_totals.invoice_at < threshold_wallets.expires_at)
-),
-
-invoice_payables as (
-    select
-        wallet_invoice_lines.wallet_id,
-        wallet_invoice_lines.is_limited,
-        wallet_invoice_lines.invoice_id,
-        wallet_invoice_lines.invoice_at,
-        wallet_invoice_lines.invoice_total,
-        {{ floor_money('sum(wallet_invoice_lines.payable_amount)', 'wallet_invoice_lines.minor_unit') }}
-            as payable_amount
-    from wallet_invoice_lines
-    group by 1, 2, 3, 4, 5, wallet_invoice_lines.minor_unit
-),
-
-invoice_demands as (
-    select
-        invoice_payables.wallet_id,
-        invoice_payables.invoice_id,
-        invoice_payables.invoice_at,
-        case
-            when invoice_payables.is_limited = 1 and invoice_payables.payable_amount < invoice_payables.invoice_total
-                then invoice_payables.payable_amount
-            else invoice_payables.invoice_total
-        end as demand_amount
-    from invoice_payables
-),
-
 -- Everything that moves the ongoing balance, signed; usage counts from its checkpoint until
--- its line is invoiced (then the invoice asks for it).
+-- its line is invoiced (then the invoice asks for it), if the wallet may pay it: a usage line
+-- invoiced after the wallet expires is not its concern.
 movements as (
     select scheduled_credits.wallet_id, scheduled_credits.credited_at as moved_at, scheduled_credits.amount as change_amount
     from scheduled_credits
@@ -118,15 +73,17 @@ movements as (
     from threshold_wallets
     inner join ongoing_usage
         on threshold_wallets.customer_id = ongoing_usage.customer_id
-    where {{ wallet_may_pay('wallet_limits', 'threshold_wallets.wallet_id', 'ongoing_usage.fee_kind',
-                            'ongoing_usage.metric_code') }}
+    where (threshold_wallets.expires_at is null or ongoing_usage.invoiced_at < threshold_wallets.expires_at)
+        and {{ wallet_may_pay('wallet_limits', 'threshold_wallets.wallet_id', 'ongoing_usage.fee_kind',
+                              'ongoing_usage.metric_code') }}
     union all
     select threshold_wallets.wallet_id, ongoing_usage.valid_until_at, ongoing_usage.ongoing_amount
     from threshold_wallets
     inner join ongoing_usage
         on threshold_wallets.customer_id = ongoing_usage.customer_id
-    where {{ wallet_may_pay('wallet_limits', 'threshold_wallets.wallet_id', 'ongoing_usage.fee_kind',
-                            'ongoing_usage.metric_code') }}
+    where (threshold_wallets.expires_at is null or ongoing_usage.invoiced_at < threshold_wallets.expires_at)
+        and {{ wallet_may_pay('wallet_limits', 'threshold_wallets.wallet_id', 'ongoing_usage.fee_kind',
+                              'ongoing_usage.metric_code') }}
     union all
     -- The check when the wallet opens.
     select threshold_wallets.wallet_id, threshold_wallets.started_at, 0

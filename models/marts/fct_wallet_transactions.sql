@@ -2,7 +2,7 @@
 -- purchased (by a transaction, an interval top-up or a threshold top-up), credits spent on an
 -- invoice, and what expired at the end of the expiration date.
 -- `settled` movements happened by the run's as_of and make the balance; `pending` ones are the
--- credits the open periods' draft invoices would spend (the ongoing usage).
+-- credits the open periods' draft invoices would spend (fct_wallets.pending_spending_amount).
 with wallets as (
     select * from {{ ref('stg_catalog__wallets') }}
 ),

@@ -1,7 +1,7 @@
 -- One row per wallet: its balance as of the run (settled movements); what the open periods'
--- draft invoices would spend (pending movements); the ongoing usage, the part of it that pays
--- their usage (charge lines, with their taxes); and the ongoing balance, the balance minus the
--- ongoing usage, which a threshold top-up watches (docs/invoice-amounts.md).
+-- draft invoices would spend (pending movements); the ongoing usage, their usage (charge lines
+-- the wallet may pay, with their taxes); and the ongoing balance, the balance minus the ongoing
+-- usage, which a threshold top-up watches (docs/invoice-amounts.md).
 with wallets as (
     select * from {{ ref('stg_catalog__wallets') }}
 ),
@@ -14,15 +14,25 @@ currencies as (
     select * from {{ ref('currencies') }}
 ),
 
+wallet_limits as (
+    select * from {{ ref('stg_catalog__wallet_limits') }}
+),
+
+-- The drafts' usage lines the wallet may pay (with their taxes, after coupons), whatever its
+-- balance or the other wallets.
 ongoing_usage as (
     select
-        spending.wallet_id,
-        sum(spending.line_credit_amount) as ongoing_usage_amount
-    from {{ ref('int_invoice_wallet_credits') }} as spending
+        wallets.wallet_id,
+        sum(lines.line_total) as ongoing_usage_amount
+    from wallets
     inner join {{ ref('int_invoice_line_totals') }} as lines
-        on spending.invoice_line_id = lines.invoice_line_id
-    where spending.invoice_at > {{ as_of_timestamp() }}
-        and lines.fee_kind = 'charge'
+        on wallets.customer_id = lines.customer_id
+        and lines.invoice_at > {{ as_of_timestamp() }}
+        and lines.invoice_at >= wallets.started_at
+        and (wallets.expires_at is null or lines.invoice_at < wallets.expires_at)
+    where lines.fee_kind = 'charge'
+        and lines.line_total > 0
+        and {{ wallet_may_pay('wallet_limits', 'wallets.wallet_id', 'lines.fee_kind', 'lines.metric_code') }}
     group by 1
 ),
 
