@@ -1,19 +1,25 @@
 """Property-based tests of the SQL that turns an invoice's fees into the amount due: coupons
 (int_invoice_coupons), taxes (int_invoice_line_taxes, int_invoice_taxes) and prepaid credits
-(int_wallet_credits, int_invoice_wallet_credits), as docs/invoice-amounts.md describes them.
+(int_invoice_line_totals, int_wallet_scheduled_credits, int_threshold_wallet_invoice_demands,
+int_wallet_threshold_top_ups, int_wallet_credits, int_invoice_wallet_credits), as
+docs/invoice-amounts.md describes them.
 
 The models are compiled once with dbt into a scratch folder (as tests/test_pricing_properties.py
 does). For each generated example, their inputs (int_invoice_fees and the stg_catalog__*
-relations, with the columns the models read) are filled in an in-memory DuckDB whose relation
-names match the compiled SQL, and the five models are materialised in dependency order, so
-hundreds of billing histories run in seconds without a dbt build per example.
+relations and int_wallet_ongoing_usage, with the columns the models read) are filled in an
+in-memory DuckDB whose relation names match the compiled SQL, and the nine models are
+materialised in dependency order, so hundreds of billing histories run in seconds without a dbt
+build per example.
 
 An example is one or two customers (USD, JPY or KWD; a time zone; sometimes tax exempt) with
 invoices of 1-5 lines over a few months (a usage line may deduct part or all of itself as
 already billed by progressive billing invoices), coupons applied at random instants (percentage or
 fixed; once, recurring or forever; expiring or not; limited to plans or metrics or not), tax
 rates named by the billing entity, customers, plans and charges, and wallets (priorities,
-limits, expiry, credits granted or purchased at random instants, recurring top-ups).
+limits, expiry, credits granted or purchased at random instants, recurring top-ups). About one
+customer with wallets in three has a threshold top-up on its first wallet (which then pays
+first), and most of its usage lines have 1-3 segments of ongoing usage (int_wallet_ongoing_usage)
+up to their invoice.
 
 Properties:
 1. the invoice identity fees - progressive billing already invoiced - discounts + taxes -
@@ -21,10 +27,12 @@ Properties:
 2. no amount is negative, a coupon takes at most what it requested and what is eligible, a
    wallet pays at most its balance, and line shares add up to what they share;
 3. a wallet's history (credits in, payments out) never goes below zero and matches a plain
-   sequential simulation of the spending (the SQL uses a closed form);
+   sequential simulation of the spending and of the threshold top-ups, check by check (the SQL
+   uses closed forms: running sums, minimum and maximum); a threshold wallet pays all that
+   every invoice issued by as_of asks of it, and each threshold top-up was due and enough;
 4. an independent reference of the whole cascade, written from the doc with exact decimals
    (`decimal.Decimal`, `fractions.Fraction`; never float), gives the same discounts, taxes
-   per rate and wallet payments;
+   per rate and wallet payments (threshold top-ups included);
 5. it also gives the same shares of each line (what is left of it x an exact ratio).
 
 Counterexamples Hypothesis found are kept with @example (see "pinned examples"): a failing
@@ -58,8 +66,7 @@ DBT = Path(sys.executable).parent / "dbt"
 # In dependency order: each model reads the ones before it.
 MODELS = ("int_invoice_coupons", "int_invoice_line_taxes", "int_invoice_taxes", "int_invoice_line_totals",
           "int_wallet_scheduled_credits", "int_threshold_wallet_invoice_demands", "int_wallet_threshold_top_ups",
-          "int_wallet_credits",
-          "int_invoice_wallet_credits")
+          "int_wallet_credits", "int_invoice_wallet_credits")
 AS_OF = datetime(2027, 1, 10, 12, 0, 0)
 
 MONEY = "decimal(38, 12)"  # precise amounts and rates (macros/money.sql)
@@ -265,16 +272,40 @@ class Wallet:
     metric_codes: tuple[str, ...]
     transactions: tuple[tuple[datetime, str, Decimal], ...]  # (at, granted | purchased, credits)
     top_ups: tuple[tuple[str, str, Decimal], ...]  # (interval, granted | purchased, credits)
+    # A threshold top-up rule (threshold_credits, granted | purchased, credits above 0): only on
+    # the customer's first wallet, whose priority is strictly the lowest (the catalog checks).
+    threshold: tuple[Decimal, str, Decimal] | None = None
 
     @property
     def is_limited(self) -> bool:
         return bool(self.fee_kinds or self.metric_codes)
 
-    def pays_for(self, line: Line) -> bool:
-        """A limited wallet pays the lines of its fee kinds or of its metrics. The doc says "the
-        usage fees of metrics"; the SQL matches a line's metric_code, so true-ups of these
-        metrics qualify too (as they do for a coupon's metric_codes)."""
+    def is_open_at(self, at: datetime) -> bool:
+        """It pays the invoices issued from when it opened up to the end of its expiration date."""
+        return self.started_at <= at and (self.expires_at is None or at < self.expires_at)
+
+    def pays_for(self, line: Line | Usage) -> bool:
+        """A limited wallet pays the lines (and ongoing usage) of its fee kinds or of its metrics.
+        The doc says "the usage fees of metrics"; the SQL matches a line's metric_code, so
+        true-ups of these metrics qualify too (as they do for a coupon's metric_codes)."""
         return not self.is_limited or line.fee_kind in self.fee_kinds or line.metric_code in self.metric_codes
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A usage line's amount priced so far and not yet invoiced, over [valid_from, valid_until)
+    (int_wallet_ongoing_usage: rounded, less what progressive invoices billed, never below 0),
+    which a threshold top-up counts as spent unless the line is invoiced after the wallet
+    expires."""
+
+    line_id: str
+    customer_id: str
+    metric_code: str
+    valid_from: datetime
+    valid_until: datetime
+    invoiced_at: datetime
+    amount: Decimal
+    fee_kind: str = "charge"
 
 
 @dataclass(frozen=True)
@@ -285,6 +316,7 @@ class Case:
     taxes: dict[str, Decimal]  # tax_code -> rate in percent
     tax_assignments: tuple[tuple[str, str, str], ...]  # (assigned_to, target_code, tax_code)
     wallets: tuple[Wallet, ...]
+    ongoing_usage: tuple[Usage, ...] = ()  # of the customers with a threshold wallet
 
     def customer(self, customer_id: str) -> Customer:
         return next(c for c in self.customers if c.customer_id == customer_id)
@@ -308,11 +340,22 @@ def charge_rows() -> list[tuple[str, str]]:
 PARENT_CHARGE = dict(charge_rows())
 
 
-def wallet_credits(wallet: Wallet, zone: str) -> list[tuple[datetime, Decimal]]:
+def wallet_credits(case: Case, wallet: Wallet, totals: dict[str, Decimal],
+                   line_totals: dict[str, Decimal]) -> list[tuple[datetime, Decimal]]:
     """(credited_at, amount) of every credit up to as_of, in time order (docs/invoice-amounts.md,
-    "Credits come in"): the transactions, and each top-up at the start of every calendar week
-    (Monday), month, quarter or year in the customer's time zone after the wallet opened, up to
-    as_of and before the wallet expires."""
+    "Credits come in"): the transactions and interval top-ups, and the threshold top-ups that
+    follow from these amounts due before credits (`totals`) and lines with their taxes."""
+    zone = case.customer(wallet.customer_id).timezone
+    with localcontext(EXACT):
+        return sorted(scheduled_credits(wallet, zone) + [
+            (at, count * wallet.threshold[2] * wallet.rate_amount)
+            for at, count, _ in threshold_top_ups(case, wallet, totals, line_totals)])
+
+
+def scheduled_credits(wallet: Wallet, zone: str) -> list[tuple[datetime, Decimal]]:
+    """The credits known in advance (int_wallet_scheduled_credits): the transactions, and each
+    top-up at the start of every calendar week (Monday), month, quarter or year in the
+    customer's time zone after the wallet opened, up to as_of and before the wallet expires."""
     instants = [(at, credits) for at, _, credits in wallet.transactions]
     local_start = from_utc(wallet.started_at, zone).date()
     for interval, _, credits in wallet.top_ups:
@@ -334,6 +377,55 @@ def wallet_credits(wallet: Wallet, zone: str) -> list[tuple[datetime, Decimal]]:
                 instants.append((credited_at, credits))
     with localcontext(EXACT):
         return sorted((at, credits * wallet.rate_amount) for at, credits in instants)
+
+
+def demand_of(wallet: Wallet, invoice: Invoice, left: Decimal, line_left: dict[str, Decimal], exponent: int) -> Decimal:
+    """What an invoice asks of a wallet: all that is `left` of it, or, for a limited wallet, at
+    most what is left of its lines with their taxes (a line below zero counts as nothing left),
+    rounded down."""
+    if not wallet.is_limited:
+        return left
+    with localcontext(EXACT):
+        return min(left, floor_money(sum((max(line_left[line.line_id], ZERO) for line in invoice.lines
+                                          if wallet.pays_for(line)), ZERO), exponent))
+
+
+def threshold_top_ups(case: Case, wallet: Wallet, totals: dict[str, Decimal],
+                      line_totals: dict[str, Decimal]) -> list[tuple[datetime, int, Decimal]]:
+    """(checked_at, top-ups added, ongoing balance before them) of each check at which the
+    wallet's threshold rule adds credits ("Threshold top-ups"), simulated check by check in time
+    order. The checks: when the wallet opens, at every invoice it pays and whenever the
+    customer's ongoing usage changes, up to as_of and before it expires. The ongoing balance:
+    all credited by then (earlier threshold top-ups too), minus what the invoices issued by then
+    ask of the wallet, minus the ongoing usage valid then that it may pay. At or under the
+    threshold, the fewest top-ups that bring it above, credited at the check. A threshold wallet
+    pays first, so what an invoice asks of it is `demand_of` the amounts before any credit."""
+    if wallet.threshold is None:
+        return []
+    customer = case.customer(wallet.customer_id)
+    threshold_credits, _, credits = wallet.threshold
+    scheduled = scheduled_credits(wallet, customer.timezone)
+    demands = [(invoice.invoice_at, demand_of(wallet, invoice, totals[invoice.invoice_id], line_totals,
+                                              customer.exponent))
+               for invoice in case.invoices_in_order(customer.customer_id) if wallet.is_open_at(invoice.invoice_at)]
+    usage = [u for u in case.ongoing_usage if u.customer_id == customer.customer_id
+             and (wallet.expires_at is None or u.invoiced_at < wallet.expires_at)]
+    checks = sorted({wallet.started_at, *(at for at, _ in demands), *(u.valid_from for u in usage),
+                     *(u.valid_until for u in usage)})
+    added: list[tuple[datetime, int, Decimal]] = []
+    with localcontext(EXACT):
+        threshold, top_up = threshold_credits * wallet.rate_amount, credits * wallet.rate_amount
+        for check in checks:
+            if check > AS_OF or not wallet.is_open_at(check):
+                continue
+            balance = (sum((amount for at, amount in scheduled if at <= check), ZERO)
+                       + sum((count * top_up for _, count, _ in added), ZERO)
+                       - sum((demand for at, demand in demands if at <= check), ZERO)
+                       - sum((u.amount for u in usage if u.valid_from <= check < u.valid_until and wallet.pays_for(u)),
+                             ZERO))
+            if balance <= threshold:
+                added.append((check, floor(Fraction(threshold - balance) / Fraction(top_up)) + 1, balance))
+    return added
 
 
 # ---------------------------------------------------------------- harness
@@ -437,10 +529,15 @@ class Billing:
         self._insert("stg_catalog__wallet_transactions", [
             (w.wallet_id, position, at, kind, credits)
             for w in case.wallets for position, (at, kind, credits) in enumerate(w.transactions)])
+        # Interval rules, then the threshold rule if any.
         self._insert("stg_catalog__wallet_top_ups", [
-            (w.wallet_id, position, interval, None, kind, credits)
-            for w in case.wallets for position, (interval, kind, credits) in enumerate(w.top_ups)])
-        self._insert("int_wallet_ongoing_usage", [])
+            *((w.wallet_id, position, interval, None, kind, credits)
+              for w in case.wallets for position, (interval, kind, credits) in enumerate(w.top_ups)),
+            *((w.wallet_id, len(w.top_ups), None, w.threshold[0], w.threshold[1], w.threshold[2])
+              for w in case.wallets if w.threshold is not None)])
+        self._insert("int_wallet_ongoing_usage", [
+            (u.line_id, u.customer_id, u.fee_kind, u.metric_code, u.valid_from, u.valid_until, u.invoiced_at, u.amount)
+            for u in case.ongoing_usage])
 
 
 def _dbt_environment(warehouse: Path) -> dict[str, str]:
@@ -602,10 +699,26 @@ def credit_amounts(draw, exponent: int, rate: Decimal) -> Decimal:
 
 
 @st.composite
+def threshold_rules(draw, exponent: int, rate: Decimal) -> tuple[Decimal, str, Decimal]:
+    """A threshold top-up rule: a threshold of a few credits (often none; at most 4 decimals, so
+    threshold x rate has at most 8) and top-ups worth whole minor units, above 0, at the scale
+    of the fees (money()), so that a check often needs several and usage tips the balance."""
+    threshold = draw(st.one_of(st.just(Decimal(0)), decimals(100, 4), decimals(10_000, 2)))
+    units = draw(st.one_of(st.integers(1, 9), st.integers(1, 10_000), st.integers(1, 10**6)))
+    with localcontext(EXACT):
+        credits = Decimal(units).scaleb(-exponent) / rate
+    return threshold, draw(st.sampled_from(("granted", "purchased"))), credits
+
+
+@st.composite
 def wallets_of(draw, customer: Customer, instants_: list[datetime], counter: list[int]) -> list[Wallet]:
-    """0-3 wallets of a customer (the catalog allows 5), with credits inside their life."""
+    """0-3 wallets of a customer (the catalog allows 5), with credits inside their life. About one
+    customer with wallets in three has a threshold top-up on the first, which then pays first
+    (priority 1, the others 2-3)."""
     wallets = []
-    for _ in range(draw(st.sampled_from((0, 1, 2, 2, 3)))):
+    count = draw(st.sampled_from((0, 1, 2, 2, 3)))
+    with_threshold = count > 0 and draw(st.integers(0, 2)) == 0
+    for number in range(count):
         counter[0] += 1
         rate = draw(st.sampled_from(CREDIT_RATES))
         started_at = draw(st.one_of(st.just(START), near(instants_)))
@@ -622,18 +735,45 @@ def wallets_of(draw, customer: Customer, instants_: list[datetime], counter: lis
             fee_kinds = tuple(draw(st.lists(st.sampled_from(FEE_KINDS), min_size=1, max_size=2, unique=True)))
         if limits in ("metrics", "both"):
             metrics = tuple(draw(st.lists(st.sampled_from(METRICS), min_size=1, max_size=2, unique=True)))
-        # Credits when the wallet opens, at an invoice's instant (credited up to it counts), or any time.
+        threshold = draw(threshold_rules(customer.exponent, rate)) if with_threshold and number == 0 else None
+        # Credits when the wallet opens, at an invoice's instant (credited up to it counts), or any
+        # time; a threshold wallet may live on its top-ups alone, which usage then often calls for.
         moments = st.one_of(st.just(started_at), near([at for at in instants_ if at >= started_at]))
         transactions = []
-        for at in draw(st.lists(moments, min_size=1, max_size=3)):
+        for at in draw(st.lists(moments, min_size=0 if threshold else 1, max_size=3)):
             if at >= started_at and (expires_at is None or at < expires_at):
                 transactions.append((at, draw(st.sampled_from(("granted", "purchased"))),
                                      draw(credit_amounts(customer.exponent, rate))))
         top_ups = [(draw(st.sampled_from(TOP_UP_INTERVALS)), draw(st.sampled_from(("granted", "purchased"))),
                     draw(credit_amounts(customer.exponent, rate))) for _ in range(draw(st.integers(0, 1)))]
-        wallets.append(Wallet(ident("w", counter[0]), customer.customer_id, rate, draw(st.integers(1, 3)),
-                              started_at, expires_at, fee_kinds, metrics, tuple(transactions), tuple(top_ups)))
+        priority = 1 if threshold else draw(st.integers(2 if with_threshold else 1, 3))
+        wallets.append(Wallet(ident("w", counter[0]), customer.customer_id, rate, priority, started_at, expires_at,
+                              fee_kinds, metrics, tuple(transactions), tuple(top_ups), threshold))
     return wallets
+
+
+@st.composite
+def ongoing_usage_of(draw, customer: Customer, invoices: list[Invoice]) -> list[Usage]:
+    """The usage to date of most usage lines before their invoice (int_wallet_ongoing_usage): 1-3
+    consecutive segments [t1, t2), ..., [tn, invoice_at) from local-midnight-like instants of the
+    45 days before, each worth a rounded amount up to the line's, which often grows (it may also
+    shrink: progressive invoices bill part of it)."""
+    rows = []
+    for invoice in invoices:
+        for line in invoice.lines:
+            if line.fee_kind != "charge" or not draw(st.sampled_from((True, True, True, False))):
+                continue
+            before = st.tuples(st.integers(0, 45), st.sampled_from(TIMES_OF_DAY)).map(
+                lambda pair: datetime.combine(invoice.invoice_at.date() - timedelta(days=pair[0]), pair[1]))
+            starts = sorted({at for at in draw(st.lists(before, min_size=1, max_size=3)) if at < invoice.invoice_at})
+            units = int(line.amount.scaleb(customer.exponent))
+            amounts = [Decimal(draw(st.integers(0, units))).scaleb(-customer.exponent) for _ in starts]
+            if draw(st.booleans()):
+                amounts.sort()
+            rows += [Usage(line.line_id, customer.customer_id, line.metric_code, start, until, invoice.invoice_at,
+                           amount)
+                     for start, until, amount in zip(starts, [*starts[1:], invoice.invoice_at], amounts)]
+    return rows
 
 
 def tax_rates() -> st.SearchStrategy[Decimal]:
@@ -663,7 +803,7 @@ def cases(draw, max_customers: int = 2) -> Case:
             named = draw(tax_codes_for(codes))
             assignments += [("charge", f"{code_of_plan}:{metric}", code)
                             for code_of_plan, base in PLANS.items() if base == plan for code in named]
-    customers, invoices, coupons, wallets = [], [], [], []
+    customers, invoices, coupons, wallets, usage = [], [], [], [], []
     for number in range(draw(st.integers(1, max_customers))):
         customer = Customer(f"c{number}", draw(st.sampled_from(sorted(CURRENCIES))), draw(st.sampled_from(TIMEZONES)),
                             draw(st.sampled_from((False, False, False, True))))
@@ -674,8 +814,12 @@ def cases(draw, max_customers: int = 2) -> Case:
         invoices += own
         known = sorted({i.invoice_at for i in own})
         coupons += draw(coupons_of(customer, tiny, known, counter))
-        wallets += draw(wallets_of(customer, known, counter))
-    return Case(tuple(customers), tuple(invoices), tuple(coupons), taxes, tuple(assignments), tuple(wallets))
+        own_wallets = draw(wallets_of(customer, known, counter))
+        wallets += own_wallets
+        if any(w.threshold is not None for w in own_wallets):
+            usage += draw(ongoing_usage_of(customer, own))
+    return Case(tuple(customers), tuple(invoices), tuple(coupons), taxes, tuple(assignments), tuple(wallets),
+                tuple(usage))
 
 
 # ---------------------------------------------------------------- reference (docs/invoice-amounts.md)
@@ -814,22 +958,21 @@ def reference(case: Case) -> Expected:
         # pays as much as its balance allows of what is left (a limited wallet: of its lines
         # with their taxes, rounded down). A line whose remainder went below zero counts as
         # nothing left (the SQL's positive part): taxes rounded per invoice and rate may make an
-        # invoice's total a little more, or less, than its lines with their exact taxes.
+        # invoice's total a little more, or less, than its lines with their exact taxes. A
+        # threshold wallet pays first: its top-ups follow from these amounts before any credit.
         wallets = sorted((w for w in case.wallets if w.customer_id == customer.customer_id),
                          key=lambda w: (w.priority, w.wallet_id))
-        credits = {w.wallet_id: wallet_credits(w, zone) for w in wallets}
+        credits = {w.wallet_id: wallet_credits(case, w, subtotals, line_totals) for w in wallets}
         spent = {w.wallet_id: ZERO for w in wallets}
         for invoice in invoices:
             left = subtotals[invoice.invoice_id]
             for wallet in wallets:
-                if invoice.invoice_at < wallet.started_at or (
-                        wallet.expires_at is not None and invoice.invoice_at >= wallet.expires_at):
+                if not wallet.is_open_at(invoice.invoice_at):
                     continue
                 with localcontext(EXACT):
                     lines = {line.line_id: max(line_totals[line.line_id], ZERO)
                              for line in invoice.lines if wallet.pays_for(line)}
-                    demand = left if not wallet.is_limited else min(
-                        left, floor_money(sum(lines.values(), ZERO), exponent))
+                    demand = demand_of(wallet, invoice, left, line_totals, exponent)
                     credited = sum((amount for at, amount in credits[wallet.wallet_id] if at <= invoice.invoice_at),
                                    ZERO)
                     paid = min(demand, credited - spent[wallet.wallet_id])
@@ -990,34 +1133,42 @@ def test_no_amount_is_negative_and_shares_add_up(billing: Billing, case: Case) -
 # ---------------------------------------------------------------- 3. wallet histories
 
 
-def sequential_payments(case: Case, billed: Billed, customer: Customer) -> dict[tuple[str, str], Decimal]:
-    """Each wallet's spending as a plain loop (spent_k = min(balance at invoice k, demand_k)),
-    from the SQL's own discounts and taxes and, for a wallet after another on the same invoice,
-    the SQL's shares of the earlier wallets: what the closed form must reproduce."""
-    wallets = sorted((w for w in case.wallets if w.customer_id == customer.customer_id),
-                     key=lambda w: (w.priority, w.wallet_id))
-    credits = {w.wallet_id: wallet_credits(w, customer.timezone) for w in wallets}
-    spent = {w.wallet_id: ZERO for w in wallets}
-    payments = {}
+def before_credits(case: Case, billed: Billed) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """From the SQL's own discounts and taxes: each invoice's amount due before credits, and what
+    is left of each line with its exact taxes, which wallets start from."""
     with localcontext(EXACT):
         line_left = {line.line_id: line.billable for invoice in case.invoices for line in invoice.lines}
         for row in billed.coupons:
             line_left[row["invoice_line_id"]] -= row["line_discount_amount"]
         for row in billed.line_taxes:
             line_left[row["invoice_line_id"]] += row["tax_amount"]
-        for invoice in case.invoices_in_order(customer.customer_id):
+        totals = {}
+        for invoice in case.invoices:
             parts = invoice_parts(billed, invoice)
-            left = parts["fees"] - parts["progressive"] - parts["discounts"] + parts["taxes"]
+            totals[invoice.invoice_id] = parts["fees"] - parts["progressive"] - parts["discounts"] + parts["taxes"]
+    return totals, line_left
+
+
+def sequential_payments(case: Case, billed: Billed, customer: Customer) -> dict[tuple[str, str], Decimal]:
+    """Each wallet's spending as a plain loop (spent_k = min(balance at invoice k, demand_k)),
+    from the SQL's own discounts and taxes and, for a wallet after another on the same invoice,
+    the SQL's shares of the earlier wallets: what the closed form must reproduce."""
+    wallets = sorted((w for w in case.wallets if w.customer_id == customer.customer_id),
+                     key=lambda w: (w.priority, w.wallet_id))
+    totals, line_left = before_credits(case, billed)
+    credits = {w.wallet_id: wallet_credits(case, w, totals, line_left) for w in wallets}
+    spent = {w.wallet_id: ZERO for w in wallets}
+    payments = {}
+    with localcontext(EXACT):
+        for invoice in case.invoices_in_order(customer.customer_id):
+            left = totals[invoice.invoice_id]
             for wallet in wallets:
-                if invoice.invoice_at < wallet.started_at or (
-                        wallet.expires_at is not None and invoice.invoice_at >= wallet.expires_at):
+                if not wallet.is_open_at(invoice.invoice_at):
                     continue
                 balance = sum((a for at, a in credits[wallet.wallet_id] if at <= invoice.invoice_at), ZERO) \
                     - spent[wallet.wallet_id]
                 assert balance >= 0, (wallet, invoice.invoice_id, balance)
-                lines = [line for line in invoice.lines if wallet.pays_for(line)]
-                demand = left if not wallet.is_limited else min(left, floor_money(
-                    sum((max(line_left[line.line_id], ZERO) for line in lines), ZERO), customer.exponent))
+                demand = demand_of(wallet, invoice, left, line_left, customer.exponent)
                 paid = min(balance, demand)
                 if paid > 0:
                     payments[(wallet.wallet_id, invoice.invoice_id)] = paid
@@ -1036,11 +1187,24 @@ def test_wallet_histories_never_go_below_zero_and_follow_the_sequential_spending
                                                                                  case: Case) -> None:
     billed = billing.run(case)
     payments = billed.wallet_payments()
+    totals, line_left = before_credits(case, billed)
     for wallet in case.wallets:
-        zone = case.customer(wallet.customer_id).timezone
-        credits = wallet_credits(wallet, zone)
+        customer = case.customer(wallet.customer_id)
+        credits = wallet_credits(case, wallet, totals, line_left)
         assert sorted((r["credited_at"], r["amount"]) for r in billed.credits
                       if r["wallet_id"] == wallet.wallet_id) == credits, wallet
+        assert sorted((r["credited_at"], r["top_up_count"], r["ongoing_balance_before_amount"])
+                      for r in billed.threshold_top_ups if r["wallet_id"] == wallet.wallet_id) \
+            == threshold_top_ups(case, wallet, totals, line_left), wallet
+        if wallet.threshold is not None:
+            # It never runs short: it pays all that each invoice issued by as_of asks of it
+            # (nothing when that is nothing), as it pays first.
+            for invoice in case.invoices_in_order(wallet.customer_id):
+                if invoice.invoice_at <= AS_OF and wallet.is_open_at(invoice.invoice_at):
+                    demand = demand_of(wallet, invoice, totals[invoice.invoice_id], line_left, customer.exponent)
+                    row = payments.get((wallet.wallet_id, invoice.invoice_id))
+                    paid = ZERO if row is None else row["credit_amount"]
+                    assert paid == max(demand, ZERO), (wallet.wallet_id, invoice.invoice_id, demand, row)
         # The history in invoice order: what was credited up to each payment, what was spent up
         # to it, and the balance it drew on.
         rows = sorted((r for (w, _), r in payments.items() if w == wallet.wallet_id),
@@ -1058,6 +1222,11 @@ def test_wallet_histories_never_go_below_zero_and_follow_the_sequential_spending
                 credited = sum((a for at, a in credits if at <= instant), ZERO)
                 taken = sum((r["credit_amount"] for r in rows if r["invoice_at"] <= instant), ZERO)
                 assert credited - taken >= 0, (wallet.wallet_id, instant, credited, taken)
+    # Each threshold top-up was due (the balance then at or under the threshold) and enough.
+    for row in billed.threshold_top_ups:
+        assert row["top_up_count"] > 0, row
+        assert row["ongoing_balance_before_amount"] <= row["threshold_amount"] \
+            < row["ongoing_balance_before_amount"] + row["amount"], row
     customer_of = {invoice.invoice_id: invoice.customer_id for invoice in case.invoices}
     for customer in case.customers:
         assert {(w, i): r["credit_amount"] for (w, i), r in payments.items()
