@@ -58,9 +58,24 @@ threshold_wallets as (
         on wallets.wallet_id = rules.wallet_id
 ),
 
+-- The ongoing usage each wallet counts: what it may pay, unless the usage's line is invoiced
+-- after the wallet expires (then it is not its concern).
+wallet_usage as (
+    select
+        threshold_wallets.wallet_id,
+        ongoing_usage.valid_from_at,
+        ongoing_usage.valid_until_at,
+        ongoing_usage.ongoing_amount
+    from threshold_wallets
+    inner join ongoing_usage
+        on threshold_wallets.customer_id = ongoing_usage.customer_id
+    where (threshold_wallets.expires_at is null or ongoing_usage.invoiced_at < threshold_wallets.expires_at)
+        and {{ wallet_may_pay('wallet_limits', 'threshold_wallets.wallet_id', 'ongoing_usage.fee_kind',
+                              'ongoing_usage.metric_code') }}
+),
+
 -- Everything that moves the ongoing balance, signed; usage counts from its checkpoint until
--- its line is invoiced (then the invoice asks for it), if the wallet may pay it: a usage line
--- invoiced after the wallet expires is not its concern.
+-- its line is invoiced (then the invoice asks for it).
 movements as (
     select scheduled_credits.wallet_id, scheduled_credits.credited_at as moved_at, scheduled_credits.amount as change_amount
     from scheduled_credits
@@ -69,21 +84,11 @@ movements as (
     select invoice_demands.wallet_id, invoice_demands.invoice_at, -invoice_demands.demand_amount
     from invoice_demands
     union all
-    select threshold_wallets.wallet_id, ongoing_usage.valid_from_at, -ongoing_usage.ongoing_amount
-    from threshold_wallets
-    inner join ongoing_usage
-        on threshold_wallets.customer_id = ongoing_usage.customer_id
-    where (threshold_wallets.expires_at is null or ongoing_usage.invoiced_at < threshold_wallets.expires_at)
-        and {{ wallet_may_pay('wallet_limits', 'threshold_wallets.wallet_id', 'ongoing_usage.fee_kind',
-                              'ongoing_usage.metric_code') }}
+    select wallet_usage.wallet_id, wallet_usage.valid_from_at, -wallet_usage.ongoing_amount
+    from wallet_usage
     union all
-    select threshold_wallets.wallet_id, ongoing_usage.valid_until_at, ongoing_usage.ongoing_amount
-    from threshold_wallets
-    inner join ongoing_usage
-        on threshold_wallets.customer_id = ongoing_usage.customer_id
-    where (threshold_wallets.expires_at is null or ongoing_usage.invoiced_at < threshold_wallets.expires_at)
-        and {{ wallet_may_pay('wallet_limits', 'threshold_wallets.wallet_id', 'ongoing_usage.fee_kind',
-                              'ongoing_usage.metric_code') }}
+    select wallet_usage.wallet_id, wallet_usage.valid_until_at, wallet_usage.ongoing_amount
+    from wallet_usage
     union all
     -- The check when the wallet opens.
     select threshold_wallets.wallet_id, threshold_wallets.started_at, 0
