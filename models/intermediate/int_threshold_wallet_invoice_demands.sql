@@ -87,11 +87,14 @@ final as (
         wallet_invoices.invoice_id,
         wallet_invoices.invoice_at,
         wallet_invoices.invoice_total,
-        case
-            when wallet_invoices.is_limited = 1 and coalesce(payable.payable_amount, 0) < wallet_invoices.invoice_total
-                then coalesce(payable.payable_amount, 0)
-            else wallet_invoices.invoice_total
-        end as demand_amount
+        cast(
+            case
+                when wallet_invoices.is_limited = 1 and coalesce(payable.payable_amount, 0) < wallet_invoices.invoice_total
+                    then coalesce(payable.payable_amount, 0)
+                else wallet_invoices.invoice_total
+            end
+            as {{ rounded_money_type() }}
+        ) as demand_amount
     from wallet_invoices
     left join payable
         on wallet_invoices.wallet_id = payable.wallet_id
