@@ -17,18 +17,26 @@ with thresholds as (
     select * from {{ ref('stg_catalog__usage_thresholds') }}
 ),
 
--- Periods of plans with usage thresholds, and of customers whose wallet tops up when its
--- ongoing balance is low (int_wallet_ongoing_usage).
+-- When the customer's wallet that tops up under a threshold opened (one per customer).
+top_up_wallets as (
+    select wallets.customer_id, min(wallets.started_at) as opened_at
+    from {{ ref('stg_catalog__wallets') }} as wallets
+    inner join {{ ref('stg_catalog__wallet_top_ups') }} as top_ups
+        on wallets.wallet_id = top_ups.wallet_id
+    where top_ups.threshold_credits is not null
+    group by 1
+),
+
+-- Periods of plans with usage thresholds, and the periods of customers with such a wallet
+-- whose usage is invoiced (at the service end) after it opened: the ongoing usage its checks
+-- count (int_wallet_ongoing_usage). Earlier periods cannot touch a check.
 billing_periods as (
-    select * from {{ ref('int_billing_periods') }}
-    where plan_code in (select thresholds.plan_code from thresholds)
-        or customer_id in (
-            select wallets.customer_id
-            from {{ ref('stg_catalog__wallets') }} as wallets
-            inner join {{ ref('stg_catalog__wallet_top_ups') }} as top_ups
-                on wallets.wallet_id = top_ups.wallet_id
-            where top_ups.threshold_credits is not null
-        )
+    select periods.*
+    from {{ ref('int_billing_periods') }} as periods
+    left join top_up_wallets
+        on periods.customer_id = top_up_wallets.customer_id
+    where periods.plan_code in (select thresholds.plan_code from thresholds)
+        or periods.service_end_at > top_up_wallets.opened_at
 ),
 
 charge_units as (
