@@ -128,6 +128,12 @@ class BillingEntity(_Strict):
     timezone: str = "UTC"
     invoice_prefix: str
     address: str | None = None
+    # Days an invoice stays a draft after its date (late events still change it) before it is
+    # finalised; customers.csv may give a customer its own (docs/invoice-lifecycle.md).
+    invoice_grace_period_days: int = Field(0, ge=0, le=365)
+    # An event loaded after its invoice was finalised is corrected on a later invoice, unless it
+    # happened more than this many days before it was loaded: then it is excluded, visibly.
+    late_events_lookback_days: int | None = Field(None, ge=0, le=3650)
     # Tax codes (taxes.yml) every fee bears unless its customer, plan or charge names its own.
     taxes: list[str] = []
 
@@ -636,6 +642,7 @@ class Customer:
     timezone: str | None
     tax_codes: tuple[str, ...] = ()  # taxes for this customer's fees, instead of the billing entity's
     tax_exempt: bool = False  # no tax on any of its invoices
+    invoice_grace_period_days: int | None = None  # instead of the billing entity's
 
 
 # Calendar periods start on a Monday / the 1st / 1 January; anniversary periods on the
@@ -897,9 +904,14 @@ def read_catalog(
             raise _row_error(customers_path, number, key, "tax_exempt", f"{row['tax_exempt']!r} is not true or false")
         if exempt == "true" and customer_taxes:
             raise _row_error(customers_path, number, key, "tax_codes", "a tax-exempt customer takes no tax codes")
+        grace = (row.get("invoice_grace_period_days") or "").strip()
+        if grace and not (grace.isdigit() and int(grace) <= 365):
+            raise _row_error(customers_path, number, key, "invoice_grace_period_days",
+                             f"{grace!r} is not a whole number of days from 0 to 365")
         customers.append(
             Customer(row["external_customer_id"], row["name"], row.get("email") or None,
-                     row.get("country") or None, row["currency"], zone, customer_taxes, exempt == "true")
+                     row.get("country") or None, row["currency"], zone, customer_taxes, exempt == "true",
+                     int(grace) if grace else None)
         )
     customers_by_id = {c.external_customer_id: c for c in customers}
 
@@ -1015,14 +1027,29 @@ def read_catalog(
     wallets_path = directory / "wallets.yml"
     wallets = _read_wallets(wallets_path, customers_by_id, metrics_by_code, currencies, entity.timezone)
 
-    digest = hashlib.sha256()
-    for path in (entity_path, metrics_path, plans_path, coupons_path, customers_path, subscriptions_path, applied_path,
-                 overrides_path, add_ons_path, applied_add_ons_path, taxes_path, wallets_path):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes() if path.exists() else b"")
+    fingerprint = price_book_fingerprint(
+        (path.name, path.read_bytes() if path.exists() else b"")
+        for path in (entity_path, metrics_path, plans_path, coupons_path, customers_path, subscriptions_path,
+                     applied_path, overrides_path, add_ons_path, applied_add_ons_path, taxes_path, wallets_path))
     return Catalog(directory, entity, tuple(metrics), tuple(plans), tuple(coupons), tuple(customers),
-                   tuple(subscriptions), tuple(applied), digest.hexdigest(), tuple(add_ons), tuple(applied_add_ons),
+                   tuple(subscriptions), tuple(applied), fingerprint, tuple(add_ons), tuple(applied_add_ons),
                    tuple(taxes), tuple(wallets))
+
+
+PRICE_BOOK_FILES = ("billing_entity.yml", "billable_metrics.yml", "plans.yml", "coupons.yml", "customers.csv",
+                    "subscriptions.csv", "applied_coupons.csv", "subscription_overrides.yml", "add_ons.yml",
+                    "applied_add_ons.csv", "taxes.yml", "wallets.yml")
+"""A catalog folder's files, in the order of the price-book fingerprint."""
+
+
+def price_book_fingerprint(files) -> str:
+    """sha256 over (file name, bytes) pairs in PRICE_BOOK_FILES order; a missing file counts as
+    empty. The ledger records it per invoice; `meterline reproduce` checks it again."""
+    digest = hashlib.sha256()
+    for name, content in files:
+        digest.update(name.encode())
+        digest.update(content)
+    return digest.hexdigest()
 
 
 def _read_wallets(path: Path, customers_by_id: dict[str, Customer], metrics_by_code: dict[str, BillableMetric],
@@ -1333,7 +1360,8 @@ QUANTITY = "decimal(38, 9)"
 CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
     "catalog.billing_entities": [
         ("billing_entity_code", "varchar"), ("name", "varchar"), ("timezone", "varchar"),
-        ("invoice_prefix", "varchar"), ("address", "varchar"),
+        ("invoice_prefix", "varchar"), ("address", "varchar"), ("invoice_grace_period_days", "integer"),
+        ("late_events_lookback_days", "integer"),
     ],
     "catalog.billable_metrics": [
         ("metric_code", "varchar"), ("name", "varchar"), ("aggregation", "varchar"),
@@ -1396,7 +1424,7 @@ CATALOG_TABLES: dict[str, list[tuple[str, str]]] = {
     "catalog.customers": [
         ("external_customer_id", "varchar"), ("name", "varchar"), ("email", "varchar"), ("country", "varchar"),
         ("currency", "varchar"), ("timezone", "varchar"), ("billing_entity_code", "varchar"),
-        ("is_tax_exempt", "boolean"),
+        ("is_tax_exempt", "boolean"), ("invoice_grace_period_days", "integer"),
     ],
     "catalog.subscriptions": [
         ("external_subscription_id", "varchar"), ("external_customer_id", "varchar"), ("plan_code", "varchar"),
@@ -1499,7 +1527,8 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
                 filter_values.extend((filter_id, key, value)
                                      for key, values in bucket.values.items() for value in values)
     return {
-        "catalog.billing_entities": [(entity.code, entity.name, entity.timezone, entity.invoice_prefix, entity.address)],
+        "catalog.billing_entities": [(entity.code, entity.name, entity.timezone, entity.invoice_prefix, entity.address,
+                                        entity.invoice_grace_period_days, entity.late_events_lookback_days)],
         "catalog.billable_metrics": [(m.code, m.name, m.aggregation, m.field, m.description, m.recurring,
                                       m.rounding_function, m.rounding_step) for m in catalog.metrics],
         "catalog.plans": [(p.code, p.name, p.interval, p.currency, p.amount, p.pay_in_advance, p.invoice_display_name,
@@ -1525,7 +1554,7 @@ def catalog_rows(catalog: Catalog, loaded_at: datetime) -> dict[str, list[tuple]
               for p in catalog.plans for charge in p.charges for code in charge.taxes),
         ],
         "catalog.customers": [(c.external_customer_id, c.name, c.email, c.country, c.currency, c.timezone, entity.code,
-                               c.tax_exempt) for c in catalog.customers],
+                               c.tax_exempt, c.invoice_grace_period_days) for c in catalog.customers],
         "catalog.subscriptions": [(s.external_subscription_id, s.external_customer_id, s.plan_code, s.started_at,
                                    s.ended_at, s.billing_time, s.subscription_id, s.phase)
                                   for s in catalog.subscriptions],

@@ -112,13 +112,18 @@ def run(
     as_of: AsOfOption = None,
     full_refresh: Annotated[Optional[bool], typer.Option(
         "--full-refresh/--incremental", help="Force a full rebuild, or force incremental. Default: decide.")] = None,
+    finalise: Annotated[bool, typer.Option(
+        "--finalise/--no-finalise", help="Finalise the invoices whose grace period ended (after the checks passed).")
+    ] = True,
 ) -> None:
-    """Validate the catalog, ingest new files from <home>/landing, build the models, write invoices."""
+    """Validate the catalog, ingest new files from <home>/landing, build and check the models,
+    finalise the invoices whose grace period ended, write invoices."""
     settings = _settings(home)
-    run_pipeline(settings, catalog or settings.catalog_dir, _parse_as_of(as_of), full_refresh)
+    run_pipeline(settings, catalog or settings.catalog_dir, _parse_as_of(as_of), full_refresh, finalise=finalise)
 
 
-def run_pipeline(settings: Settings, catalog_dir: Path, as_of: datetime, full_refresh: bool | None) -> None:
+def run_pipeline(settings: Settings, catalog_dir: Path, as_of: datetime, full_refresh: bool | None,
+                 *, finalise: bool = True) -> None:
     try:
         with console.status("Validating the catalog"):
             catalog = read_catalog(catalog_dir)
@@ -133,9 +138,103 @@ def run_pipeline(settings: Settings, catalog_dir: Path, as_of: datetime, full_re
             result = pipeline.build(settings, as_of, full_refresh=full_refresh)
         except pipeline.DbtError as error:
             _fail(str(error))
+    finalised = _finalise(settings) if finalise else None
     with console.status("Writing invoices"):
         outputs = pipeline.export(settings)
     _print_summary(settings, result, outputs)
+    if finalised is not None:
+        _print_finalisation(finalised)
+
+
+def _finalise(settings: Settings):
+    """Freeze what the build's checks passed on; the marts then read those invoices from the ledger."""
+    from orchestration.ledger import FinalisationError
+
+    with console.status("Finalising the invoices whose grace period ended"):
+        try:
+            done = pipeline.finalise(settings)
+        except (FinalisationError, pipeline.DbtError) as error:
+            _fail(f"finalisation stopped: {error}")
+    return done
+
+
+def _print_finalisation(done) -> None:
+    if not done.invoices:
+        console.print("Finalised: nothing new (no closed invoice whose grace period ended).")
+        return
+    console.print(f"Finalised {len(done.invoices):,} invoice(s) into the ledger: {done.invoices[0][1]} .. "
+                  f"{done.invoices[-1][1]} (events loaded through {done.events_cutoff_at:%Y-%m-%d %H:%M:%S} UTC). "
+                  "They never change again; `meterline void NUMBER --reason ...` cancels one.")
+
+
+@app.command()
+def finalise(home: HomeOption = None) -> None:
+    """Finalise the closed invoices whose grace period ended by the last build's as_of: number
+    them (gapless per billing entity and month) and append them to the ledger, in one transaction.
+
+    Refuses (exit 1) when the catalog, the models or the events changed since the last build.
+    """
+    settings = _settings(home)
+    _print_finalisation(_finalise(settings))
+
+
+@app.command()
+def reproduce(
+    invoice: Annotated[str, typer.Argument(help="A finalised invoice's number, id, or first characters of its id.")],
+    home: HomeOption = None,
+) -> None:
+    """Rebuild a finalised invoice in a scratch warehouse from what it recorded (events loaded up
+    to its cut-off, its price book, the ledger before it, its as_of) and compare it with the
+    ledger. Exit 0 when identical, 1 with the differences otherwise."""
+    from orchestration.reproduce import ReproduceError, reproduce as reproduce_invoice
+
+    settings = _settings(home)
+    try:
+        with errors.status("Rebuilding the invoice in a scratch warehouse"):
+            result = reproduce_invoice(settings, invoice)
+    except (ReproduceError, FileNotFoundError) as error:
+        _fail(str(error), 2)
+    except pipeline.DbtError as error:
+        _fail(str(error))
+    console.print(f"Invoice {result.invoice_number} ({result.invoice_id}): rebuilt as of "
+                  f"{pipeline.format_as_of(result.as_of)} from {result.events_copied:,} events loaded through "
+                  f"{pipeline.format_as_of(result.events_cutoff_at)}")
+    if result.code_version_recorded != result.code_version_now:
+        console.print(f"[yellow]code changed since[/yellow]: recorded {result.code_version_recorded}, "
+                      f"now {result.code_version_now}")
+    if result.identical:
+        console.print("[bold green]identical[/bold green]: the invoice, its lines, taxes, discounts, credits and "
+                      "events fingerprint")
+        return
+    table = Table(title=f"{len(result.differences)} difference(s)", show_edge=False)
+    for column in ("table", "row", "column", "issued", "reproduced"):
+        table.add_column(column)
+    for row in result.differences:
+        table.add_row(*row)
+    console.print(table)
+    raise typer.Exit(1)
+
+
+@app.command()
+def void(
+    invoice: Annotated[str, typer.Argument(help="A finalised invoice's number, id, or first characters of its id.")],
+    reason: Annotated[str, typer.Option(help="Why it is voided (kept in ledger.invoice_voids).")],
+    home: HomeOption = None,
+) -> None:
+    """Void a finalised invoice: it stays in the ledger and in the marts with status voided."""
+    from orchestration.ledger import FinalisationError, void as void_invoice
+
+    settings = _settings(home)
+    try:
+        invoice_id, number = void_invoice(settings, invoice, reason)
+        last = pipeline.last_as_of(settings)
+        if last is not None:
+            pipeline.build(settings, last, full_refresh=False, select="path:models/marts")
+    except FinalisationError as error:
+        _fail(str(error), 2)
+    except pipeline.DbtError as error:
+        _fail(str(error))
+    console.print(f"Voided invoice {number} ({invoice_id}): {reason}")
 
 
 def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None:
@@ -159,13 +258,13 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
             "select count(distinct invoice_id) from marts.fct_invoice_lines where fee_kind = 'add_on'")[0][0]
         progressive = warehouse.query(
             "select count(*), count(distinct customer_id) from marts.fct_invoices "
-            "where invoice_kind = 'progressive_billing' and status = 'closed'")[0]
+            "where invoice_kind = 'progressive_billing' and status in ('closed', 'finalized')")[0]
         credit_notes = warehouse.query(
             "select currency, count(*), sum(amount) from marts.fct_credit_notes where status = 'closed' "
             "group by 1 order by 1")
-        closed = amounts_by_currency(warehouse, "closed")
+        closed = amounts_by_currency(warehouse, "issued")
         drafts = amounts_by_currency(warehouse, "draft")
-        taxes = taxes_by_rate(warehouse, "closed")
+        taxes = taxes_by_rate(warehouse, "issued")
         wallets = warehouse.query(
             "select wallets.currency, count(*), sum(wallets.balance_amount), sum(wallets.ongoing_usage_amount), "
             "sum(wallets.ongoing_balance_amount), sum(top_ups.top_up_count) from marts.fct_wallets as wallets "
@@ -174,7 +273,7 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
             "on wallets.wallet_id = top_ups.wallet_id group by 1 order by 1")
         # An invoice worth reading step by step: the closed one with the most steps in use.
         example = warehouse.query(
-            "select invoice_id from marts.fct_invoices where status = 'closed' order by "
+            "select invoice_id from marts.fct_invoices where status in ('closed', 'finalized') order by "
             "(case when discount_amount > 0 then 1 else 0 end) + (case when tax_amount > 0 then 1 else 0 end) "
             "+ (case when progressive_billing_credit_amount > 0 then 1 else 0 end) "
             "+ (case when prepaid_credit_amount > 0 then 1 else 0 end) desc, line_count desc, invoice_id limit 1")
@@ -182,7 +281,7 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
     console.rule(f"Billing as of {pipeline.format_as_of(result.as_of)} UTC "
                  f"({'full rebuild' if result.full_refresh else 'incremental'}: {result.reason})")
     # One column per currency, one row per step of docs/invoice-amounts.md (fits a narrow terminal).
-    table = Table(title="Closed invoices, step by step", show_edge=False, pad_edge=False)
+    table = Table(title="Issued invoices (closed and finalized), step by step", show_edge=False, pad_edge=False)
     draft_map = {row[0]: (row[1], row[7]) for row in drafts}
     closed_map = {row[0]: row[1:] for row in closed}
     exponents = known_currencies()
@@ -206,7 +305,7 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
             f"{currency} {count:,} invoices, {total:,.{exponents[currency]}f}"
             for currency, (count, total) in sorted(draft_map.items())))
     if taxes:
-        by_rate = Table(title="Taxes on closed invoices, per rate", show_edge=False, pad_edge=False)
+        by_rate = Table(title="Taxes on issued invoices, per rate", show_edge=False, pad_edge=False)
         for column in ("", "code", "rate %", "taxable", "tax"):
             by_rate.add_column(column, justify="right" if column in ("rate %", "taxable", "tax") else "left",
                                no_wrap=True)
@@ -264,7 +363,7 @@ def _print_plans_in_use(rows, one_off_invoices: int) -> None:
 def _print_billed_by_charge(rows, exponents: dict[str, int]) -> None:
     """What the closed invoices charged for: one row per metric, charge model and currency
     (base fees and spending-minimum true-ups on rows of their own)."""
-    table = Table(title="Closed invoices by charge", show_edge=False, pad_edge=False)
+    table = Table(title="Issued invoices by charge", show_edge=False, pad_edge=False)
     for column in ("metric", "aggregation", "priced by", "", "events", "billed"):
         table.add_column(column, justify="right" if column in {"events", "billed"} else "left", no_wrap=True)
     previous = None
@@ -308,7 +407,8 @@ def demo(
 def invoices(
     period: Annotated[Optional[str], typer.Option(help="Billing period month, YYYY-MM.")] = None,
     customer: Annotated[Optional[str], typer.Option(help="external_customer_id")] = None,
-    status: Annotated[Optional[str], typer.Option(help="draft or closed")] = None,
+    status: Annotated[Optional[str], typer.Option(
+        help="draft, closed, finalized, voided, or issued (closed and finalized)")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv")] = OutputFormat.table,
     home: HomeOption = None,
 ) -> None:
@@ -336,15 +436,15 @@ def invoices(
 
 def _print_invoice_table(found: list[dict]) -> None:
     table = Table(show_edge=False)
-    for column in ("issued", "customer", "status", "period", "fees", "discount", "tax", "total", "lines",
+    for column in ("issued", "number", "customer", "status", "period", "fees", "discount", "tax", "total", "lines",
                    "invoice_id"):
         table.add_column(column, justify="right" if column in {"fees", "discount", "tax", "total", "lines"}
                          else "left")
     for inv in found:
-        table.add_row(inv["issuing_date"], inv["customer_id"], inv["status"],
+        table.add_row(inv["issuing_date"], inv["invoice_number"] or "", inv["customer_id"], inv["status"],
                       f"{inv['period_start']}..{inv['period_end']}", f"{inv['fees_amount']} {inv['currency']}",
                       inv["discount_amount"], inv["tax_amount"], f"[bold]{inv['total_amount']}[/bold]",
-                      str(len(inv["lines"])), inv["invoice_id"])
+                      str(len(inv["lines"])), inv["invoice_id"][:12])
     console.print(table)
     console.print(f"{len(found)} invoice(s). One step by step: meterline invoice INVOICE_ID; "
                   "a line's events: meterline explain LINE_ID")
@@ -375,7 +475,8 @@ def _print_invoice(inv: dict) -> None:
     currency = inv["currency"]
     kind = {"progressive_billing": "progressive billing: usage so far, a usage threshold was reached",
             "one_off": "one-off", "credit_purchase": "purchase of credits"}.get(inv["invoice_kind"])
-    console.print(f"[bold]Invoice {inv['invoice_id']}[/bold] ({inv['status']}{'; ' + kind if kind else ''}) "
+    number = f" {inv['invoice_number']}" if inv["invoice_number"] else ""
+    console.print(f"[bold]Invoice{number} {inv['invoice_id']}[/bold] ({inv['status']}{'; ' + kind if kind else ''}) "
                   f"to {inv['customer_name']} "
                   f"({inv['customer_id']}), issued {inv['issuing_date']}, period {inv['period_start']}.."
                   f"{inv['period_end']}, {currency}")
@@ -434,17 +535,34 @@ def explain(
 @app.command()
 def simulate(
     catalog: Annotated[Path, typer.Option(help="Catalog folder with the price book to try.")],
-    events: Annotated[list[Path], typer.Option(help="Event file or folder (repeat for several).")],
+    events: Annotated[Optional[list[Path]], typer.Option(
+        help="Event file or folder (repeat for several). With --diff: default, the warehouse's events.")] = None,
     customers: Annotated[Optional[Path], typer.Option(help="customers.csv instead of the catalog's.")] = None,
     subscriptions: Annotated[Optional[Path], typer.Option(help="subscriptions.csv instead of the catalog's.")] = None,
     applied_coupons: Annotated[Optional[Path], typer.Option(help="applied_coupons.csv instead of the catalog's.")] = None,
     as_of: AsOfOption = None,
-    format: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = OutputFormat.table,
+    diff: Annotated[bool, typer.Option(
+        "--diff", help="Compare with the current price book over --from..--to, per customer and line.")] = False,
+    start: Annotated[Optional[str], typer.Option("--from", help="With --diff: first day of the window, YYYY-MM-DD.")
+                     ] = None,
+    end: Annotated[Optional[str], typer.Option("--to", help="With --diff: day after the window, YYYY-MM-DD.")] = None,
+    max_change_percent: Annotated[Optional[float], typer.Option(
+        help="With --diff: exit 1 when a currency's fees change by more than this percentage (a check before "
+             "a price change is merged).")] = None,
+    home: HomeOption = None,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json (and csv with --diff)")] = (
+        OutputFormat.table),
 ) -> None:
-    """Bill some events with a price book in a scratch warehouse and print the invoices.
+    """Bill events with a price book in a scratch warehouse and print the invoices; with --diff,
+    price a past window with it and report the change against the current price book.
 
-    The configured warehouse is not touched. JSON output has the shape of `meterline invoices`.
+    The configured warehouse is only read. JSON output has the shape of `meterline invoices`.
     """
+    if diff:
+        _simulate_diff(_settings(home), catalog, start, end, max_change_percent, format)
+        return
+    if not events:
+        _fail("--events is required (or --diff to use the warehouse's events)", 2)
     try:
         with errors.status("Simulating in a scratch warehouse"):
             result = pipeline.simulate(catalog, events, as_of=_parse_as_of(as_of), customers=customers,
@@ -462,6 +580,84 @@ def simulate(
         sys.stdout.write(json.dumps(result.invoices, indent=2) + "\n")
     else:
         _print_invoice_table(result.invoices)
+
+
+def _simulate_diff(settings: Settings, catalog: Path, start: str | None, end: str | None,
+                   max_change_percent: float | None, format: OutputFormat) -> None:
+    from orchestration.whatif import price_diff
+
+    if not start or not end:
+        _fail("--diff needs --from and --to (YYYY-MM-DD)", 2)
+    try:
+        window = [datetime.fromisoformat(start), datetime.fromisoformat(end)]
+    except ValueError:
+        _fail(f"--from {start!r} / --to {end!r}: expected YYYY-MM-DD", 2)
+    if window[0] >= window[1]:
+        _fail("--from must be before --to", 2)
+    try:
+        with errors.status("Pricing the window with both price books in scratch warehouses"):
+            result = price_diff(settings, catalog, window[0], window[1])
+    except CatalogError as error:
+        _fail(f"invalid catalog:\n  {error}", 2)
+    except FileNotFoundError as error:
+        _fail(str(error), 2)
+    except pipeline.DbtError as error:
+        _fail(str(error))
+    header = ["customer_id", "currency", "invoice_at", "invoice_line_id", "description", "metric_code",
+              "quantity_current", "quantity_proposed", "quantity_change", "amount_current", "amount_proposed",
+              "amount_change"]
+    from orchestration.exports import format_decimal, format_money
+
+    exponents = known_currencies()
+    rows = [[line.customer_id, line.currency, pipeline.format_as_of(line.invoice_at), line.invoice_line_id,
+             line.description, line.metric_code or "",
+             *(format_decimal(value) for value in (line.quantity_current, line.quantity_proposed,
+                                                   line.quantity_change)),
+             *(format_money(value, exponents[line.currency]) for value in (
+                 line.amount_current, line.amount_proposed, line.amount_change))] for line in result.changed]
+    totals = []
+    for t in result.totals:
+        money = lambda value, currency=t.currency: format_money(value, exponents[currency])  # noqa: E731
+        totals.append({"currency": t.currency, "fees_current": money(t.fees_current),
+                       "fees_proposed": money(t.fees_proposed), "fees_change": money(t.fees_proposed - t.fees_current),
+                       "fees_change_percent": None if t.change_percent is None else f"{t.change_percent:f}",
+                       "due_current": money(t.due_current), "due_proposed": money(t.due_proposed),
+                       "due_change": money(t.due_proposed - t.due_current)})
+    if format is OutputFormat.json:
+        sys.stdout.write(json.dumps({"from": start, "to": end, "lines": [dict(zip(header, r)) for r in rows],
+                                     "totals": totals}, indent=2) + "\n")
+    elif format is OutputFormat.csv:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(header)
+        writer.writerows(rows)
+        for total in totals:
+            writer.writerow(["TOTAL", total["currency"], "", "", "fees", "", "", "", "", total["fees_current"],
+                             total["fees_proposed"], total["fees_change"]])
+    else:
+        table = Table(title=f"Lines that change, invoices dated {start} to {end} (excluded)", show_edge=False)
+        for column in ("customer", "issued", "line", "quantity", "change", "amount", "proposed", "change"):
+            table.add_column(column, justify="left" if column in ("customer", "issued", "line") else "right")
+        for line, row in zip(result.changed, rows):
+            table.add_row(line.customer_id, f"{line.invoice_at:%Y-%m-%d}", line.description, row[6],
+                          ("+" if line.quantity_change > 0 else "") + row[8], f"{row[9]} {line.currency}", row[10],
+                          ("+" if line.amount_change > 0 else "") + row[11])
+        console.print(table)
+        summary = Table(title="Totals per currency", show_edge=False)
+        for column in ("currency", "fees now", "fees proposed", "change", "%", "due now", "due proposed"):
+            summary.add_column(column, justify="left" if column == "currency" else "right")
+        for total in totals:
+            summary.add_row(total["currency"], total["fees_current"], total["fees_proposed"], total["fees_change"],
+                            total["fees_change_percent"] or "", total["due_current"], total["due_proposed"])
+        console.print(summary)
+        console.print(f"{len(result.changed)} of {len(result.lines)} line(s) change.")
+    if max_change_percent is not None:
+        over = [t for t in result.totals if t.change_percent is not None and abs(t.change_percent) > Decimal(
+            str(max_change_percent))]
+        if over:
+            _fail("fees change by more than {}%: {}".format(max_change_percent, ", ".join(
+                f"{t.currency} {t.change_percent:+f}%" for t in over)))
 
 
 @app.command()

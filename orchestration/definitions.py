@@ -15,6 +15,7 @@ from dagster_dbt import DbtCliResource
 from orchestration.assets.billing import build_dbt_assets, dbt_project
 from orchestration.assets.exports import invoice_files, issued_invoices
 from orchestration.assets.ingestion import build_landing_sensor, price_book, raw_events, raw_events_expectations
+from orchestration.assets.ledger import finalised_invoices, money_checks_before_finalisation
 from orchestration.pipeline import dbt_executable
 from orchestration.resources import MeterlineSettings
 
@@ -25,7 +26,17 @@ billing_job = define_asset_job(
     "billing_run",
     selection=AssetSelection.all() - AssetSelection.assets(issued_invoices),
     executor_def=in_process_executor,
-    description="Load the catalog, ingest new files, build and test the models, write invoice files.",
+    description="Load the catalog, ingest new files, build and test the models, run the blocking money checks, "
+                "finalise the invoices whose grace period ended, write invoice files.",
+)
+
+# Every day the whole run, as of now: what left its grace period is finalised (after the checks).
+daily_finalisation = ScheduleDefinition(
+    name="daily_finalisation",
+    job=billing_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    description="Every day at 03:00 UTC: build and check as of now, finalise the invoices whose grace period ended.",
 )
 
 # Billing by date: each run issues the invoices of one UTC day (a partition); backfills in the
@@ -45,10 +56,10 @@ daily_billing = build_schedule_from_partitioned_job(
 )
 
 defs = Definitions(
-    assets=[price_book, raw_events, meterline_models, invoice_files, issued_invoices],
-    asset_checks=[raw_events_expectations],
+    assets=[price_book, raw_events, meterline_models, finalised_invoices, invoice_files, issued_invoices],
+    asset_checks=[raw_events_expectations, money_checks_before_finalisation],
     jobs=[billing_job, invoices_by_date_job],
-    schedules=[daily_billing],
+    schedules=[daily_billing, daily_finalisation],
     sensors=[build_landing_sensor(billing_job)],
     resources={
         "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),

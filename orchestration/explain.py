@@ -7,7 +7,15 @@ from decimal import Decimal
 from orchestration.exports import format_decimal
 from orchestration.warehouse import Warehouse
 
-LINEAGE_SQL = "select * from marts.fct_invoice_line_events where invoice_line_id = '{line_id}' order by event_at"
+# The documented lineage query (docs/lineage.md): the raw events a line bills, each with the
+# duplicates that lost to it (same transaction id, loaded later; null when none).
+LINEAGE_SQL = (
+    "select events.*, duplicates.event_id as lost_duplicate_event_id, "
+    "duplicates.is_payload_conflict as duplicate_payload_differs "
+    "from marts.fct_invoice_line_events as events "
+    "left join intermediate.int_event_duplicates as duplicates on duplicates.winner_event_id = events.event_id "
+    "where events.invoice_line_id = '{line_id}' order by events.event_at, events.event_id"
+)
 
 
 def _one(warehouse: Warehouse, sql: str, params: list) -> dict | None:
@@ -45,7 +53,8 @@ def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str
     columns = ["invoice_id", "status", "fee_kind", "customer_id", "subscription_id", "plan_code", "charge_id",
                "metric_code", "charge_model", "description", "currency", "service_period_start",
                "service_period_end", "quantity", "unit_amount", "proration_factor", "precise_amount", "amount",
-               "event_count", "billing_period_id", "is_progressive_billing", "progressive_billing_credit_amount"]
+               "event_count", "billing_period_id", "is_progressive_billing", "progressive_billing_credit_amount",
+               "corrected_invoice_line_id"]
     row = _one(warehouse, f"select {', '.join(columns)} from marts.fct_invoice_lines where invoice_line_id = {p}",
                [line_id])
     if row is None:
@@ -60,7 +69,19 @@ def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str
         "[bold]Arithmetic[/bold]",
     ]
     currency = line["currency"]
-    if line["fee_kind"] in ("subscription", "commitment"):
+    if line["corrected_invoice_line_id"]:
+        corrected = _one(warehouse, f"select lines.invoice_id, invoices.invoice_number, lines.quantity, lines.amount "
+                                    f"from marts.fct_invoice_lines as lines inner join marts.fct_invoices as invoices "
+                                    f"on lines.invoice_id = invoices.invoice_id where lines.invoice_line_id = {p}",
+                         [line["corrected_invoice_line_id"]])
+        issued = (f"line {line['corrected_invoice_line_id']} of finalised invoice {corrected[1]} "
+                  f"({format_decimal(corrected[2])} units, {corrected[3]} {currency})" if corrected else
+                  f"line {line['corrected_invoice_line_id']}, not on its finalised invoice yet")
+        out.append(f"  correction of {issued}: {line['event_count']:,} event(s) were loaded after the invoice "
+                   "was finalised (docs/invoice-lifecycle.md)")
+        out.append(f"  the line recomputed with every event, less what the ledger already billed for it: "
+                   f"{format_decimal(line['quantity'])} units, {format_decimal(line['precise_amount'])} {currency}")
+    elif line["fee_kind"] in ("subscription", "commitment"):
         period = _one(warehouse, f"select base_fee_days, fee_days_in_period, trial_end_at from "
                                  f"intermediate.int_billing_periods where billing_period_id = {p}",
                       [line["billing_period_id"]])
@@ -152,7 +173,7 @@ def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str
             [line_id])
         duplicates = warehouse.query(
             f"select count(*), sum(case when d.is_payload_conflict then 1 else 0 end) "
-            f"from intermediate.int_event_duplicates d inner join intermediate.int_events_matched m "
+            f"from intermediate.int_event_duplicates d inner join marts.fct_invoice_line_events m "
             f"on d.winner_event_id = m.event_id where m.invoice_line_id = {p}", [line_id])[0]
         out += ["", f"[bold]Events[/bold]: {line['event_count']:,} billed on this line; "
                     f"{duplicates[0] or 0:,} duplicate(s) lost to them ({duplicates[1] or 0} with a different payload)"]

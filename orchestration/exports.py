@@ -18,9 +18,10 @@ from orchestration.catalog import known_currencies
 from orchestration.warehouse import Warehouse
 
 INVOICE_FIELDS = [
-    "invoice_id", "status", "invoice_kind", "customer_id", "customer_name", "currency", "issuing_date", "invoice_at",
+    "invoice_id", "invoice_number", "status", "invoice_kind", "customer_id", "customer_name", "currency", "issuing_date", "invoice_at",
     "period_start", "period_end", "fees_amount", "progressive_billing_credit_amount", "discount_amount", "subtotal_excluding_taxes", "tax_amount",
     "subtotal_including_taxes", "prepaid_credit_amount", "total_amount", "event_count", "computed_as_of",
+    "grace_period_ends_at", "finalized_at", "voided_at",
 ]
 LINE_FIELDS = [
     "line_id", "fee_kind", "metric_code", "description", "service_period_start", "service_period_end",
@@ -29,6 +30,17 @@ LINE_FIELDS = [
 ]
 MONEY_FIELDS = {"fees_amount", "progressive_billing_credit_amount", "discount_amount", "subtotal_excluding_taxes", "tax_amount", "subtotal_including_taxes",
                 "prepaid_credit_amount", "total_amount", "amount"}
+
+
+ISSUED = ("closed", "finalized")
+"""Invoices whose date has passed and that count: closed (not finalised yet) and finalized.
+Drafts are still accruing; voided invoices were cancelled (docs/invoice-lifecycle.md)."""
+
+
+def status_filter(column: str, status: str, placeholder: str) -> tuple[str, list[str]]:
+    """SQL condition and parameters for one status, or `issued` for closed and finalized."""
+    statuses = list(ISSUED) if status == "issued" else [status]
+    return f"{column} in ({', '.join([placeholder] * len(statuses))})", statuses
 
 
 def format_money(value: Decimal, minor_unit: int) -> str:
@@ -84,8 +96,9 @@ def fetch_invoices(
         where.append(f"customer_id = {placeholder}")
         params.append(customer)
     if status:
-        where.append(f"status = {placeholder}")
-        params.append(status)
+        condition, statuses = status_filter("status", status, placeholder)
+        where.append(condition)
+        params.extend(statuses)
     clause = f"where {' and '.join(where)}" if where else ""
     columns = [c for c in INVOICE_FIELDS]
     rows = warehouse.query(
@@ -260,39 +273,39 @@ def billed_by_charge(warehouse: Warehouse) -> list[tuple[str, str, str, str, str
         from marts.fct_invoice_lines as lines
         left join catalog.billable_metrics as metrics
             on lines.metric_code = metrics.metric_code
-        where lines.status = 'closed'
+        where lines.status in ('closed', 'finalized')
         group by lines.fee_kind, lines.metric_code, lines.charge_model, lines.currency
         order by coalesce(lines.metric_code, ''), lines.fee_kind, lines.charge_model, lines.currency
         """
     )
 
 
-def amounts_by_currency(warehouse: Warehouse, status: str = "closed") -> list[tuple]:
+def amounts_by_currency(warehouse: Warehouse, status: str = "issued") -> list[tuple]:
     """Per currency: invoices, then the sums of each step of docs/invoice-amounts.md (fees,
     progressive billing already invoiced, discounts, taxes, prepaid credits, total due)."""
-    placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+    condition, params = status_filter("status", status, "?" if warehouse.kind == "duckdb" else "%s")
     return warehouse.query(
         "select currency, count(*), sum(fees_amount), sum(progressive_billing_credit_amount), sum(discount_amount), "
         "sum(tax_amount), "
-        f"sum(prepaid_credit_amount), sum(total_amount) from marts.fct_invoices where status = {placeholder} "
-        "group by 1 order by 1", [status],
+        f"sum(prepaid_credit_amount), sum(total_amount) from marts.fct_invoices where {condition} "
+        "group by 1 order by 1", params,
     )
 
 
-def taxes_by_rate(warehouse: Warehouse, status: str = "closed") -> list[tuple]:
+def taxes_by_rate(warehouse: Warehouse, status: str = "issued") -> list[tuple]:
     """Per currency and tax: (currency, code, name, rate, taxable amount, tax) over invoices of a status."""
-    placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+    condition, params = status_filter("invoices.status", status, "?" if warehouse.kind == "duckdb" else "%s")
     return warehouse.query(
         "select taxes.currency, taxes.tax_code, taxes.tax_name, taxes.tax_rate, sum(taxes.taxable_amount), "
         "sum(taxes.tax_amount) from marts.fct_invoice_taxes as taxes inner join marts.fct_invoices as invoices "
-        f"on taxes.invoice_id = invoices.invoice_id where invoices.status = {placeholder} "
-        "group by 1, 2, 3, 4 order by 1, 2", [status],
+        f"on taxes.invoice_id = invoices.invoice_id where {condition} "
+        "group by 1, 2, 3, 4 order by 1, 2", params,
     )
 
 
-def totals_by_currency(warehouse: Warehouse, status: str = "closed") -> list[tuple[str, int, Decimal]]:
-    placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+def totals_by_currency(warehouse: Warehouse, status: str = "issued") -> list[tuple[str, int, Decimal]]:
+    condition, params = status_filter("status", status, "?" if warehouse.kind == "duckdb" else "%s")
     return warehouse.query(
-        f"select currency, count(*), sum(total_amount) from marts.fct_invoices where status = {placeholder} "
-        "group by 1 order by 1", [status],
+        f"select currency, count(*), sum(total_amount) from marts.fct_invoices where {condition} "
+        "group by 1 order by 1", params,
     )

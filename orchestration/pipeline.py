@@ -28,6 +28,8 @@ RUNS_TABLE_COLUMNS = [
     ("run_id", "varchar"), ("as_of", "timestamp"), ("price_book_fingerprint", "varchar"),
     ("full_refresh", "boolean"), ("started_at", "timestamp"), ("finished_at", "timestamp"),
     ("code_fingerprint", "varchar"),
+    # The newest loaded_at in raw.events when the build started: the events cut-off of its invoices.
+    ("events_loaded_through", "timestamp"),
 ]
 CODE_PATHS = ("dbt_project.yml", "models", "macros", "seeds")
 
@@ -140,6 +142,13 @@ def _previous_run(warehouse: Warehouse) -> tuple[datetime, str, str | None] | No
     return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
 
+def last_as_of(settings: Settings) -> datetime | None:
+    """The as_of of the last build, if any."""
+    with connect(settings) as warehouse:
+        previous = _previous_run(warehouse)
+    return previous[0] if previous else None
+
+
 def needs_full_refresh(settings: Settings, as_of: datetime) -> tuple[bool, str]:
     """Incremental models stay correct while the catalog is unchanged and time only moves on."""
     with connect(settings) as warehouse:
@@ -168,14 +177,38 @@ def build(settings: Settings, as_of: datetime, *, full_refresh: bool | None = No
     else:
         reason = "requested" if full_refresh else "incremental (requested)"
     started = utc_now()
+    loaded_through = prepare_build(settings)
     args = ["build"] + (["--full-refresh"] if full_refresh else []) + (["--select", select] if select else [])
     run_dbt(settings, args, as_of=as_of)
     with connect(settings) as warehouse:
-        record_run(warehouse, as_of, full_refresh, started)
+        record_run(warehouse, as_of, full_refresh, started, loaded_through)
     return BuildResult(as_of, full_refresh, reason)
 
 
-def record_run(warehouse: Warehouse, as_of: datetime, full_refresh: bool, started: datetime) -> None:
+def prepare_build(settings: Settings) -> datetime | None:
+    """Before dbt runs: the ledger tables exist (dbt reads them as sources), and the events
+    cut-off of this build is taken (what is loaded later is not in it)."""
+    from orchestration.ledger import ensure_ledger, events_loaded_through
+
+    with connect(settings) as warehouse:
+        ensure_raw_tables(warehouse)
+        ensure_ledger(warehouse)
+        return events_loaded_through(warehouse)
+
+
+def finalise(settings: Settings):
+    """Finalise the invoices whose grace period ended (orchestration/ledger.py), then rebuild the
+    marts, which read finalised invoices from the ledger, as of the same build."""
+    from orchestration.ledger import finalise as finalise_invoices
+
+    done = finalise_invoices(settings)
+    if done.invoices:
+        build(settings, done.as_of, full_refresh=False, select="path:models/marts")
+    return done
+
+
+def record_run(warehouse: Warehouse, as_of: datetime, full_refresh: bool, started: datetime,
+               loaded_through: datetime | None) -> None:
     _ensure_runs_table(warehouse)
     fingerprint = warehouse.query("select fingerprint from catalog.price_book_versions")[0][0]
     placeholder = "?" if warehouse.kind == "duckdb" else "%s"
@@ -183,7 +216,7 @@ def record_run(warehouse: Warehouse, as_of: datetime, full_refresh: bool, starte
     warehouse.execute(
         f"insert into raw.pipeline_runs ({names}) values ({', '.join([placeholder] * len(RUNS_TABLE_COLUMNS))})",
         [f"{format_as_of(started)}|{format_as_of(as_of)}", as_of, fingerprint, full_refresh, started, utc_now(),
-         code_fingerprint()],
+         code_fingerprint(), loaded_through],
     )
 
 
@@ -258,7 +291,7 @@ def bill_billing_date(settings: Settings, billing_date: date) -> BillingDateResu
     from orchestration.exports import fetch_invoices, write_billing_date_files
 
     with connect(settings, read_only=settings.target == "duckdb") as warehouse:
-        invoices = fetch_invoices(warehouse, status="closed", issued_between=(day_start, day_end))
+        invoices = fetch_invoices(warehouse, status="issued", issued_between=(day_start, day_end))
     outputs = write_billing_date_files(settings.output_dir, billing_date, invoices)
     return BillingDateResult(billing_date, as_of, built, len(files), invoices, outputs)
 

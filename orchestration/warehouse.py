@@ -37,6 +37,10 @@ class Warehouse:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         raise NotImplementedError
 
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement per row of parameters (placeholders: ? on DuckDB, %s on PostgreSQL)."""
+        raise NotImplementedError
+
     def query_arrow(self, sql: str) -> pa.Table:
         raise NotImplementedError
 
@@ -94,8 +98,12 @@ class DuckDBWarehouse(Warehouse):
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         return self.connection.execute(sql, params).fetchall()
 
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.connection.executemany(sql, [list(row) for row in rows])
+
     def query_arrow(self, sql: str) -> pa.Table:
-        return self.connection.execute(sql).to_arrow_table()
+        return self.connection.sql(sql).to_arrow_table()
 
     def append_arrow(self, table: str, data: pa.Table) -> None:
         self.connection.register("_meterline_append", data)
@@ -130,6 +138,11 @@ class PostgresWarehouse(Warehouse):
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            with self.connection.cursor() as cursor:
+                cursor.executemany(sql, [tuple(row) for row in rows])
 
     def query_arrow(self, sql: str) -> pa.Table:
         with self.connection.cursor() as cursor:

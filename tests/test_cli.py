@@ -23,17 +23,21 @@ def test_run_invoices_and_explain(small_home):
 
     ran = runner.invoke(app, ["run", *home, "--as-of", AS_OF])
     assert ran.exit_code == 0, ran.output
-    for heading in ("Ingestion", "Invoices", "Subscriptions by plan", "Closed invoices by charge",
+    for heading in ("Ingestion", "Invoices", "Subscriptions by plan", "Issued invoices by charge",
                     "Events (every input"):
         assert heading in ran.output
     assert (small_home.output_dir / "invoices.json").exists()
     assert (small_home.output_dir / "credit_notes.json").exists()
+    # `run` finalises what the checks passed on: the small catalog has no grace period.
+    assert "Finalised 5 invoice(s) into the ledger: TEST-202609-0001 .. TEST-202611-0002" in " ".join(
+        ran.output.split())
 
     listed = runner.invoke(app, ["invoices", *home, "--format", "json", "--customer", "cus_a"])
     assert listed.exit_code == 0, listed.output
     invoices = json.loads(listed.output)
     october = next(i for i in invoices if i["issuing_date"] == "2026-10-01")
     assert october["total_amount"] == "7.52"
+    assert (october["status"], october["invoice_number"]) == ("finalized", "TEST-202610-0002")
 
     september = next(i for i in invoices if i["discounts"])
     shown = runner.invoke(app, ["invoice", *home, september["invoice_id"][:12]])

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 
-from dagster import DagsterInstance, build_sensor_context
+from dagster import AssetKey, DagsterInstance, build_sensor_context
 
 from tests.conftest import FIXTURES
 
@@ -23,6 +23,21 @@ def test_definitions_load():
     assert defs.resolve_sensor_def("landing_folder_sensor") is not None
 
 
+def test_finalisation_is_downstream_of_the_blocking_money_checks():
+    from orchestration.assets.ledger import money_checks_before_finalisation
+    from orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    finalised = graph.get(AssetKey("finalised_invoices"))
+    assert {AssetKey(["marts", "fct_invoices"]), AssetKey(["marts", "fct_event_reconciliation"])} <= set(
+        finalised.parent_keys)
+    assert AssetKey("finalised_invoices") in graph.get(AssetKey("invoice_files")).parent_keys
+    [check] = money_checks_before_finalisation.check_specs
+    assert check.blocking and check.asset_key == AssetKey(["marts", "fct_invoices"])
+    schedule = defs.resolve_schedule_def("daily_finalisation")
+    assert schedule.job_name == "billing_run" and schedule.cron_schedule == "0 3 * * *"
+
+
 def test_whole_graph_materialises(small_home, monkeypatch):
     from orchestration.definitions import defs
 
@@ -34,10 +49,14 @@ def test_whole_graph_materialises(small_home, monkeypatch):
         assert result.success
         materialized = {"/".join(e.asset_key.path) for e in result.get_asset_materialization_events()}
         assert {"catalog/plans", "raw/events", "intermediate/int_events_matched", "marts/fct_invoices",
-                "invoice_files"} <= materialized
+                "finalised_invoices", "invoice_files"} <= materialized
+        [finalised] = [e.materialization.metadata for e in result.get_asset_materialization_events()
+                       if e.asset_key == AssetKey("finalised_invoices")]
+        assert finalised["finalised"].value == 5 and finalised["numbers"].value == "TEST-202609-0001 .. TEST-202611-0002"
         checks = {e.check_name: e.passed
                   for e in result.get_asset_check_evaluations()}
         assert checks["raw_events_expectations"] is True
+        assert checks["money_checks_before_finalisation"] is True
         assert len(checks) > 30 and all(checks.values()), [k for k, v in checks.items() if not v]
     # The run's warehouse location is not left in the process's environment, where it would
     # redirect whatever builds next in this process (another test's warehouse, in CI).
@@ -46,6 +65,7 @@ def test_whole_graph_materialises(small_home, monkeypatch):
     invoices = json.loads((small_home.output_dir / "invoices.json").read_text())
     totals = sorted((i["customer_id"], i["issuing_date"], i["total_amount"]) for i in invoices)
     assert ("cus_a", "2026-10-01", "7.52") in totals and ("cus_b", "2026-10-01", "1501") in totals
+    assert {i["status"] for i in invoices} == {"finalized", "draft"}  # the files come after finalisation
 
 
 def test_landing_sensor_requests_a_run_for_new_files(small_home, monkeypatch):

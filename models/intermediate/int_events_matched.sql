@@ -173,8 +173,14 @@ classified as (
             when priced.subscription_id is null then 'no_active_subscription'
             when priced.billing_period_id is null then 'outside_subscription_period'
             when priced.charge_id is null then 'metric_not_in_plan'
+            -- Loaded more than the billing entity's look-back after it happened: too late to bill.
+            when lookback.late_events_lookback_days is not null
+                and priced.event_at < {{ dbt.dateadd('day', '0 - lookback.late_events_lookback_days', 'priced.loaded_at') }}
+                then 'beyond_lookback'
         end as exclusion_reason
     from priced
+    left join customers as lookback
+        on priced.customer_id = lookback.customer_id
 ),
 
 final as (

@@ -1,6 +1,7 @@
 -- One row per credit note: unused days of a base fee paid in advance, after an upgrade or a
 -- termination inside the period it paid for (docs/billing-calendar.md, "Plan changes"), and
--- usage progressive invoices billed beyond a period's final amount (docs/invoice-amounts.md).
+-- usage progressive invoices billed beyond a period's final amount (docs/invoice-amounts.md),
+-- and late events that lowered a finalised line (int_invoice_corrections, docs/invoice-lifecycle.md).
 with billing_periods as (
     select * from {{ ref('int_billing_periods') }}
 ),
@@ -30,7 +31,8 @@ credits as (
         billing_periods.fee_days_in_period as days_in_period,
         plans.invoice_display_name || ' (unused days)' as description,
         {{ divide_exactly("plans.base_amount * billing_periods.unused_days", "billing_periods.fee_days_in_period") }}
-            as precise_amount
+            as precise_amount,
+        cast(null as {{ dbt.type_string() }}) as corrected_invoice_line_id
     from billing_periods
     inner join plans
         on billing_periods.plan_code = plans.plan_code
@@ -63,17 +65,43 @@ overbilled as (
         cast(null as integer) as days_in_period,
         'Usage billed in advance of the period''s final amount' as description,
         {{ to_precise_money('sum(progressive_fees.progressive_billed_amount - progressive_fees.progressive_billing_credit_amount)') }}
-            as precise_amount
+            as precise_amount,
+        cast(null as {{ dbt.type_string() }}) as corrected_invoice_line_id
     from progressive_fees
     inner join billing_periods
         on progressive_fees.billing_period_id = billing_periods.billing_period_id
     group by 1, 2, 3, 4, 5, 6, 7, 8, 10, 11
 ),
 
+-- Late events that lowered a finalised line: the difference is credited, when they were loaded.
+late_corrections as (
+    select
+        corrections.correction_id as credit_note_id,
+        'late_event_correction' as reason,
+        corrections.customer_id,
+        corrections.subscription_id,
+        corrections.billing_period_id,
+        corrections.plan_code,
+        corrections.currency,
+        corrections.minor_unit,
+        corrections.detected_at as issued_at,
+        corrections.service_start_date as service_period_start,
+        corrections.service_last_date as service_period_end,
+        cast(null as integer) as unused_days,
+        cast(null as integer) as days_in_period,
+        corrections.description,
+        {{ to_precise_money('0 - corrections.amount_change') }} as precise_amount,
+        corrections.corrected_invoice_line_id
+    from {{ ref('int_invoice_corrections') }} as corrections
+    where corrections.correction_kind = 'credit_note'
+),
+
 every_credit as (
     select * from credits
     union all
     select * from overbilled
+    union all
+    select * from late_corrections
 ),
 
 final as (
@@ -94,7 +122,8 @@ final as (
         credits.days_in_period,
         credits.description,
         credits.precise_amount,
-        {{ round_money('credits.precise_amount', 'credits.minor_unit') }} as amount
+        {{ round_money('credits.precise_amount', 'credits.minor_unit') }} as amount,
+        credits.corrected_invoice_line_id
     from every_credit as credits
     inner join customers
         on credits.customer_id = customers.customer_id

@@ -1,8 +1,11 @@
+{{ config(materialized='view') }}
 -- One row per outcome and reason, with how many input records ended there. The proof that
--- no event is lost: every accepted raw event is billed (on a closed invoice's line), pending
--- (on a draft invoice, or after the run's as_of), or excluded with a reason (a duplicate, an
--- unknown subscription, ...); every rejected input record is counted with its reason.
--- tests/dbt/assert_every_event_accounted_for.sql checks the sums against the raw tables.
+-- no event is lost: every accepted raw event is billed (on exactly one invoice line or credit
+-- note, fct_invoice_line_events), pending (on a draft, or after the run's as_of), or excluded
+-- with a reason (a duplicate, an unknown subscription, a voided invoice, ...); every rejected
+-- input record is counted with its reason. A view: it always shows the derived tables as they
+-- are, and tests/dbt/assert_every_event_accounted_for.sql checks its sums against the raw tables
+-- before anything is finalised.
 with rejects as (
     select * from {{ ref('stg_raw__event_rejects') }}
 ),
@@ -11,21 +14,48 @@ duplicates as (
     select * from {{ ref('int_event_duplicates') }}
 ),
 
-matched as (
+excluded as (
     select * from {{ ref('int_events_matched') }}
+    where invoice_line_id is null
+),
+
+billed_events as (
+    select * from {{ ref('fct_invoice_line_events') }}
 ),
 
 lines as (
     select * from {{ ref('fct_invoice_lines') }}
 ),
 
-matched_by_line as (
+credit_notes as (
+    select * from {{ ref('fct_credit_notes') }}
+),
+
+events_by_line as (
     select
-        matched.invoice_line_id,
-        matched.exclusion_reason,
+        billed_events.invoice_line_id,
+        billed_events.billed_on,
+        billed_events.is_late,
         count(*) as event_count
-    from matched
-    group by 1, 2
+    from billed_events
+    group by 1, 2, 3
+),
+
+-- The status of what bills each group of events: an invoice line's invoice, or a credit note.
+billing_status as (
+    select
+        events_by_line.*,
+        case
+            when events_by_line.billed_on = 'credit_note' then credit_notes.status
+            else lines.status
+        end as status
+    from events_by_line
+    left join lines
+        on events_by_line.billed_on = 'invoice_line'
+        and events_by_line.invoice_line_id = lines.invoice_line_id
+    left join credit_notes
+        on events_by_line.billed_on = 'credit_note'
+        and events_by_line.invoice_line_id = credit_notes.credit_note_id
 ),
 
 outcomes as (
@@ -47,21 +77,32 @@ outcomes as (
     union all
 
     select
+        case when excluded.exclusion_reason = 'after_cutoff' then 'pending' else 'excluded' end as outcome,
+        excluded.exclusion_reason as reason,
+        count(*) as event_count
+    from excluded
+    group by 1, 2
+
+    union all
+
+    select
         case
-            when matched_by_line.exclusion_reason = 'after_cutoff' then 'pending'
-            when matched_by_line.exclusion_reason is not null then 'excluded'
-            when lines.status = 'closed' then 'billed'
-            else 'pending'
+            when billing_status.status is null then 'lost'
+            when billing_status.status = 'voided' then 'excluded'
+            when billing_status.status = 'draft' then 'pending'
+            else 'billed'
         end as outcome,
         case
-            when matched_by_line.exclusion_reason is not null then matched_by_line.exclusion_reason
-            when lines.status = 'closed' then 'closed_invoice'
-            else 'open_period'
+            when billing_status.status is null then 'no_invoice_line'
+            when billing_status.status = 'voided' then 'voided_invoice'
+            when billing_status.billed_on = 'credit_note' then 'late_event_credit_note'
+            when billing_status.is_late then 'late_event_correction'
+            when billing_status.status = 'draft' then 'open_period'
+            when billing_status.status = 'finalized' then 'finalized_invoice'
+            else 'closed_invoice'
         end as reason,
-        sum(matched_by_line.event_count) as event_count
-    from matched_by_line
-    left join lines
-        on matched_by_line.invoice_line_id = lines.invoice_line_id
+        sum(billing_status.event_count) as event_count
+    from billing_status
     group by 1, 2
 ),
 

@@ -1,10 +1,20 @@
 -- One row per coupon discount on an invoice: what the coupon asked for, what the invoice's
 -- eligible fees could absorb, and what a fixed coupon applied once carries to the next invoice.
+-- A finalised invoice's rows come from the ledger, as they were issued.
+{%- set columns = ['invoice_discount_id', 'invoice_id', 'applied_coupon_id', 'coupon_code', 'coupon_name', 'coupon_type', 'coupon_rank', 'use_number', 'eligible_amount', 'requested_amount', 'discount_amount', 'carried_amount', 'line_count'] %}
 with coupon_shares as (
     select * from {{ ref('int_invoice_coupons') }}
 ),
 
-final as (
+issued_invoices as (
+    select * from {{ ref('stg_ledger__invoices') }}
+),
+
+issued as (
+    select * from {{ source('ledger', 'invoice_discounts') }}
+),
+
+computed as (
     select
         {{ dbt.hash("coupon_shares.invoice_id || '|' || coupon_shares.applied_coupon_id") }} as invoice_discount_id,
         coupon_shares.invoice_id,
@@ -21,6 +31,19 @@ final as (
         cast(count(*) as bigint) as line_count
     from coupon_shares
     group by 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
+),
+
+final as (
+    select {% for column in columns %}computed.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
+    from computed
+    left join issued_invoices
+        on computed.invoice_id = issued_invoices.invoice_id
+    where issued_invoices.invoice_id is null
+
+    union all
+
+    select {% for column in columns %}issued.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
+    from issued
 )
 
 select * from final

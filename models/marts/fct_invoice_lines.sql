@@ -3,20 +3,28 @@
 -- explains it, what progressive invoices already billed of it, its share of the invoice's
 -- coupons, the taxes it bears and its share of the prepaid credits that paid it (precise: an
 -- invoice rounds its discounts, taxes and credits once, docs/invoice-amounts.md).
+-- The lines of a finalised invoice come from the ledger, as they were issued. A correction
+-- line (corrected_invoice_line_id set) bills what late events changed on a finalised line.
+{%- set columns = ['invoice_line_id', 'invoice_id', 'status', 'fee_kind', 'customer_id', 'subscription_id',
+    'plan_code', 'base_plan_code', 'billing_period_id', 'charge_id', 'metric_code', 'charge_model', 'description',
+    'group_key', 'currency', 'service_period_start', 'service_period_end', 'service_start_at', 'service_end_at',
+    'invoice_at', 'quantity', 'unit_amount', 'proration_factor', 'precise_amount', 'amount',
+    'is_progressive_billing', 'progressive_billed_amount', 'progressive_billing_credit_amount',
+    'precise_discount_amount', 'taxable_amount', 'tax_rate', 'precise_tax_amount', 'precise_credit_amount',
+    'event_count', 'corrected_invoice_line_id'] %}
 with fees as (
     select * from {{ ref('int_invoice_fees') }}
     union all
     -- Purchases of credits: invoices of their own, not discounted, taxed or paid by credits.
     select
         purchases.*,
+        false as is_progressive_billing,
+        cast(null as {{ dbt.type_string() }}) as period_invoice_line_id,
+        cast(null as {{ dbt.type_string() }}) as corrected_invoice_line_id,
         cast(0 as {{ rounded_money_type() }}) as progressive_billed_amount,
         cast(0 as {{ rounded_money_type() }}) as progressive_billing_credit_amount,
         purchases.amount as billable_amount
     from {{ ref('int_wallet_purchase_fees') }} as purchases
-),
-
-progressive_lines as (
-    select invoice_line_id from {{ ref('int_progressive_billing_fees') }}
 ),
 
 wallet_shares as (
@@ -56,7 +64,15 @@ line_tax_totals as (
     group by 1
 ),
 
-final as (
+issued_invoices as (
+    select * from {{ ref('stg_ledger__invoices') }}
+),
+
+issued_lines as (
+    select * from {{ ref('stg_ledger__invoice_lines') }}
+),
+
+computed as (
     select
         fees.invoice_line_id,
         fees.invoice_id,
@@ -87,15 +103,16 @@ final as (
         fees.proration_factor,
         fees.precise_amount,
         fees.amount,
-        fees.invoice_line_id in (select progressive_lines.invoice_line_id from progressive_lines)
-            as is_progressive_billing,
+        fees.is_progressive_billing,
+        fees.progressive_billed_amount,
         fees.progressive_billing_credit_amount,
         {{ to_precise_money('coalesce(line_discounts.discount_amount, 0)') }} as precise_discount_amount,
         {{ to_precise_money('fees.billable_amount - coalesce(line_discounts.discount_amount, 0)') }} as taxable_amount,
         {{ to_precise_money('coalesce(line_tax_totals.tax_rate, 0)') }} as tax_rate,
         {{ to_precise_money('coalesce(line_tax_totals.tax_amount, 0)') }} as precise_tax_amount,
         {{ to_precise_money('coalesce(line_credits.credit_amount, 0)') }} as precise_credit_amount,
-        cast(fees.event_count as bigint) as event_count
+        cast(fees.event_count as bigint) as event_count,
+        fees.corrected_invoice_line_id
     from fees
     left join line_discounts
         on fees.invoice_line_id = line_discounts.invoice_line_id
@@ -103,6 +120,19 @@ final as (
         on fees.invoice_line_id = line_tax_totals.invoice_line_id
     left join line_credits
         on fees.invoice_line_id = line_credits.invoice_line_id
+),
+
+final as (
+    select {% for column in columns %}computed.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
+    from computed
+    left join issued_invoices
+        on computed.invoice_id = issued_invoices.invoice_id
+    where issued_invoices.invoice_id is null
+
+    union all
+
+    select {% for column in columns %}issued_lines.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
+    from issued_lines
 )
 
 select * from final

@@ -1,5 +1,7 @@
 -- One row per invoice and wallet whose credits paid part of it (docs/invoice-amounts.md): the
 -- amount, the credits it took, and the wallet's balance when the invoice drew on it.
+-- A finalised invoice's rows come from the ledger, as they were issued.
+{%- set columns = ['invoice_wallet_credit_id', 'invoice_id', 'wallet_id', 'wallet_name', 'wallet_rank', 'balance_before_amount', 'credit_amount', 'credits', 'line_count'] %}
 with spending as (
     select * from {{ ref('int_invoice_wallet_credits') }}
 ),
@@ -8,7 +10,15 @@ wallets as (
     select * from {{ ref('stg_catalog__wallets') }}
 ),
 
-final as (
+issued_invoices as (
+    select * from {{ ref('stg_ledger__invoices') }}
+),
+
+issued as (
+    select * from {{ source('ledger', 'invoice_wallet_credits') }}
+),
+
+computed as (
     select
         {{ dbt.hash("spending.invoice_id || '|' || spending.wallet_id") }} as invoice_wallet_credit_id,
         spending.invoice_id,
@@ -23,6 +33,19 @@ final as (
     inner join wallets
         on spending.wallet_id = wallets.wallet_id
     group by 1, 2, 3, 4, 5, 6, 7, 8
+),
+
+final as (
+    select {% for column in columns %}computed.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
+    from computed
+    left join issued_invoices
+        on computed.invoice_id = issued_invoices.invoice_id
+    where issued_invoices.invoice_id is null
+
+    union all
+
+    select {% for column in columns %}issued.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
+    from issued
 )
 
 select * from final

@@ -3,9 +3,17 @@
 -- already invoiced - discounts = subtotal excluding taxes; + taxes = subtotal including taxes;
 -- - prepaid credits = total due. Every step is in rounded money.
 -- Kind: `subscription` (a period's fees), `progressive_billing` (usage so far, when a usage
--- threshold is reached), `one_off` (add-ons) or `credit_purchase` (wallet credits bought).
--- Status: `draft` while the invoice's date is after the run's as_of (usage still accrues),
--- `closed` once it has passed.
+-- threshold is reached), `one_off` (add-ons), `credit_purchase` (wallet credits bought) or
+-- `correction` (only corrections of finalised lines for late events, when no later invoice takes them).
+-- Status (docs/invoice-lifecycle.md): `draft` while the invoice's date is after the run's
+-- as_of (usage still accrues); `closed` once it has passed, still recomputed on every run
+-- until it is finalised (during its grace period, or until the next finalisation); then
+-- `finalized` (numbered; its row comes from the ledger and never changes again) or `voided`.
+{%- set columns = ['invoice_id', 'status', 'invoice_number', 'invoice_kind', 'customer_id', 'customer_name',
+    'billing_entity_code', 'currency', 'invoice_at', 'issuing_date', 'period_start', 'period_end', 'fees_amount',
+    'progressive_billing_credit_amount', 'discount_amount', 'subtotal_excluding_taxes', 'tax_amount',
+    'subtotal_including_taxes', 'prepaid_credit_amount', 'total_amount', 'line_count', 'event_count',
+    'computed_as_of', 'grace_period_ends_at', 'finalized_at', 'voided_at'] %}
 with lines as (
     select * from {{ ref('fct_invoice_lines') }}
 ),
@@ -24,6 +32,10 @@ wallet_credits as (
 
 customers as (
     select * from {{ ref('stg_catalog__customers') }}
+),
+
+issued as (
+    select * from {{ ref('stg_ledger__invoices') }}
 ),
 
 invoice_fees as (
@@ -46,6 +58,7 @@ invoice_fees as (
             when max(case when lines.is_progressive_billing then 1 else 0 end) = 1 then 'progressive_billing'
             when max(case when lines.fee_kind = 'add_on' then 1 else 0 end) = 1 then 'one_off'
             when max(case when lines.fee_kind = 'credit_purchase' then 1 else 0 end) = 1 then 'credit_purchase'
+            when min(case when lines.corrected_invoice_line_id is not null then 1 else 0 end) = 1 then 'correction'
             else 'subscription'
         end as invoice_kind,
         cast(sum(lines.amount) as {{ rounded_money_type() }}) as fees_amount,
@@ -96,10 +109,11 @@ amounts as (
         on invoice_fees.invoice_id = invoice_credits.invoice_id
 ),
 
-final as (
+computed as (
     select
         amounts.invoice_id,
         case when amounts.invoice_at > {{ as_of_timestamp() }} then 'draft' else 'closed' end as status,
+        cast(null as {{ dbt.type_string() }}) as invoice_number,
         amounts.invoice_kind,
         amounts.customer_id,
         customers.customer_name,
@@ -122,10 +136,28 @@ final as (
              + amounts.tax_amount - amounts.prepaid_credit_amount as {{ rounded_money_type() }}) as total_amount,
         cast(amounts.line_count as bigint) as line_count,
         amounts.event_count,
-        {{ as_of_timestamp() }} as computed_as_of
+        {{ as_of_timestamp() }} as computed_as_of,
+        cast({{ dbt.dateadd('day', 'customers.invoice_grace_period_days', 'amounts.invoice_at') }} as timestamp)
+            as grace_period_ends_at,
+        cast(null as timestamp) as finalized_at,
+        cast(null as timestamp) as voided_at
     from amounts
     inner join customers
         on amounts.customer_id = customers.customer_id
+),
+
+-- A finalised invoice is read from the ledger, as it was issued; its recomputation is dropped.
+final as (
+    select {% for column in columns %}computed.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
+    from computed
+    left join issued
+        on computed.invoice_id = issued.invoice_id
+    where issued.invoice_id is null
+
+    union all
+
+    select {% for column in columns %}issued.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
+    from issued
 )
 
 select * from final

@@ -61,6 +61,7 @@ def build_dbt_assets():
         full_refresh, reason = pipeline.needs_full_refresh(settings, as_of)
         context.log.info(f"as_of {pipeline.format_as_of(as_of)}; {'full refresh' if full_refresh else 'incremental'}: {reason}")
         started = pipeline.utc_now()
+        loaded_through = pipeline.prepare_build(settings)
         args = ["build", "--vars", json.dumps({"as_of": pipeline.format_as_of(as_of)})]
         if full_refresh:
             args.append("--full-refresh")
@@ -69,6 +70,6 @@ def build_dbt_assets():
         from orchestration.warehouse import connect
 
         with connect(settings) as warehouse:
-            pipeline.record_run(warehouse, as_of, full_refresh, started)
+            pipeline.record_run(warehouse, as_of, full_refresh, started, loaded_through)
 
     return meterline_models

@@ -12,7 +12,7 @@ from orchestration.resources import MeterlineSettings
 
 @asset(
     deps=[AssetKey(["marts", "fct_invoices"]), AssetKey(["marts", "fct_invoice_lines"]),
-          AssetKey(["marts", "fct_invoice_discounts"])],
+          AssetKey(["marts", "fct_invoice_discounts"]), AssetKey("finalised_invoices")],
     group_name="exports",
 )
 def invoice_files(meterline: MeterlineSettings) -> MaterializeResult:
@@ -23,10 +23,10 @@ def invoice_files(meterline: MeterlineSettings) -> MaterializeResult:
     settings = meterline.settings()
     outputs = pipeline.export(settings)
     with connect(settings, read_only=settings.target == "duckdb") as warehouse:
-        totals = totals_by_currency(warehouse, "closed")
+        totals = totals_by_currency(warehouse, "issued")
     metadata = {"output": str(outputs["json"].parent)}
     for currency, count, total in totals:
-        metadata[f"closed_invoices/{currency}"] = count
+        metadata[f"issued_invoices/{currency}"] = count
         metadata[f"total_billed/{currency}"] = str(total)
     return MaterializeResult(metadata=metadata)
 

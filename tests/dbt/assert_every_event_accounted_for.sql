@@ -1,7 +1,9 @@
-{{ config(meta={'dagster': {'ref': {'name': 'fct_event_reconciliation'}}}) }}
+{{ config(tags=['blocking'], meta={'dagster': {'ref': {'name': 'fct_event_reconciliation'}}}) }}
 -- Conservation of events. A failure means input was lost or counted twice somewhere between
 -- the raw tables and the invoices: the accepted raw events must equal billed + pending +
--- excluded, and the rejected records must equal the rejected rows of the reconciliation.
+-- excluded, the rejected records must equal the rejected rows of the reconciliation, no event
+-- may be billed on a line that does not exist (`lost`), and none on two lines.
+-- Tagged blocking: finalisation runs it again, on the tables as they are, before freezing.
 with reconciliation as (
     select * from {{ ref('fct_event_reconciliation') }}
 ),
@@ -9,7 +11,8 @@ with reconciliation as (
 accounted as (
     select
         sum(case when outcome <> 'rejected' then event_count else 0 end) as accepted_accounted,
-        sum(case when outcome = 'rejected' then event_count else 0 end) as rejected_accounted
+        sum(case when outcome = 'rejected' then event_count else 0 end) as rejected_accounted,
+        sum(case when outcome = 'lost' then event_count else 0 end) as lost
     from reconciliation
 ),
 
@@ -17,7 +20,8 @@ raw_counts as (
     select
         (select count(*) from {{ source('raw', 'events') }}) as accepted_raw,
         (select count(*) from {{ source('raw', 'event_rejects') }}) as rejected_raw,
-        (select count(*) from {{ ref('int_event_arrivals') }}) as arrivals
+        (select count(*) from {{ ref('int_event_arrivals') }}) as arrivals,
+        (select count(*) - count(distinct event_id) from {{ ref('fct_invoice_line_events') }}) as billed_twice
 )
 
 select *
@@ -26,3 +30,5 @@ cross join accounted
 where coalesce(accounted.accepted_accounted, 0) <> raw_counts.accepted_raw
     or coalesce(accounted.rejected_accounted, 0) <> raw_counts.rejected_raw
     or raw_counts.arrivals <> raw_counts.accepted_raw
+    or coalesce(accounted.lost, 0) <> 0
+    or raw_counts.billed_twice <> 0

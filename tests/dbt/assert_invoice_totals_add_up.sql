@@ -1,4 +1,4 @@
-{{ config(meta={'dagster': {'ref': {'name': 'fct_invoices'}}}) }}
+{{ config(tags=['blocking'], meta={'dagster': {'ref': {'name': 'fct_invoices'}}}) }}
 -- The invoice identity. A failure means an invoice's header disagrees with its parts:
 -- fees = sum of line amounts, progressive billing already invoiced = what the progressive
 -- invoices of its periods billed (at most each line), discounts = sum of its coupon discounts, taxes = sum of its

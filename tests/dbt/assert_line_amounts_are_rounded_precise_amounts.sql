@@ -24,4 +24,6 @@ where lines.amount <> {{ round_money('lines.precise_amount', 'currencies.minor_u
         -- an in-advance line is the event's marginal amount, not quantity x price
         and lines.invoice_line_id not in (select invoice_line_id from {{ ref('int_in_advance_fees') }})
         and not lines.is_progressive_billing
+        -- a correction bills a difference of two amounts (int_invoice_corrections)
+        and lines.corrected_invoice_line_id is null
         and lines.precise_amount <> {{ to_precise_money('lines.quantity * tiers.per_unit_amount') }})

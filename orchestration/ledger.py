@@ -1,0 +1,350 @@
+"""The invoice ledger: finalised invoices, numbered and frozen (docs/invoice-lifecycle.md).
+
+dbt recomputes every draft on every run; finalisation copies the invoices whose grace period
+has ended, with their lines, taxes, discounts and wallet credits, into the `ledger` schema.
+Only this module writes there, and only by appending: no dbt run, full refresh or re-run
+changes a ledger row (dbt reads the ledger as a source). A void is a row of its own.
+
+One finalisation is one database transaction: numbers are assigned and every ledger row is
+written, or nothing is. A crash between two steps leaves no trace, so the next finalisation
+hands out the same numbers and the sequence stays gapless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import metadata
+
+from orchestration.settings import Settings
+from orchestration.warehouse import Warehouse, connect
+
+log = logging.getLogger(__name__)
+
+ROUNDED = "decimal(38, 3)"
+PRECISE = "decimal(38, 12)"
+QUANTITY = "decimal(38, 9)"
+
+# The marts' contracted columns, in their order (models/marts/_marts.yml), without `status`:
+# a ledger row's status is finalized, or voided when ledger.invoice_voids names it.
+INVOICE_COLUMNS = [
+    ("invoice_id", "varchar"), ("invoice_kind", "varchar"), ("customer_id", "varchar"),
+    ("customer_name", "varchar"), ("billing_entity_code", "varchar"), ("currency", "varchar"),
+    ("invoice_at", "timestamp"), ("issuing_date", "date"), ("period_start", "date"), ("period_end", "date"),
+    ("fees_amount", ROUNDED), ("progressive_billing_credit_amount", ROUNDED), ("discount_amount", ROUNDED),
+    ("subtotal_excluding_taxes", ROUNDED), ("tax_amount", ROUNDED), ("subtotal_including_taxes", ROUNDED),
+    ("prepaid_credit_amount", ROUNDED), ("total_amount", ROUNDED), ("line_count", "bigint"),
+    ("event_count", "bigint"), ("computed_as_of", "timestamp"), ("grace_period_ends_at", "timestamp"),
+]
+INVOICE_LINE_COLUMNS = [
+    ("invoice_line_id", "varchar"), ("invoice_id", "varchar"), ("fee_kind", "varchar"), ("customer_id", "varchar"),
+    ("subscription_id", "varchar"), ("plan_code", "varchar"), ("base_plan_code", "varchar"),
+    ("billing_period_id", "varchar"), ("charge_id", "varchar"), ("metric_code", "varchar"),
+    ("charge_model", "varchar"), ("description", "varchar"), ("group_key", "varchar"), ("currency", "varchar"),
+    ("service_period_start", "date"), ("service_period_end", "date"), ("service_start_at", "timestamp"),
+    ("service_end_at", "timestamp"), ("invoice_at", "timestamp"), ("quantity", QUANTITY), ("unit_amount", PRECISE),
+    ("proration_factor", PRECISE), ("precise_amount", PRECISE), ("amount", ROUNDED),
+    ("is_progressive_billing", "boolean"), ("progressive_billed_amount", ROUNDED),
+    ("progressive_billing_credit_amount", ROUNDED), ("precise_discount_amount", PRECISE),
+    ("taxable_amount", PRECISE), ("tax_rate", PRECISE), ("precise_tax_amount", PRECISE),
+    ("precise_credit_amount", PRECISE), ("event_count", "bigint"), ("corrected_invoice_line_id", "varchar"),
+]
+INVOICE_TAX_COLUMNS = [
+    ("invoice_tax_id", "varchar"), ("invoice_id", "varchar"), ("tax_code", "varchar"), ("tax_name", "varchar"),
+    ("tax_rate", PRECISE), ("currency", "varchar"), ("taxable_amount", ROUNDED), ("precise_tax_amount", PRECISE),
+    ("tax_amount", ROUNDED), ("line_count", "bigint"),
+]
+INVOICE_DISCOUNT_COLUMNS = [
+    ("invoice_discount_id", "varchar"), ("invoice_id", "varchar"), ("applied_coupon_id", "varchar"),
+    ("coupon_code", "varchar"), ("coupon_name", "varchar"), ("coupon_type", "varchar"), ("coupon_rank", "bigint"),
+    ("use_number", "bigint"), ("eligible_amount", PRECISE), ("requested_amount", ROUNDED),
+    ("discount_amount", ROUNDED), ("carried_amount", ROUNDED), ("line_count", "bigint"),
+]
+INVOICE_WALLET_CREDIT_COLUMNS = [
+    ("invoice_wallet_credit_id", "varchar"), ("invoice_id", "varchar"), ("wallet_id", "varchar"),
+    ("wallet_name", "varchar"), ("wallet_rank", "bigint"), ("balance_before_amount", ROUNDED),
+    ("credit_amount", ROUNDED), ("credits", PRECISE), ("line_count", "bigint"),
+]
+
+# What finalisation adds to each invoice: its number and what it was computed from.
+FINALISATION_COLUMNS = [
+    ("invoice_number", "varchar"), ("invoice_sequence", "bigint"), ("finalisation_id", "varchar"),
+    ("finalized_at", "timestamp"), ("events_cutoff_at", "timestamp"), ("events_fingerprint", "varchar"),
+    ("price_book_fingerprint", "varchar"), ("code_version", "varchar"),
+]
+
+# ledger table -> (the mart its rows are copied from, the copied columns)
+COPIED_TABLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "ledger.invoice_lines": ("marts.fct_invoice_lines", INVOICE_LINE_COLUMNS),
+    "ledger.invoice_taxes": ("marts.fct_invoice_taxes", INVOICE_TAX_COLUMNS),
+    "ledger.invoice_discounts": ("marts.fct_invoice_discounts", INVOICE_DISCOUNT_COLUMNS),
+    "ledger.invoice_wallet_credits": ("marts.fct_invoice_wallet_credits", INVOICE_WALLET_CREDIT_COLUMNS),
+}
+
+LEDGER_TABLES: dict[str, list[tuple[str, str]]] = {
+    "ledger.finalisations": [
+        ("finalisation_id", "varchar"), ("finalisation_sequence", "bigint"), ("finalized_at", "timestamp"),
+        ("as_of", "timestamp"), ("events_cutoff_at", "timestamp"), ("price_book_fingerprint", "varchar"),
+        ("code_version", "varchar"), ("invoice_count", "bigint"),
+    ],
+    "ledger.invoices": INVOICE_COLUMNS + FINALISATION_COLUMNS,
+    **{table: columns + [("finalisation_id", "varchar")] for table, (_, columns) in COPIED_TABLES.items()},
+    "ledger.invoice_voids": [("invoice_id", "varchar"), ("voided_at", "timestamp"), ("reason", "varchar")],
+    # The price book each finalisation used, file by file, so `meterline reproduce` can rebuild with it.
+    "ledger.price_book_files": [("price_book_fingerprint", "varchar"), ("file_name", "varchar"),
+                                ("content", "varchar")],
+}
+
+CRASH_VARIABLE = "METERLINE_CRASH_AT"
+"""Test hook: the name of a finalisation step after which the process dies (os._exit), as a
+power cut would. Crash tests set it in a subprocess; nothing else should."""
+
+
+class FinalisationError(RuntimeError):
+    """Finalisation refused: the warehouse is not in a state whose drafts may be frozen."""
+
+
+def _crash_point(step: str) -> None:
+    if os.environ.get(CRASH_VARIABLE) == step:
+        log.error("simulated crash after %s", step)
+        os._exit(70)
+
+
+def ensure_ledger(warehouse: Warehouse) -> None:
+    """Create the ledger tables and columns that do not exist yet (never drop or change one)."""
+    warehouse.execute("create schema if not exists ledger")
+    for table, columns in LEDGER_TABLES.items():
+        ddl = ", ".join(f"{name} {sql_type}" for name, sql_type in columns)
+        warehouse.execute(f"create table if not exists {table} ({ddl})")
+        schema, name = table.split(".")
+        p = _placeholder(warehouse)
+        existing = {row[0] for row in warehouse.query(
+            f"select column_name from information_schema.columns where table_schema = {p} and table_name = {p}",
+            [schema, name])}
+        for column, sql_type in columns:
+            if column not in existing:  # a ledger written by an earlier version: only ever add
+                warehouse.execute(f"alter table {table} add column {column} {sql_type}")
+
+
+def code_version() -> str:
+    from orchestration.pipeline import code_fingerprint
+
+    try:
+        version = metadata.version("meterline")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"meterline {version}; models sha256:{code_fingerprint()}"
+
+
+def invoice_number(prefix: str, issuing_date, sequence: int) -> str:
+    """PREFIX-YYYYMM-NNNN: the sequence counts per billing entity and issuing month, from 1."""
+    return f"{prefix}-{issuing_date:%Y%m}-{sequence:04d}"
+
+
+@dataclass(frozen=True)
+class Finalisation:
+    finalisation_id: str | None  # None when there was nothing to finalise
+    as_of: datetime
+    events_cutoff_at: datetime | None
+    invoices: list[tuple[str, str]]  # (invoice_id, invoice_number), in number order
+
+
+def _placeholder(warehouse: Warehouse) -> str:
+    return "?" if warehouse.kind == "duckdb" else "%s"
+
+
+def last_build(warehouse: Warehouse) -> tuple[datetime, str, str, datetime | None]:
+    """(as_of, price-book fingerprint, code fingerprint, events loaded through) of the last build."""
+    if not warehouse.table_exists("raw", "pipeline_runs"):
+        raise FinalisationError("nothing was built yet: run `meterline run` first")
+    rows = warehouse.query("select as_of, price_book_fingerprint, code_fingerprint, events_loaded_through "
+                           "from raw.pipeline_runs order by finished_at desc limit 1")
+    if not rows:
+        raise FinalisationError("nothing was built yet: run `meterline run` first")
+    return rows[0]
+
+
+def events_loaded_through(warehouse: Warehouse) -> datetime | None:
+    """The newest loaded_at in raw.events: the cut-off of what a build starting now sees."""
+    if not warehouse.table_exists("raw", "events"):
+        return None
+    return warehouse.query("select max(loaded_at) from raw.events")[0][0]
+
+
+def _check_build_is_current(warehouse: Warehouse) -> tuple[datetime, str, str, datetime | None]:
+    from orchestration.pipeline import code_fingerprint
+
+    as_of, price_book, code, loaded_through = last_build(warehouse)
+    current_price_book = warehouse.query("select fingerprint from catalog.price_book_versions")[0][0]
+    if current_price_book != price_book:
+        raise FinalisationError("the catalog changed since the last build: run `meterline run` first")
+    if code != code_fingerprint():
+        raise FinalisationError("the models changed since the last build: run `meterline run` first")
+    if events_loaded_through(warehouse) != loaded_through:
+        raise FinalisationError("events were loaded since the last build: run `meterline run` first")
+    return as_of, price_book, code, loaded_through
+
+
+# Each finalising invoice's events fingerprint: md5 over its events (id, transaction, metric,
+# time, properties) in event-id order. An altered, added or removed event changes it.
+EVENTS_FINGERPRINT_SQL = """
+    select lines.invoice_id,
+        md5(string_agg(events.event_id || '|' || events.transaction_id || '|' || events.metric_code || '|'
+            || cast(events.event_at as varchar) || '|' || coalesce(events.properties, ''),
+            ',' order by events.event_id)) as events_fingerprint
+    from marts.fct_invoice_line_events as events
+    inner join marts.fct_invoice_lines as lines
+        on events.invoice_line_id = lines.invoice_line_id
+    inner join ledger_finalising as finalising
+        on lines.invoice_id = finalising.invoice_id
+    group by 1
+"""
+
+
+def _snapshot_price_book(warehouse: Warehouse, fingerprint: str) -> None:
+    """Keep the catalog files of this price-book version in the ledger, once; refuse if the
+    files on disk are no longer the ones the build loaded."""
+    from pathlib import Path
+
+    from orchestration.catalog import PRICE_BOOK_FILES, price_book_fingerprint
+
+    p = _placeholder(warehouse)
+    if warehouse.query(f"select count(*) from ledger.price_book_files where price_book_fingerprint = {p}",
+                       [fingerprint])[0][0]:
+        return
+    directory = Path(warehouse.query("select source_directory from catalog.price_book_versions")[0][0])
+    files = [(name, (directory / name).read_bytes() if (directory / name).exists() else b"")
+             for name in PRICE_BOOK_FILES]
+    if price_book_fingerprint(files) != fingerprint:
+        raise FinalisationError(f"the catalog files in {directory} changed since they were loaded: "
+                                "run `meterline run` first")
+    warehouse.execute_many(f"insert into ledger.price_book_files values ({p}, {p}, {p})",
+                           [(fingerprint, name, content.decode()) for name, content in files if content])
+
+
+def run_blocking_checks(settings: Settings, as_of: datetime) -> None:
+    """The money checks (dbt tests tagged `blocking`: conservation of events, the invoice
+    identity, lineage, ...) again, on the tables as they are now: a derived table changed since
+    the build must not be frozen. Raises FinalisationError naming the failing checks."""
+    from orchestration.pipeline import DbtError, run_dbt
+
+    try:
+        run_dbt(settings, ["test", "--select", "tag:blocking"], as_of=as_of)
+    except DbtError as error:
+        raise FinalisationError(f"a blocking check failed, nothing was finalised:\n{error}") from None
+
+
+def finalise(settings: Settings, *, now: datetime | None = None) -> Finalisation:
+    """Finalise every closed invoice whose grace period ended by the last build's as_of.
+
+    Refuses when the last build is stale (catalog, models or events changed since) or when a
+    blocking check fails on the tables as they are: what is frozen must have passed them. Numbers continue each billing
+    entity's sequence for the invoice's issuing month, in invoice date order.
+    """
+    from orchestration.pipeline import utc_now
+
+    with connect(settings) as warehouse:
+        ensure_ledger(warehouse)
+        as_of, price_book, _, cutoff = _check_build_is_current(warehouse)
+    run_blocking_checks(settings, as_of)
+    with connect(settings) as warehouse:
+        candidates = warehouse.query(
+            """
+            select invoices.invoice_id, invoices.billing_entity_code, customers.invoice_prefix,
+                invoices.issuing_date
+            from marts.fct_invoices as invoices
+            inner join staging.stg_catalog__customers as customers
+                on invoices.customer_id = customers.customer_id
+            where invoices.status = 'closed'
+                and invoices.grace_period_ends_at <= (select max(as_of) from raw.pipeline_runs)
+            order by invoices.billing_entity_code, invoices.invoice_at, invoices.invoice_id
+            """)
+        if not candidates:
+            return Finalisation(None, as_of, cutoff, [])
+        finalized_at = now or utc_now()
+        p = _placeholder(warehouse)
+        warehouse.execute("begin")
+        try:
+            sequence = warehouse.query("select coalesce(max(finalisation_sequence), 0) + 1 "
+                                       "from ledger.finalisations")[0][0]
+            finalisation_id = hashlib.sha256(
+                f"{sequence}|{finalized_at.isoformat()}|{len(candidates)}".encode()).hexdigest()[:32]
+            warehouse.execute(
+                f"insert into ledger.finalisations values ({', '.join([p] * 8)})",
+                [finalisation_id, sequence, finalized_at, as_of, cutoff, price_book, code_version(),
+                 len(candidates)])
+            _crash_point("finalisation_recorded")
+            last_numbers: dict[tuple[str, int, int], int] = defaultdict(int)
+            for entity, year, month, number in warehouse.query(
+                    "select billing_entity_code, extract(year from issuing_date), extract(month from issuing_date), "
+                    "max(invoice_sequence) from ledger.invoices group by 1, 2, 3"):
+                last_numbers[(entity, int(year), int(month))] = number
+            numbered = []
+            for invoice_id, entity, prefix, issuing_date in candidates:
+                key = (entity, issuing_date.year, issuing_date.month)
+                last_numbers[key] += 1
+                numbered.append((invoice_id, invoice_number(prefix, issuing_date, last_numbers[key]),
+                                 last_numbers[key]))
+            warehouse.execute("create temporary table ledger_finalising "
+                              "(invoice_id varchar, invoice_number varchar, invoice_sequence bigint)")
+            warehouse.execute_many(f"insert into ledger_finalising values ({p}, {p}, {p})", numbered)
+            names = ", ".join(name for name, _ in INVOICE_COLUMNS)
+            copied = ", ".join(f"invoices.{name}" for name, _ in INVOICE_COLUMNS)
+            extra = ", ".join(name for name, _ in FINALISATION_COLUMNS)
+            warehouse.execute(
+                f"insert into ledger.invoices ({names}, {extra}) "
+                f"select {copied}, finalising.invoice_number, finalising.invoice_sequence, {p}, {p}, {p}, "
+                f"coalesce(fingerprints.events_fingerprint, md5('')), {p}, {p} "
+                f"from marts.fct_invoices as invoices inner join ledger_finalising as finalising "
+                f"on invoices.invoice_id = finalising.invoice_id "
+                f"left join ({EVENTS_FINGERPRINT_SQL}) as fingerprints "
+                f"on invoices.invoice_id = fingerprints.invoice_id",
+                [finalisation_id, finalized_at, cutoff, price_book, code_version()])
+            _crash_point("invoices_written")
+            for table, (mart, columns) in COPIED_TABLES.items():
+                names = ", ".join(name for name, _ in columns)
+                copied = ", ".join(f"source.{name}" for name, _ in columns)
+                warehouse.execute(
+                    f"insert into {table} ({names}, finalisation_id) select {copied}, {p} from {mart} as source "
+                    f"inner join ledger_finalising as finalising on source.invoice_id = finalising.invoice_id",
+                    [finalisation_id])
+                _crash_point(f"{table.split('.')[1]}_written")
+            _snapshot_price_book(warehouse, price_book)
+            warehouse.execute("drop table ledger_finalising")
+            warehouse.execute("commit")
+        except BaseException:
+            warehouse.execute("rollback")
+            raise
+    log.info("finalised %d invoice(s) as %s", len(numbered), finalisation_id)
+    return Finalisation(finalisation_id, as_of, cutoff, [(i, n) for i, n, _ in numbered])
+
+
+def void(settings: Settings, invoice: str, reason: str, *, now: datetime | None = None) -> tuple[str, str]:
+    """Void a finalised invoice (by id, id prefix or number). It stays in the ledger and in
+    fct_invoices with status `voided`; nothing is deleted. Returns (invoice_id, number)."""
+    from orchestration.pipeline import utc_now
+
+    if not reason.strip():
+        raise FinalisationError("a void needs a reason")
+    with connect(settings) as warehouse:
+        ensure_ledger(warehouse)
+        p = _placeholder(warehouse)
+        found = warehouse.query(
+            f"select invoice_id, invoice_number from ledger.invoices "
+            f"where invoice_number = {p} or invoice_id like {p} order by invoice_id",
+            [invoice, f"{invoice}%"])
+        if len(found) != 1:
+            raise FinalisationError(
+                f"{len(found)} finalised invoices match {invoice!r}: give a number or more of the id"
+                if found else f"no finalised invoice {invoice!r} (only finalised invoices can be voided)")
+        invoice_id, number = found[0]
+        if warehouse.query(f"select count(*) from ledger.invoice_voids where invoice_id = {p}", [invoice_id])[0][0]:
+            raise FinalisationError(f"invoice {number} is already voided")
+        warehouse.execute(f"insert into ledger.invoice_voids values ({p}, {p}, {p})",
+                          [invoice_id, now or utc_now(), reason.strip()])
+    return invoice_id, number
