@@ -146,13 +146,13 @@ def run_pipeline(settings: Settings, catalog_dir: Path, as_of: datetime, full_re
         _print_finalisation(finalised)
 
 
-def _finalise(settings: Settings):
+def _finalise(settings: Settings, *, accept_usage_cliffs: bool = False):
     """Freeze what the build's checks passed on; the marts then read those invoices from the ledger."""
     from orchestration.ledger import FinalisationError
 
     with console.status("Finalising the invoices whose grace period ended"):
         try:
-            done = pipeline.finalise(settings)
+            done = pipeline.finalise(settings, accept_usage_cliffs=accept_usage_cliffs)
         except (FinalisationError, pipeline.DbtError) as error:
             _fail(f"finalisation stopped: {error}")
     return done
@@ -168,14 +168,18 @@ def _print_finalisation(done) -> None:
 
 
 @app.command()
-def finalise(home: HomeOption = None) -> None:
+def finalise(
+    home: HomeOption = None,
+    accept_usage_cliffs: Annotated[bool, typer.Option(
+        help="Finalise even if a usage cliff check fails (after checking the drops are real).")] = False,
+) -> None:
     """Finalise the closed invoices whose grace period ended by the last build's as_of: number
     them (gapless per billing entity and month) and append them to the ledger, in one transaction.
 
     Refuses (exit 1) when the catalog, the models or the events changed since the last build.
     """
     settings = _settings(home)
-    _print_finalisation(_finalise(settings))
+    _print_finalisation(_finalise(settings, accept_usage_cliffs=accept_usage_cliffs))
 
 
 @app.command()

@@ -227,19 +227,23 @@ def _snapshot_price_book(warehouse: Warehouse, fingerprint: str) -> None:
                            [(fingerprint, name, content.decode()) for name, content in files if content])
 
 
-def run_blocking_checks(settings: Settings, as_of: datetime) -> None:
+def run_blocking_checks(settings: Settings, as_of: datetime, *, accept_usage_cliffs: bool = False) -> None:
     """The money checks (dbt tests tagged `blocking`: conservation of events, the invoice
-    identity, lineage, ...) again, on the tables as they are now: a derived table changed since
-    the build must not be frozen. Raises FinalisationError naming the failing checks."""
+    identity, lineage, the unknown-customer ratio, usage cliffs) again, on the tables as they
+    are now: a derived table changed since the build must not be frozen. The last two only warn
+    in a build; here every one is an error. Raises FinalisationError naming the failing checks."""
     from orchestration.pipeline import DbtError, run_dbt
 
+    args = ["test", "--select", "tag:blocking"]
+    if accept_usage_cliffs:  # an operator looked at them: the drops are real
+        args += ["--exclude", "assert_no_usage_cliff"]
     try:
-        run_dbt(settings, ["test", "--select", "tag:blocking"], as_of=as_of)
+        run_dbt(settings, args, as_of=as_of, extra_vars={"finalising": True})
     except DbtError as error:
         raise FinalisationError(f"a blocking check failed, nothing was finalised:\n{error}") from None
 
 
-def finalise(settings: Settings, *, now: datetime | None = None) -> Finalisation:
+def finalise(settings: Settings, *, now: datetime | None = None, accept_usage_cliffs: bool = False) -> Finalisation:
     """Finalise every closed invoice whose grace period ended by the last build's as_of.
 
     Refuses when the last build is stale (catalog, models or events changed since) or when a
@@ -251,7 +255,7 @@ def finalise(settings: Settings, *, now: datetime | None = None) -> Finalisation
     with connect(settings) as warehouse:
         ensure_ledger(warehouse)
         as_of, price_book, _, cutoff = _check_build_is_current(warehouse)
-    run_blocking_checks(settings, as_of)
+    run_blocking_checks(settings, as_of, accept_usage_cliffs=accept_usage_cliffs)
     with connect(settings) as warehouse:
         candidates = warehouse.query(
             """

@@ -65,13 +65,14 @@ def dbt_executable() -> str:
 
 
 def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = None,
-            capture: bool = True) -> subprocess.CompletedProcess:
+            capture: bool = True, extra_vars: dict | None = None) -> subprocess.CompletedProcess:
     """Run one dbt command against this project and the settings' warehouse."""
     # Compiled SQL and logs go under the working folder: runs on two folders never share state.
     command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
                "--target-path", str(settings.home / "dbt" / "target"), "--log-path", str(settings.home / "dbt" / "logs")]
-    if as_of is not None:
-        command += ["--vars", json.dumps({"as_of": format_as_of(as_of)})]
+    variables = {**({"as_of": format_as_of(as_of)} if as_of is not None else {}), **(extra_vars or {})}
+    if variables:
+        command += ["--vars", json.dumps(variables)]
     env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     log.info("running %s", " ".join(command))
     result = subprocess.run(command, cwd=PROJECT_DIR, env=env, text=True,
@@ -196,12 +197,12 @@ def prepare_build(settings: Settings) -> datetime | None:
         return events_loaded_through(warehouse)
 
 
-def finalise(settings: Settings):
+def finalise(settings: Settings, *, accept_usage_cliffs: bool = False):
     """Finalise the invoices whose grace period ended (orchestration/ledger.py), then rebuild the
     marts, which read finalised invoices from the ledger, as of the same build."""
     from orchestration.ledger import finalise as finalise_invoices
 
-    done = finalise_invoices(settings)
+    done = finalise_invoices(settings, accept_usage_cliffs=accept_usage_cliffs)
     if done.invoices:
         build(settings, done.as_of, full_refresh=False, select="path:models/marts")
     return done
