@@ -16,7 +16,6 @@ import hashlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
@@ -53,6 +52,7 @@ INVOICE_LINE_COLUMNS = [
     ("progressive_billing_credit_amount", ROUNDED), ("precise_discount_amount", PRECISE),
     ("taxable_amount", PRECISE), ("tax_rate", PRECISE), ("precise_tax_amount", PRECISE),
     ("precise_credit_amount", PRECISE), ("event_count", "bigint"), ("corrected_invoice_line_id", "varchar"),
+    ("period_invoice_line_id", "varchar"),
 ]
 INVOICE_TAX_COLUMNS = [
     ("invoice_tax_id", "varchar"), ("invoice_id", "varchar"), ("tax_code", "varchar"), ("tax_name", "varchar"),
@@ -115,11 +115,21 @@ def _crash_point(step: str) -> None:
         os._exit(70)
 
 
+# Keys the database itself enforces: an invoice, a number, a line, a void can be written once.
+LEDGER_KEYS = {
+    "ledger.invoices": "primary key (invoice_id), unique (invoice_number)",
+    "ledger.invoice_lines": "primary key (invoice_line_id)",
+    "ledger.invoice_voids": "primary key (invoice_id)",
+    "ledger.finalisations": "primary key (finalisation_id), unique (finalisation_sequence)",
+}
+
+
 def ensure_ledger(warehouse: Warehouse) -> None:
     """Create the ledger tables and columns that do not exist yet (never drop or change one)."""
     warehouse.execute("create schema if not exists ledger")
     for table, columns in LEDGER_TABLES.items():
-        ddl = ", ".join(f"{name} {sql_type}" for name, sql_type in columns)
+        ddl = ", ".join([f"{name} {sql_type}" for name, sql_type in columns]
+                        + ([LEDGER_KEYS[table]] if table in LEDGER_KEYS else []))
         warehouse.execute(f"create table if not exists {table} ({ddl})")
         schema, name = table.split(".")
         p = _placeholder(warehouse)
@@ -169,11 +179,15 @@ def last_build(warehouse: Warehouse) -> tuple[datetime, str, str, datetime | Non
     return rows[0]
 
 
-def events_loaded_through(warehouse: Warehouse) -> datetime | None:
+NO_EVENTS_CUTOFF = datetime(1970, 1, 1)
+"""The cut-off of a build that saw no event: every event loaded later is late."""
+
+
+def events_loaded_through(warehouse: Warehouse) -> datetime:
     """The newest loaded_at in raw.events: the cut-off of what a build starting now sees."""
     if not warehouse.table_exists("raw", "events"):
-        return None
-    return warehouse.query("select max(loaded_at) from raw.events")[0][0]
+        return NO_EVENTS_CUTOFF
+    return warehouse.query("select max(loaded_at) from raw.events")[0][0] or NO_EVENTS_CUTOFF
 
 
 def _check_build_is_current(warehouse: Warehouse) -> tuple[datetime, str, str, datetime | None]:
@@ -191,12 +205,13 @@ def _check_build_is_current(warehouse: Warehouse) -> tuple[datetime, str, str, d
 
 
 # Each finalising invoice's events fingerprint: md5 over its events (id, transaction, metric,
-# time, properties) in event-id order. An altered, added or removed event changes it.
+# time, properties), ordered by the md5 of their ids (hex digits: the same order under every
+# collation, so every engine agrees). An altered, added or removed event changes it.
 EVENTS_FINGERPRINT_SQL = """
     select lines.invoice_id,
         md5(string_agg(events.event_id || '|' || events.transaction_id || '|' || events.metric_code || '|'
             || cast(events.event_at as varchar) || '|' || coalesce(events.properties, ''),
-            ',' order by events.event_id)) as events_fingerprint
+            ',' order by md5(events.event_id))) as events_fingerprint
     from marts.fct_invoice_line_events as events
     inner join marts.fct_invoice_lines as lines
         on events.invoice_line_id = lines.invoice_line_id
@@ -257,74 +272,87 @@ def finalise(settings: Settings, *, now: datetime | None = None, accept_usage_cl
         as_of, price_book, _, cutoff = _check_build_is_current(warehouse)
     run_blocking_checks(settings, as_of, accept_usage_cliffs=accept_usage_cliffs)
     with connect(settings) as warehouse:
-        candidates = warehouse.query(
-            """
-            select invoices.invoice_id, invoices.billing_entity_code, customers.invoice_prefix,
-                invoices.issuing_date
-            from marts.fct_invoices as invoices
-            inner join staging.stg_catalog__customers as customers
-                on invoices.customer_id = customers.customer_id
-            where invoices.status = 'closed'
-                and invoices.grace_period_ends_at <= (select max(as_of) from raw.pipeline_runs)
-            order by invoices.billing_entity_code, invoices.invoice_at, invoices.invoice_id
-            """)
-        if not candidates:
-            return Finalisation(None, as_of, cutoff, [])
-        finalized_at = now or utc_now()
-        p = _placeholder(warehouse)
         warehouse.execute("begin")
         try:
-            sequence = warehouse.query("select coalesce(max(finalisation_sequence), 0) + 1 "
-                                       "from ledger.finalisations")[0][0]
-            finalisation_id = hashlib.sha256(
-                f"{sequence}|{finalized_at.isoformat()}|{len(candidates)}".encode()).hexdigest()[:32]
-            warehouse.execute(
-                f"insert into ledger.finalisations values ({', '.join([p] * 8)})",
-                [finalisation_id, sequence, finalized_at, as_of, cutoff, price_book, code_version(),
-                 len(candidates)])
-            _crash_point("finalisation_recorded")
-            last_numbers: dict[tuple[str, int, int], int] = defaultdict(int)
-            for entity, year, month, number in warehouse.query(
-                    "select billing_entity_code, extract(year from issuing_date), extract(month from issuing_date), "
-                    "max(invoice_sequence) from ledger.invoices group by 1, 2, 3"):
-                last_numbers[(entity, int(year), int(month))] = number
-            numbered = []
-            for invoice_id, entity, prefix, issuing_date in candidates:
-                key = (entity, issuing_date.year, issuing_date.month)
-                last_numbers[key] += 1
-                numbered.append((invoice_id, invoice_number(prefix, issuing_date, last_numbers[key]),
-                                 last_numbers[key]))
-            warehouse.execute("create temporary table ledger_finalising "
-                              "(invoice_id varchar, invoice_number varchar, invoice_sequence bigint)")
-            warehouse.execute_many(f"insert into ledger_finalising values ({p}, {p}, {p})", numbered)
-            names = ", ".join(name for name, _ in INVOICE_COLUMNS)
-            copied = ", ".join(f"invoices.{name}" for name, _ in INVOICE_COLUMNS)
-            extra = ", ".join(name for name, _ in FINALISATION_COLUMNS)
-            warehouse.execute(
-                f"insert into ledger.invoices ({names}, {extra}) "
-                f"select {copied}, finalising.invoice_number, finalising.invoice_sequence, {p}, {p}, {p}, "
-                f"coalesce(fingerprints.events_fingerprint, md5('')), {p}, {p} "
-                f"from marts.fct_invoices as invoices inner join ledger_finalising as finalising "
-                f"on invoices.invoice_id = finalising.invoice_id "
-                f"left join ({EVENTS_FINGERPRINT_SQL}) as fingerprints "
-                f"on invoices.invoice_id = fingerprints.invoice_id",
-                [finalisation_id, finalized_at, cutoff, price_book, code_version()])
-            _crash_point("invoices_written")
-            for table, (mart, columns) in COPIED_TABLES.items():
-                names = ", ".join(name for name, _ in columns)
-                copied = ", ".join(f"source.{name}" for name, _ in columns)
-                warehouse.execute(
-                    f"insert into {table} ({names}, finalisation_id) select {copied}, {p} from {mart} as source "
-                    f"inner join ledger_finalising as finalising on source.invoice_id = finalising.invoice_id",
-                    [finalisation_id])
-                _crash_point(f"{table.split('.')[1]}_written")
-            _snapshot_price_book(warehouse, price_book)
-            warehouse.execute("drop table ledger_finalising")
+            finalised = _finalise_in_transaction(warehouse, as_of, price_book, cutoff, now)
             warehouse.execute("commit")
         except BaseException:
             warehouse.execute("rollback")
             raise
-    log.info("finalised %d invoice(s) as %s", len(numbered), finalisation_id)
+    if finalised.invoices:
+        log.info("finalised %d invoice(s) as %s", len(finalised.invoices), finalised.finalisation_id)
+    return finalised
+
+
+def _finalise_in_transaction(warehouse: Warehouse, as_of: datetime, price_book: str, cutoff: datetime,
+                             now: datetime | None) -> Finalisation:
+    """Number and copy the invoices; the caller holds the transaction (commit or rollback)."""
+    from orchestration.pipeline import utc_now
+
+    if warehouse.kind == "postgres":  # one finalisation at a time: numbers are read, then written
+        warehouse.execute("lock table ledger.finalisations in exclusive mode")
+    # Again inside the transaction: nothing may have been built or loaded since the checks ran.
+    if _check_build_is_current(warehouse)[3] != cutoff:
+        raise FinalisationError("a build ran during finalisation: run `meterline finalise` again")
+    p = _placeholder(warehouse)
+    candidates = warehouse.query(
+        f"""
+        select invoices.invoice_id, invoices.billing_entity_code, customers.invoice_prefix, invoices.issuing_date
+        from marts.fct_invoices as invoices
+        inner join staging.stg_catalog__customers as customers
+            on invoices.customer_id = customers.customer_id
+        left join ledger.invoices as issued
+            on invoices.invoice_id = issued.invoice_id
+        where invoices.status = 'closed'
+            and issued.invoice_id is null  -- the marts may not show an earlier finalisation yet
+            and invoices.grace_period_ends_at <= {p}
+        order by invoices.billing_entity_code, invoices.invoice_at, invoices.invoice_id
+        """, [as_of])
+    if not candidates:
+        return Finalisation(None, as_of, cutoff, [])
+    finalized_at = now or utc_now()
+    sequence = warehouse.query("select coalesce(max(finalisation_sequence), 0) + 1 from ledger.finalisations")[0][0]
+    finalisation_id = hashlib.sha256(
+        f"{sequence}|{finalized_at.isoformat()}|{len(candidates)}".encode()).hexdigest()[:32]
+    warehouse.execute(f"insert into ledger.finalisations values ({', '.join([p] * 8)})",
+                      [finalisation_id, sequence, finalized_at, as_of, cutoff, price_book, code_version(),
+                       len(candidates)])
+    _crash_point("finalisation_recorded")
+    last_numbers: dict[tuple[str, int, int], int] = defaultdict(int)
+    for entity, year, month, number in warehouse.query(
+            "select billing_entity_code, extract(year from issuing_date), extract(month from issuing_date), "
+            "max(invoice_sequence) from ledger.invoices group by 1, 2, 3"):
+        last_numbers[(entity, int(year), int(month))] = number
+    numbered = []
+    for invoice_id, entity, prefix, issuing_date in candidates:
+        key = (entity, issuing_date.year, issuing_date.month)
+        last_numbers[key] += 1
+        numbered.append((invoice_id, invoice_number(prefix, issuing_date, last_numbers[key]), last_numbers[key]))
+    warehouse.execute("create temporary table ledger_finalising "
+                      "(invoice_id varchar, invoice_number varchar, invoice_sequence bigint)")
+    warehouse.execute_many(f"insert into ledger_finalising values ({p}, {p}, {p})", numbered)
+    names = ", ".join(name for name, _ in INVOICE_COLUMNS)
+    copied = ", ".join(f"invoices.{name}" for name, _ in INVOICE_COLUMNS)
+    extra = ", ".join(name for name, _ in FINALISATION_COLUMNS)
+    warehouse.execute(
+        f"insert into ledger.invoices ({names}, {extra}) "
+        f"select {copied}, finalising.invoice_number, finalising.invoice_sequence, {p}, {p}, {p}, "
+        f"coalesce(fingerprints.events_fingerprint, md5('')), {p}, {p} "
+        f"from marts.fct_invoices as invoices inner join ledger_finalising as finalising "
+        f"on invoices.invoice_id = finalising.invoice_id "
+        f"left join ({EVENTS_FINGERPRINT_SQL}) as fingerprints on invoices.invoice_id = fingerprints.invoice_id",
+        [finalisation_id, finalized_at, cutoff, price_book, code_version()])
+    _crash_point("invoices_written")
+    for table, (mart, columns) in COPIED_TABLES.items():
+        names = ", ".join(name for name, _ in columns)
+        copied = ", ".join(f"source.{name}" for name, _ in columns)
+        warehouse.execute(
+            f"insert into {table} ({names}, finalisation_id) select {copied}, {p} from {mart} as source "
+            f"inner join ledger_finalising as finalising on source.invoice_id = finalising.invoice_id",
+            [finalisation_id])
+        _crash_point(f"{table.split('.')[1]}_written")
+    _snapshot_price_book(warehouse, price_book)
+    warehouse.execute("drop table ledger_finalising")
     return Finalisation(finalisation_id, as_of, cutoff, [(i, n) for i, n, _ in numbered])
 
 

@@ -181,8 +181,9 @@ def build(settings: Settings, as_of: datetime, *, full_refresh: bool | None = No
     loaded_through = prepare_build(settings)
     args = ["build"] + (["--full-refresh"] if full_refresh else []) + (["--select", select] if select else [])
     run_dbt(settings, args, as_of=as_of)
-    with connect(settings) as warehouse:
-        record_run(warehouse, as_of, full_refresh, started, loaded_through)
+    if select is None:  # a partial build (the marts after a finalisation) is not a build of the events
+        with connect(settings) as warehouse:
+            record_run(warehouse, as_of, full_refresh, started, loaded_through)
     return BuildResult(as_of, full_refresh, reason)
 
 

@@ -170,3 +170,24 @@ def test_events_loaded_beyond_the_look_back_are_excluded_with_that_reason(home, 
     too_old = sum(1 for event_at in billed if event_at < loaded_at - timedelta(days=60))
     assert 0 < too_old < len(billed)
     assert outcomes[("excluded", "beyond_lookback")] == too_old
+
+
+def test_a_late_event_behind_a_finalised_progressive_invoice_is_billed_at_period_end(tmp_path):
+    """p_twice's 60 calls on 2 November were invoiced early (60.00, finalised). One more call of
+    2 November arrives late: the progressive invoice stays as issued, the 1 December draft bills
+    61 calls and deducts the 60.00 the ledger holds (not a recomputed 61.00)."""
+    settings = make_home(tmp_path, FIXTURES / "progressive_billing" / "catalog")
+    shutil.copy(FIXTURES / "progressive_billing" / "events.jsonl", settings.landing_dir)
+    as_of = datetime(2026, 11, 20)
+    run_all(settings, as_of=as_of)
+    assert pipeline.finalise(settings).invoices
+    arrive(settings, "late.jsonl", [{"transaction_id": "late-nov", "external_subscription_id": "s_twice",
+                                     "code": "api_calls", "timestamp": "2026-11-02T10:00:00Z", "properties": {}}])
+    pipeline.build(settings, as_of)  # the invoice identity holds: the build's tests pass
+    with connect(settings, read_only=True) as warehouse:
+        early = warehouse.query("select status, fees_amount from marts.fct_invoices where customer_id = 'p_twice' "
+                                "and invoice_kind = 'progressive_billing' and invoice_at > '2026-11-01'")
+        draft = warehouse.query("select fees_amount, progressive_billing_credit_amount, total_amount "
+                                "from marts.fct_invoices where customer_id = 'p_twice' and status = 'draft'")
+    assert early == [("finalized", Decimal("60.00"))]
+    assert draft == [(Decimal("71.00"), Decimal("60.00"), Decimal("12.10"))]

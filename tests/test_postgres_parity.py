@@ -33,7 +33,8 @@ def _bill(home, monkeypatch, target: str, server=None, *, finalise_invoices: boo
     settings = get_settings(home)
     run_all(settings, as_of=AS_OF)
     if finalise_invoices:  # the ledger's SQL (numbering, fingerprints, copies) on each engine
-        finalise(settings)
+        # 5,000 events over 10 customers make erratic months: the usage-cliff check would stop it.
+        finalise(settings, accept_usage_cliffs=True)
         pipeline.build(settings, AS_OF, full_refresh=False, select="path:models/marts")
     with connect(settings, read_only=target == "duckdb") as warehouse:
         return fetch_invoices(warehouse), reconciliation(warehouse)

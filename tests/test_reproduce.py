@@ -27,11 +27,12 @@ def test_the_demo_invoices_reproduce_identically(tmp_path):
                   overwrite=True)
     settings = get_settings(home)
     run_all(settings, as_of=DEMO_AS_OF)
-    first = pipeline.finalise(settings)
+    # 4,000 events over 10 customers make erratic months: accept what the usage-cliff check flags.
+    first = pipeline.finalise(settings, accept_usage_cliffs=True)
     # Later events and a later finalisation: the first invoices must still reproduce as they were.
     shutil.copy(FIXTURES / "small_events" / "events.jsonl", settings.landing_dir / "zz-later.jsonl")
     run_all(settings, as_of=datetime(2026, 11, 23))
-    pipeline.finalise(settings)
+    pipeline.finalise(settings, accept_usage_cliffs=True)
     with connect(settings, read_only=True) as warehouse:
         # The finalised invoice with the most steps in use (coupon, tax, credits), and the last one.
         [[busiest]] = warehouse.query(

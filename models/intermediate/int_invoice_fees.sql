@@ -67,9 +67,9 @@ issued_fees as (
         issued_lines.precise_amount,
         issued_lines.amount,
         issued_lines.is_progressive_billing,
-        -- The period line a progressive line counts towards (not kept in the ledger: the ids
-        -- are deterministic, so the recomputation still names it).
-        computed.period_invoice_line_id,
+        -- The period line a progressive line counts towards, as issued (a ledger written before
+        -- it was kept: the recomputation names it, the ids being deterministic).
+        coalesce(issued_lines.period_invoice_line_id, computed.period_invoice_line_id) as period_invoice_line_id,
         issued_lines.corrected_invoice_line_id,
         true as is_issued,
         issued_lines.progressive_billed_amount as issued_progressive_billed_amount,

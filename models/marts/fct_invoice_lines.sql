@@ -11,7 +11,7 @@
     'invoice_at', 'quantity', 'unit_amount', 'proration_factor', 'precise_amount', 'amount',
     'is_progressive_billing', 'progressive_billed_amount', 'progressive_billing_credit_amount',
     'precise_discount_amount', 'taxable_amount', 'tax_rate', 'precise_tax_amount', 'precise_credit_amount',
-    'event_count', 'corrected_invoice_line_id'] %}
+    'event_count', 'corrected_invoice_line_id', 'period_invoice_line_id'] %}
 with fees as (
     select * from {{ ref('int_invoice_fees') }}
     union all
@@ -112,7 +112,8 @@ computed as (
         {{ to_precise_money('coalesce(line_tax_totals.tax_amount, 0)') }} as precise_tax_amount,
         {{ to_precise_money('coalesce(line_credits.credit_amount, 0)') }} as precise_credit_amount,
         cast(fees.event_count as bigint) as event_count,
-        fees.corrected_invoice_line_id
+        fees.corrected_invoice_line_id,
+        fees.period_invoice_line_id
     from fees
     left join line_discounts
         on fees.invoice_line_id = line_discounts.invoice_line_id
@@ -123,16 +124,7 @@ computed as (
 ),
 
 final as (
-    select {% for column in columns %}computed.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
-    from computed
-    left join issued_invoices
-        on computed.invoice_id = issued_invoices.invoice_id
-    where issued_invoices.invoice_id is null
-
-    union all
-
-    select {% for column in columns %}issued_lines.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
-    from issued_lines
+    {{ issued_or_computed(columns, issued='issued_lines') }}
 )
 
 select * from final

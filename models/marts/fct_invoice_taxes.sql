@@ -22,16 +22,7 @@ computed as (
 ),
 
 final as (
-    select {% for column in columns %}computed.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
-    from computed
-    left join issued_invoices
-        on computed.invoice_id = issued_invoices.invoice_id
-    where issued_invoices.invoice_id is null
-
-    union all
-
-    select {% for column in columns %}issued.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
-    from issued
+    {{ issued_or_computed(columns) }}
 )
 
 select * from final

@@ -148,16 +148,7 @@ computed as (
 
 -- A finalised invoice is read from the ledger, as it was issued; its recomputation is dropped.
 final as (
-    select {% for column in columns %}computed.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
-    from computed
-    left join issued
-        on computed.invoice_id = issued.invoice_id
-    where issued.invoice_id is null
-
-    union all
-
-    select {% for column in columns %}issued.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
-    from issued
+    {{ issued_or_computed(columns, issued_invoices='issued') }}
 )
 
 select * from final

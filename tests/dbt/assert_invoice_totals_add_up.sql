@@ -14,13 +14,15 @@ line_sums as (
     group by 1
 ),
 
--- Each usage line deducts what the progressive invoices billed of it, never more than itself.
+-- Each usage line deducts what the progressive invoices billed of it (as they were issued),
+-- never more than itself.
 progressive_deductions as (
     select lines.invoice_id
     from {{ ref('fct_invoice_lines') }} as lines
     left join (
         select period_invoice_line_id, sum(amount) as billed_amount
-        from {{ ref('int_progressive_billing_fees') }}
+        from {{ ref('fct_invoice_lines') }}
+        where is_progressive_billing
         group by 1
     ) as billed
         on lines.invoice_line_id = billed.period_invoice_line_id
