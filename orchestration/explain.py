@@ -49,7 +49,7 @@ def _after_the_fee(warehouse: Warehouse, line_id: str, currency: str, minor: int
 
 
 def explain_line(warehouse: Warehouse, line_id: str, *, sample: int = 10) -> str:
-    p = "?" if warehouse.kind == "duckdb" else "%s"
+    p = warehouse.placeholder
     columns = ["invoice_id", "status", "fee_kind", "customer_id", "subscription_id", "plan_code", "charge_id",
                "metric_code", "charge_model", "description", "currency", "service_period_start",
                "service_period_end", "quantity", "unit_amount", "proration_factor", "precise_amount", "amount",

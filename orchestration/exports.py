@@ -81,7 +81,7 @@ def fetch_invoices(
     issued_between: (start, end) in naive UTC: invoices whose invoice_at falls in [start, end).
     invoice_id_prefix: invoices whose id starts with it (file names carry the first 12 characters).
     """
-    placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+    placeholder = warehouse.placeholder
     where, params = [], []
     if issued_between:
         where.append(f"invoice_at >= {placeholder} and invoice_at < {placeholder}")
@@ -283,7 +283,7 @@ def billed_by_charge(warehouse: Warehouse) -> list[tuple[str, str, str, str, str
 def amounts_by_currency(warehouse: Warehouse, status: str = "issued") -> list[tuple]:
     """Per currency: invoices, then the sums of each step of docs/invoice-amounts.md (fees,
     progressive billing already invoiced, discounts, taxes, prepaid credits, total due)."""
-    condition, params = status_filter("status", status, "?" if warehouse.kind == "duckdb" else "%s")
+    condition, params = status_filter("status", status, warehouse.placeholder)
     return warehouse.query(
         "select currency, count(*), sum(fees_amount), sum(progressive_billing_credit_amount), sum(discount_amount), "
         "sum(tax_amount), "
@@ -294,7 +294,7 @@ def amounts_by_currency(warehouse: Warehouse, status: str = "issued") -> list[tu
 
 def taxes_by_rate(warehouse: Warehouse, status: str = "issued") -> list[tuple]:
     """Per currency and tax: (currency, code, name, rate, taxable amount, tax) over invoices of a status."""
-    condition, params = status_filter("invoices.status", status, "?" if warehouse.kind == "duckdb" else "%s")
+    condition, params = status_filter("invoices.status", status, warehouse.placeholder)
     return warehouse.query(
         "select taxes.currency, taxes.tax_code, taxes.tax_name, taxes.tax_rate, sum(taxes.taxable_amount), "
         "sum(taxes.tax_amount) from marts.fct_invoice_taxes as taxes inner join marts.fct_invoices as invoices "
@@ -304,7 +304,7 @@ def taxes_by_rate(warehouse: Warehouse, status: str = "issued") -> list[tuple]:
 
 
 def totals_by_currency(warehouse: Warehouse, status: str = "issued") -> list[tuple[str, int, Decimal]]:
-    condition, params = status_filter("status", status, "?" if warehouse.kind == "duckdb" else "%s")
+    condition, params = status_filter("status", status, warehouse.placeholder)
     return warehouse.query(
         f"select currency, count(*), sum(total_amount) from marts.fct_invoices where {condition} "
         "group by 1 order by 1", params,

@@ -132,7 +132,7 @@ def ensure_ledger(warehouse: Warehouse) -> None:
                         + ([LEDGER_KEYS[table]] if table in LEDGER_KEYS else []))
         warehouse.execute(f"create table if not exists {table} ({ddl})")
         schema, name = table.split(".")
-        p = _placeholder(warehouse)
+        p = warehouse.placeholder
         existing = {row[0] for row in warehouse.query(
             f"select column_name from information_schema.columns where table_schema = {p} and table_name = {p}",
             [schema, name])}
@@ -163,9 +163,6 @@ class Finalisation:
     events_cutoff_at: datetime | None
     invoices: list[tuple[str, str]]  # (invoice_id, invoice_number), in number order
 
-
-def _placeholder(warehouse: Warehouse) -> str:
-    return "?" if warehouse.kind == "duckdb" else "%s"
 
 
 def last_build(warehouse: Warehouse) -> tuple[datetime, str, str, datetime | None]:
@@ -228,7 +225,7 @@ def _snapshot_price_book(warehouse: Warehouse, fingerprint: str) -> None:
 
     from orchestration.catalog import PRICE_BOOK_FILES, price_book_fingerprint
 
-    p = _placeholder(warehouse)
+    p = warehouse.placeholder
     if warehouse.query(f"select count(*) from ledger.price_book_files where price_book_fingerprint = {p}",
                        [fingerprint])[0][0]:
         return
@@ -265,8 +262,6 @@ def finalise(settings: Settings, *, now: datetime | None = None, accept_usage_cl
     blocking check fails on the tables as they are: what is frozen must have passed them. Numbers continue each billing
     entity's sequence for the invoice's issuing month, in invoice date order.
     """
-    from orchestration.pipeline import utc_now
-
     with connect(settings) as warehouse:
         ensure_ledger(warehouse)
         as_of, price_book, _, cutoff = _check_build_is_current(warehouse)
@@ -294,7 +289,7 @@ def _finalise_in_transaction(warehouse: Warehouse, as_of: datetime, price_book: 
     # Again inside the transaction: nothing may have been built or loaded since the checks ran.
     if _check_build_is_current(warehouse)[3] != cutoff:
         raise FinalisationError("a build ran during finalisation: run `meterline finalise` again")
-    p = _placeholder(warehouse)
+    p = warehouse.placeholder
     candidates = warehouse.query(
         f"""
         select invoices.invoice_id, invoices.billing_entity_code, customers.invoice_prefix, invoices.issuing_date
@@ -365,7 +360,7 @@ def void(settings: Settings, invoice: str, reason: str, *, now: datetime | None 
         raise FinalisationError("a void needs a reason")
     with connect(settings) as warehouse:
         ensure_ledger(warehouse)
-        p = _placeholder(warehouse)
+        p = warehouse.placeholder
         found = warehouse.query(
             f"select invoice_id, invoice_number from ledger.invoices "
             f"where invoice_number = {p} or invoice_id like {p} order by invoice_id",

@@ -213,7 +213,7 @@ def record_run(warehouse: Warehouse, as_of: datetime, full_refresh: bool, starte
                loaded_through: datetime | None) -> None:
     _ensure_runs_table(warehouse)
     fingerprint = warehouse.query("select fingerprint from catalog.price_book_versions")[0][0]
-    placeholder = "?" if warehouse.kind == "duckdb" else "%s"
+    placeholder = warehouse.placeholder
     names = ", ".join(name for name, _ in RUNS_TABLE_COLUMNS)
     warehouse.execute(
         f"insert into raw.pipeline_runs ({names}) values ({', '.join([placeholder] * len(RUNS_TABLE_COLUMNS))})",

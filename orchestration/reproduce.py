@@ -12,6 +12,7 @@ The configured warehouse is only read.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -45,12 +46,9 @@ class ReproduceError(RuntimeError):
     """The invoice cannot be reproduced (unknown, or its price book is missing)."""
 
 
-def _placeholder(warehouse: Warehouse) -> str:
-    return "?" if warehouse.kind == "duckdb" else "%s"
-
 
 def _find_invoice(warehouse: Warehouse, invoice: str) -> dict:
-    p = _placeholder(warehouse)
+    p = warehouse.placeholder
     columns = ["invoice_id", "invoice_number", "events_cutoff_at", "computed_as_of", "price_book_fingerprint",
                "code_version", "events_fingerprint", "finalisation_id"]
     rows = warehouse.query(f"select {', '.join(columns)} from ledger.invoices "
@@ -65,7 +63,7 @@ def _find_invoice(warehouse: Warehouse, invoice: str) -> dict:
 def _write_price_book(warehouse: Warehouse, fingerprint: str, directory: Path) -> None:
     from orchestration.catalog import PRICE_BOOK_FILES, price_book_fingerprint
 
-    p = _placeholder(warehouse)
+    p = warehouse.placeholder
     files = dict(warehouse.query(f"select file_name, content from ledger.price_book_files "
                                  f"where price_book_fingerprint = {p}", [fingerprint]))
     if not files:
@@ -89,7 +87,7 @@ def _copy(source: Warehouse, target: Warehouse, table: str, where: str, params: 
 def _bind(warehouse: Warehouse, sql: str, params: list) -> str:
     """query_arrow takes no parameters: inline these (timestamps and ids we read ourselves)."""
     for value in params:
-        sql = sql.replace(_placeholder(warehouse), f"'{value}'", 1)
+        sql = sql.replace(warehouse.placeholder, f"'{value}'", 1)
     return sql
 
 
@@ -101,9 +99,9 @@ def _compare(issued: Warehouse, scratch: Warehouse, invoice_id: str) -> list[tup
         names = [name for name, _ in columns if name != "computed_as_of"]
         select = f"select {', '.join(names)} from {{table}} where invoice_id = {{p}}"
         frozen = {row[names.index(key)]: row for row in issued.query(
-            select.format(table=ledger_table, p=_placeholder(issued)), [invoice_id])}
+            select.format(table=ledger_table, p=issued.placeholder), [invoice_id])}
         rebuilt = {row[names.index(key)]: row for row in scratch.query(
-            select.format(table=mart, p="?"), [invoice_id])}
+            select.format(table=mart, p=scratch.placeholder), [invoice_id])}
         for row_key in sorted(set(frozen) | set(rebuilt)):
             if row_key not in rebuilt:
                 differences.append((ledger_table, row_key, "(row)", "present", "missing"))
@@ -130,7 +128,7 @@ def reproduce(settings: Settings, invoice: str) -> Reproduction:
         scratch_settings = Settings(home=home, target="duckdb", warehouse_path=home / "warehouse.duckdb",
                                     duckdb_memory_limit=settings.duckdb_memory_limit)
         pipeline.load_catalog(scratch_settings, read_catalog(scratch_settings.catalog_dir))
-        p = _placeholder(issued)
+        p = issued.placeholder
         earlier = [row[0] for row in issued.query(
             f"select finalisation_id from ledger.finalisations where finalisation_sequence < "
             f"(select finalisation_sequence from ledger.finalisations where finalisation_id = {p})",
@@ -151,8 +149,6 @@ def reproduce(settings: Settings, invoice: str) -> Reproduction:
             scratch.execute("create temporary table ledger_finalising (invoice_id varchar)")
             scratch.execute("insert into ledger_finalising values (?)", [recorded["invoice_id"]])
             rows = scratch.query(EVENTS_FINGERPRINT_SQL)
-        import hashlib
-
         fingerprint = rows[0][1] if rows else hashlib.md5(b"").hexdigest()
         if fingerprint != recorded["events_fingerprint"]:
             differences.append(("ledger.invoices", recorded["invoice_id"], "events_fingerprint",

@@ -30,6 +30,8 @@ class Warehouse:
     """The small surface the loaders need. `kind` is the dbt adapter type."""
 
     kind: str
+    placeholder: str
+    """The driver's parameter marker: ? for DuckDB, %s for psycopg2."""
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         raise NotImplementedError
@@ -82,6 +84,7 @@ class Warehouse:
 
 class DuckDBWarehouse(Warehouse):
     kind = "duckdb"
+    placeholder = "?"
 
     def __init__(self, path: Path, *, read_only: bool = False, memory_limit: str | None = None):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +126,7 @@ class DuckDBWarehouse(Warehouse):
 
 class PostgresWarehouse(Warehouse):
     kind = "postgres"
+    placeholder = "%s"
 
     def __init__(self, dsn: str):
         import psycopg2  # imported here: only the Postgres target needs it

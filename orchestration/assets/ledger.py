@@ -53,10 +53,9 @@ def finalised_invoices(context: AssetExecutionContext, meterline: MeterlineSetti
     if done.invoices:
         metadata["numbers"] = f"{done.invoices[0][1]} .. {done.invoices[-1][1]}"
         metadata["events_cutoff_at"] = pipeline.format_as_of(done.events_cutoff_at)
-        placeholder = "?" if settings.target == "duckdb" else "%s"
         with connect(settings, read_only=settings.target == "duckdb") as warehouse:
             rows = warehouse.query(f"select currency, total_amount from ledger.invoices where finalisation_id = "
-                                   f"{placeholder}", [done.finalisation_id])
+                                   f"{warehouse.placeholder}", [done.finalisation_id])
         counts, totals = Counter(), Counter()
         for currency, total in rows:
             counts[currency] += 1
