@@ -230,15 +230,59 @@ def void(
 
     settings = _settings(home)
     try:
-        invoice_id, number = void_invoice(settings, invoice, reason)
-        last = pipeline.last_as_of(settings)
-        if last is not None:
-            pipeline.build(settings, last, full_refresh=False, select="path:models/marts")
+        voided_id, number = void_invoice(settings, invoice, reason)
+        pipeline.rebuild_from_ledger(settings)
     except FinalisationError as error:
         _fail(str(error), 2)
     except pipeline.DbtError as error:
         _fail(str(error))
-    console.print(f"Voided invoice {number} ({invoice_id}): {reason}")
+    console.print(f"Voided {number} ({voided_id}): {reason}")
+
+
+@app.command("credit-note")
+def credit_note(
+    invoice: Annotated[str, typer.Argument(help="A finalised invoice's number, id, or first characters of its id.")],
+    reason: Annotated[str, typer.Option(help="One of: duplicated_charge, product_unsatisfactory, order_change, "
+                                             "order_cancellation, fraudulent_charge, other.")],
+    line: Annotated[Optional[list[str]], typer.Option(
+        help="LINE_ID[=AMOUNT]: a line (id or first characters) and the amount credited excluding tax (all "
+             "that is left of it without =AMOUNT). Repeat for several lines; none credits every line.")] = None,
+    refund: Annotated[bool, typer.Option(
+        "--refund/--credit", help="Pay the amount back (refund), or credit it to the customer's later invoices.")] = False,
+    description: Annotated[Optional[str], typer.Option(help="What the credit note says (a default names the invoice).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Issue a manual credit note on a finalised invoice: numbered PREFIX-CN-YYYYMM-NNNN and
+    written to the ledger at once, tax given back at each line's rates. A credit pays the
+    customer's next invoices (after tax, before prepaid credits); a refund is paid back."""
+    from orchestration.ledger import FinalisationError, issue_credit_note
+
+    settings = _settings(home)
+    lines: dict[str, Decimal | None] = {}
+    for spec in line or []:
+        reference, _, amount = spec.partition("=")
+        try:
+            lines[reference.strip()] = Decimal(amount) if amount.strip() else None
+        except ArithmeticError:
+            _fail(f"--line {spec!r}: {amount!r} is not an amount", 2)
+    try:
+        issued = issue_credit_note(settings, invoice, reason=reason, method="refund" if refund else "credit",
+                                   lines=lines, description=description)
+        pipeline.rebuild_from_ledger(settings)
+    except FinalisationError as error:
+        _fail(str(error), 2)
+    except pipeline.DbtError as error:
+        _fail(str(error))
+    with connect(settings, read_only=settings.target == "duckdb") as warehouse:
+        p = warehouse.placeholder
+        row = warehouse.query(f"select amount, tax_amount, total_amount from marts.fct_credit_notes "
+                              f"where credit_note_id = {p}", [issued.credit_note_id])
+    places = known_currencies()[issued.currency]
+    amount, tax, total = (f"{value:,.{places}f}" for value in row[0])
+    what = "refunded" if refund else "credited to later invoices"
+    console.print(f"Issued credit note {issued.credit_note_number} on invoice {issued.invoice_number}: "
+                  f"{amount} + tax {tax} = {total} {issued.currency}, {what} "
+                  f"({len(issued.items)} line(s); marts.fct_credit_notes)")
 
 
 def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None:
@@ -264,7 +308,8 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
             "select count(*), count(distinct customer_id) from marts.fct_invoices "
             "where invoice_kind = 'progressive_billing' and status in ('closed', 'finalized')")[0]
         credit_notes = warehouse.query(
-            "select currency, count(*), sum(amount) from marts.fct_credit_notes where status = 'closed' "
+            "select currency, count(*), sum(total_amount), sum(applied_amount), sum(refunded_amount), "
+            "sum(balance_amount) from marts.fct_credit_notes where status in ('closed', 'finalized') "
             "group by 1 order by 1")
         closed = amounts_by_currency(warehouse, "issued")
         drafts = amounts_by_currency(warehouse, "draft")
@@ -286,15 +331,15 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
                  f"({'full rebuild' if result.full_refresh else 'incremental'}: {result.reason})")
     # One column per currency, one row per step of docs/invoice-amounts.md (fits a narrow terminal).
     table = Table(title="Issued invoices (closed and finalized), step by step", show_edge=False, pad_edge=False)
-    draft_map = {row[0]: (row[1], row[7]) for row in drafts}
+    draft_map = {row[0]: (row[1], row[8]) for row in drafts}
     closed_map = {row[0]: row[1:] for row in closed}
     exponents = known_currencies()
     currencies = sorted(closed_map)
     table.add_column("")
     for currency in currencies:
         table.add_column(currency, justify="right", no_wrap=True)
-    steps = ("invoices", "fees", "- billed early (progressive)", "- coupons", "+ taxes", "- prepaid credits",
-             "= due")
+    steps = ("invoices", "fees", "- billed early (progressive)", "- coupons", "+ taxes", "- credit notes",
+             "- prepaid credits", "= due")
     for index, step in enumerate(steps):
         cells = []
         for currency in currencies:
@@ -328,11 +373,12 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
         console.print(f"Progressive billing: {progressive[0]:,} invoice(s) of usage so far for {progressive[1]:,} "
                       "customer(s) who reached a usage threshold, deducted from their period-end invoices")
     _print_billed_by_charge(by_charge, exponents)
-    if credit_notes:
-        summary = ", ".join(f"{currency} {total:,.{exponents[currency]}f} ({count})"
-                            for currency, count, total in credit_notes)
-        console.print(f"Credit notes (unused in-advance days, usage billed early beyond a period's amount): "
-                      f"{summary}")
+    for currency, count, total, applied, refunded, balance in credit_notes:
+        places = exponents[currency]
+        console.print(f"Credit notes in {currency}: {count:,} for {total:,.{places}f} (unused in-advance days, usage "
+                      f"billed early beyond a period's amount, late events, manual); {applied:,.{places}f} paid "
+                      f"later invoices, {refunded:,.{places}f} refunded, {balance:,.{places}f} left to use "
+                      "(marts.fct_credit_notes)")
     events = Table(title="Events (every input record is accounted for)", show_edge=False)
     events.add_column("outcome")
     events.add_column("reason")
@@ -511,6 +557,9 @@ def _print_invoice(inv: dict) -> None:
     for tax in inv["taxes"]:
         steps.add_row(f"  {tax['name']} {tax['rate']}% on {tax['taxable_amount']}", tax["amount"])
     steps.add_row("Subtotal including taxes", inv["subtotal_including_taxes"])
+    for credit in inv.get("credit_note_credits", []):
+        steps.add_row(f"  Credit note {credit['credit_note_number'] or credit['credit_note_id'][:12]}",
+                      f"-{credit['amount']}")
     for credit in inv["credits"]:
         steps.add_row(f"  {credit['name']} ({credit['wallet_id']}): {credit['credits']} credits, balance "
                       f"before {credit['balance_before_amount']}", f"-{credit['amount']}")

@@ -27,8 +27,8 @@ def _one(warehouse: Warehouse, sql: str, params: list) -> dict | None:
 
 def _after_the_fee(warehouse: Warehouse, line_id: str, currency: str, minor: int, p: str) -> list[str]:
     """The line's part in the invoice's later steps (docs/invoice-amounts.md): its share of each
-    coupon, the taxes on what is left, and its share of each wallet's payment. Precise: the
-    invoice rounds each coupon, each tax rate and each wallet payment once."""
+    coupon, the taxes on what is left, its share of the credit notes' and of each wallet's
+    payment. Precise: the invoice rounds each coupon, each tax rate and each payment once."""
     out: list[str] = []
     for code, discount, share in warehouse.query(
             f"select coupon_code, discount_amount, line_discount_amount from "
@@ -40,6 +40,15 @@ def _after_the_fee(warehouse: Warehouse, line_id: str, currency: str, minor: int
             f"intermediate.int_invoice_line_taxes where invoice_line_id = {p} order by tax_code", [line_id]):
         out.append(f"  tax {code} ({level}'s): {format_decimal(taxable)} x {format_decimal(rate)}% = "
                    f"{format_decimal(tax)} (the invoice rounds each rate's sum once)")
+    for number, paid, share in warehouse.query(
+            f"select coalesce(notes.credit_note_number, notes.credit_note_id), credits.credit_amount, "
+            f"due.credit_note_credit_amount from intermediate.int_invoice_line_amounts_due as due "
+            f"inner join marts.fct_invoice_credit_note_credits as credits on due.invoice_id = credits.invoice_id "
+            f"inner join marts.fct_credit_notes as notes on credits.credit_note_id = notes.credit_note_id "
+            f"where due.invoice_line_id = {p} and due.credit_note_credit_amount <> 0 "
+            f"order by notes.issued_at, notes.credit_note_id", [line_id]):
+        out.append(f"  credit note {number} paid {paid:.{minor}f} {currency} of the invoice; this line's share of "
+                   f"all credit notes' payment = -{format_decimal(share)}")
     for wallet, paid, share in warehouse.query(
             f"select wallet_id, credit_amount, line_credit_amount from intermediate.int_invoice_wallet_credits "
             f"where invoice_line_id = {p} order by wallet_rank", [line_id]):

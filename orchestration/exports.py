@@ -20,7 +20,7 @@ from orchestration.warehouse import Warehouse
 INVOICE_FIELDS = [
     "invoice_id", "invoice_number", "status", "invoice_kind", "customer_id", "customer_name", "currency", "issuing_date", "invoice_at",
     "period_start", "period_end", "fees_amount", "progressive_billing_credit_amount", "discount_amount", "subtotal_excluding_taxes", "tax_amount",
-    "subtotal_including_taxes", "prepaid_credit_amount", "total_amount", "event_count", "computed_as_of",
+    "subtotal_including_taxes", "credit_note_credit_amount", "prepaid_credit_amount", "total_amount", "event_count", "computed_as_of",
     "grace_period_ends_at", "finalized_at", "voided_at",
 ]
 LINE_FIELDS = [
@@ -29,7 +29,7 @@ LINE_FIELDS = [
     "precise_discount_amount", "tax_rate", "precise_tax_amount", "precise_credit_amount", "event_count",
 ]
 MONEY_FIELDS = {"fees_amount", "progressive_billing_credit_amount", "discount_amount", "subtotal_excluding_taxes", "tax_amount", "subtotal_including_taxes",
-                "prepaid_credit_amount", "total_amount", "amount"}
+                "credit_note_credit_amount", "prepaid_credit_amount", "total_amount", "amount"}
 
 
 ISSUED = ("closed", "finalized")
@@ -135,6 +135,14 @@ def fetch_invoices(
     ):
         taxes[invoice_id].append({"tax_code": code, "name": name, "rate": rate, "taxable_amount": taxable,
                                   "amount": amount})
+    credit_note_credits: dict[str, list[dict]] = defaultdict(list)
+    for invoice_id, credit_note_id, number, amount in warehouse.query(
+        f"select invoice_id, credit_note_id, credit_note_number, credit_amount "
+        f"from marts.fct_invoice_credit_note_credits where invoice_id in ({id_list}) "
+        f"order by invoice_id, credit_note_number, credit_note_id", ids,
+    ):
+        credit_note_credits[invoice_id].append({"credit_note_id": credit_note_id, "credit_note_number": number,
+                                                "amount": amount})
     credits: dict[str, list[dict]] = defaultdict(list)
     for invoice_id, wallet_id, name, balance, amount, spent in warehouse.query(
         f"select invoice_id, wallet_id, wallet_name, balance_before_amount, credit_amount, credits "
@@ -157,6 +165,9 @@ def fetch_invoices(
             {**t, "rate": format_decimal(t["rate"]), "taxable_amount": format_money(t["taxable_amount"], minor_unit),
              "amount": format_money(t["amount"], minor_unit)}
             for t in taxes[invoice["invoice_id"]]
+        ]
+        document["credit_note_credits"] = [
+            {**c, "amount": format_money(c["amount"], minor_unit)} for c in credit_note_credits[invoice["invoice_id"]]
         ]
         document["credits"] = [
             {**c, "balance_before_amount": format_money(c["balance_before_amount"], minor_unit),
@@ -282,12 +293,14 @@ def billed_by_charge(warehouse: Warehouse) -> list[tuple[str, str, str, str, str
 
 def amounts_by_currency(warehouse: Warehouse, status: str = "issued") -> list[tuple]:
     """Per currency: invoices, then the sums of each step of docs/invoice-amounts.md (fees,
-    progressive billing already invoiced, discounts, taxes, prepaid credits, total due)."""
+    progressive billing already invoiced, discounts, taxes, credit notes' credits, prepaid credits,
+    total due)."""
     condition, params = status_filter("status", status, warehouse.placeholder)
     return warehouse.query(
         "select currency, count(*), sum(fees_amount), sum(progressive_billing_credit_amount), sum(discount_amount), "
         "sum(tax_amount), "
-        f"sum(prepaid_credit_amount), sum(total_amount) from marts.fct_invoices where {condition} "
+        f"sum(credit_note_credit_amount), sum(prepaid_credit_amount), sum(total_amount) "
+        f"from marts.fct_invoices where {condition} "
         "group by 1 order by 1", params,
     )
 

@@ -18,6 +18,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from importlib import metadata
 
 from orchestration.settings import Settings
@@ -37,7 +38,7 @@ INVOICE_COLUMNS = [
     ("invoice_at", "timestamp"), ("issuing_date", "date"), ("period_start", "date"), ("period_end", "date"),
     ("fees_amount", ROUNDED), ("progressive_billing_credit_amount", ROUNDED), ("discount_amount", ROUNDED),
     ("subtotal_excluding_taxes", ROUNDED), ("tax_amount", ROUNDED), ("subtotal_including_taxes", ROUNDED),
-    ("prepaid_credit_amount", ROUNDED), ("total_amount", ROUNDED), ("line_count", "bigint"),
+    ("credit_note_credit_amount", ROUNDED), ("prepaid_credit_amount", ROUNDED), ("total_amount", ROUNDED), ("line_count", "bigint"),
     ("event_count", "bigint"), ("computed_as_of", "timestamp"), ("grace_period_ends_at", "timestamp"),
 ]
 INVOICE_LINE_COLUMNS = [
@@ -71,6 +72,27 @@ INVOICE_WALLET_CREDIT_COLUMNS = [
     ("credit_amount", ROUNDED), ("credits", PRECISE), ("line_count", "bigint"),
 ]
 
+INVOICE_CREDIT_NOTE_CREDIT_COLUMNS = [
+    ("invoice_credit_note_credit_id", "varchar"), ("invoice_id", "varchar"), ("credit_note_id", "varchar"),
+    ("customer_id", "varchar"), ("currency", "varchar"), ("invoice_at", "timestamp"), ("credit_amount", ROUNDED),
+]
+# fct_credit_notes' columns that a credit note is issued with (status, number and the balance
+# are not: the ledger adds the number, the marts derive the rest).
+CREDIT_NOTE_COLUMNS = [
+    ("credit_note_id", "varchar"), ("origin", "varchar"), ("reason", "varchar"), ("credit_method", "varchar"),
+    ("customer_id", "varchar"), ("billing_entity_code", "varchar"), ("invoice_id", "varchar"),
+    ("subscription_id", "varchar"), ("billing_period_id", "varchar"), ("plan_code", "varchar"),
+    ("currency", "varchar"), ("issued_at", "timestamp"), ("issuing_date", "date"),
+    ("service_period_start", "date"), ("service_period_end", "date"), ("unused_days", "integer"),
+    ("days_in_period", "integer"), ("description", "varchar"), ("quantity", QUANTITY), ("precise_amount", PRECISE),
+    ("amount", ROUNDED), ("tax_amount", ROUNDED), ("total_amount", ROUNDED), ("corrected_invoice_line_id", "varchar"),
+    ("grace_period_ends_at", "timestamp"),
+]
+CREDIT_NOTE_FINALISATION_COLUMNS = [
+    ("credit_note_number", "varchar"), ("credit_note_sequence", "bigint"), ("finalisation_id", "varchar"),
+    ("finalized_at", "timestamp"), ("events_cutoff_at", "timestamp"),
+]
+
 # What finalisation adds to each invoice: its number and what it was computed from.
 FINALISATION_COLUMNS = [
     ("invoice_number", "varchar"), ("invoice_sequence", "bigint"), ("finalisation_id", "varchar"),
@@ -84,17 +106,27 @@ COPIED_TABLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "ledger.invoice_taxes": ("marts.fct_invoice_taxes", INVOICE_TAX_COLUMNS),
     "ledger.invoice_discounts": ("marts.fct_invoice_discounts", INVOICE_DISCOUNT_COLUMNS),
     "ledger.invoice_wallet_credits": ("marts.fct_invoice_wallet_credits", INVOICE_WALLET_CREDIT_COLUMNS),
+    "ledger.invoice_credit_note_credits": ("marts.fct_invoice_credit_note_credits",
+                                           INVOICE_CREDIT_NOTE_CREDIT_COLUMNS),
 }
 
 LEDGER_TABLES: dict[str, list[tuple[str, str]]] = {
     "ledger.finalisations": [
         ("finalisation_id", "varchar"), ("finalisation_sequence", "bigint"), ("finalized_at", "timestamp"),
         ("as_of", "timestamp"), ("events_cutoff_at", "timestamp"), ("price_book_fingerprint", "varchar"),
-        ("code_version", "varchar"), ("invoice_count", "bigint"),
+        ("code_version", "varchar"), ("invoice_count", "bigint"), ("credit_note_count", "bigint"),
     ],
     "ledger.invoices": INVOICE_COLUMNS + FINALISATION_COLUMNS,
     **{table: columns + [("finalisation_id", "varchar")] for table, (_, columns) in COPIED_TABLES.items()},
     "ledger.invoice_voids": [("invoice_id", "varchar"), ("voided_at", "timestamp"), ("reason", "varchar")],
+    "ledger.credit_notes": CREDIT_NOTE_COLUMNS + CREDIT_NOTE_FINALISATION_COLUMNS,
+    # The lines a manual credit note credits, each at its line's tax rate (stg_ledger__credit_notes
+    # derives the note's rounded tax from them, with the one rounding macro).
+    "ledger.credit_note_items": [
+        ("credit_note_item_id", "varchar"), ("credit_note_id", "varchar"), ("invoice_line_id", "varchar"),
+        ("description", "varchar"), ("amount", ROUNDED), ("tax_rate", PRECISE),
+    ],
+    "ledger.credit_note_voids": [("credit_note_id", "varchar"), ("voided_at", "timestamp"), ("reason", "varchar")],
     # The price book each finalisation used, file by file, so `meterline reproduce` can rebuild with it.
     "ledger.price_book_files": [("price_book_fingerprint", "varchar"), ("file_name", "varchar"),
                                 ("content", "varchar")],
@@ -120,6 +152,10 @@ LEDGER_KEYS = {
     "ledger.invoices": "primary key (invoice_id), unique (invoice_number)",
     "ledger.invoice_lines": "primary key (invoice_line_id)",
     "ledger.invoice_voids": "primary key (invoice_id)",
+    "ledger.credit_notes": "primary key (credit_note_id), unique (credit_note_number)",
+    "ledger.credit_note_items": "primary key (credit_note_item_id)",
+    "ledger.credit_note_voids": "primary key (credit_note_id)",
+    "ledger.invoice_credit_note_credits": "primary key (invoice_credit_note_credit_id)",
     "ledger.finalisations": "primary key (finalisation_id), unique (finalisation_sequence)",
 }
 
@@ -156,13 +192,29 @@ def invoice_number(prefix: str, issuing_date, sequence: int) -> str:
     return f"{prefix}-{issuing_date:%Y%m}-{sequence:04d}"
 
 
+def credit_note_number(prefix: str, issuing_date, sequence: int) -> str:
+    """PREFIX-CN-YYYYMM-NNNN: credit notes have their own gapless sequence per billing entity
+    and issuing month."""
+    return f"{prefix}-CN-{issuing_date:%Y%m}-{sequence:04d}"
+
+
+def _last_sequences(warehouse: Warehouse, table: str, sequence_column: str) -> dict[tuple[str, int, int], int]:
+    """The last number handed out per (billing entity, issuing year, month)."""
+    last: dict[tuple[str, int, int], int] = defaultdict(int)
+    for entity, year, month, number in warehouse.query(
+            f"select billing_entity_code, extract(year from issuing_date), extract(month from issuing_date), "
+            f"max({sequence_column}) from {table} group by 1, 2, 3"):
+        last[(entity, int(year), int(month))] = number
+    return last
+
+
 @dataclass(frozen=True)
 class Finalisation:
     finalisation_id: str | None  # None when there was nothing to finalise
     as_of: datetime
     events_cutoff_at: datetime | None
     invoices: list[tuple[str, str]]  # (invoice_id, invoice_number), in number order
-
+    credit_notes: tuple[tuple[str, str], ...] = ()  # (credit_note_id, credit_note_number)
 
 
 def last_build(warehouse: Warehouse) -> tuple[datetime, str, str, datetime | None]:
@@ -274,8 +326,9 @@ def finalise(settings: Settings, *, now: datetime | None = None, accept_usage_cl
         except BaseException:
             warehouse.execute("rollback")
             raise
-    if finalised.invoices:
-        log.info("finalised %d invoice(s) as %s", len(finalised.invoices), finalised.finalisation_id)
+    if finalised.finalisation_id:
+        log.info("finalised %d invoice(s) and %d credit note(s) as %s", len(finalised.invoices),
+                 len(finalised.credit_notes), finalised.finalisation_id)
     return finalised
 
 
@@ -303,21 +356,36 @@ def _finalise_in_transaction(warehouse: Warehouse, as_of: datetime, price_book: 
             and invoices.grace_period_ends_at <= {p}
         order by invoices.billing_entity_code, invoices.invoice_at, invoices.invoice_id
         """, [as_of])
-    if not candidates:
+    # Automatic credit notes, closed and past their grace period, as invoices are (a credit note
+    # a finalised invoice drew on is issued no later than it, so it is frozen with it or before).
+    credit_note_candidates = warehouse.query(
+        f"""
+        select credit_notes.credit_note_id, credit_notes.billing_entity_code, customers.invoice_prefix,
+            credit_notes.issuing_date
+        from marts.fct_credit_notes as credit_notes
+        inner join staging.stg_catalog__customers as customers
+            on credit_notes.customer_id = customers.customer_id
+        left join ledger.credit_notes as issued
+            on credit_notes.credit_note_id = issued.credit_note_id
+        where credit_notes.status = 'closed'
+            and issued.credit_note_id is null
+            and credit_notes.grace_period_ends_at <= {p}
+        order by credit_notes.billing_entity_code, credit_notes.issued_at, credit_notes.credit_note_id
+        """, [as_of])
+    if not candidates and not credit_note_candidates:
         return Finalisation(None, as_of, cutoff, [])
     finalized_at = now or utc_now()
     sequence = warehouse.query("select coalesce(max(finalisation_sequence), 0) + 1 from ledger.finalisations")[0][0]
     finalisation_id = hashlib.sha256(
         f"{sequence}|{finalized_at.isoformat()}|{len(candidates)}".encode()).hexdigest()[:32]
-    warehouse.execute(f"insert into ledger.finalisations values ({', '.join([p] * 8)})",
+    names = ", ".join(name for name, _ in LEDGER_TABLES["ledger.finalisations"])
+    warehouse.execute(f"insert into ledger.finalisations ({names}) values ({', '.join([p] * 9)})",
                       [finalisation_id, sequence, finalized_at, as_of, cutoff, price_book, code_version(),
-                       len(candidates)])
+                       len(candidates), len(credit_note_candidates)])
     _crash_point("finalisation_recorded")
-    last_numbers: dict[tuple[str, int, int], int] = defaultdict(int)
-    for entity, year, month, number in warehouse.query(
-            "select billing_entity_code, extract(year from issuing_date), extract(month from issuing_date), "
-            "max(invoice_sequence) from ledger.invoices group by 1, 2, 3"):
-        last_numbers[(entity, int(year), int(month))] = number
+    credit_notes = _freeze_credit_notes(warehouse, credit_note_candidates, finalisation_id, finalized_at, cutoff)
+    _crash_point("credit_notes_written")
+    last_numbers = _last_sequences(warehouse, "ledger.invoices", "invoice_sequence")
     numbered = []
     for invoice_id, entity, prefix, issuing_date in candidates:
         key = (entity, issuing_date.year, issuing_date.month)
@@ -348,12 +416,40 @@ def _finalise_in_transaction(warehouse: Warehouse, as_of: datetime, price_book: 
         _crash_point(f"{table.split('.')[1]}_written")
     _snapshot_price_book(warehouse, price_book)
     warehouse.execute("drop table ledger_finalising")
-    return Finalisation(finalisation_id, as_of, cutoff, [(i, n) for i, n, _ in numbered])
+    return Finalisation(finalisation_id, as_of, cutoff, [(i, n) for i, n, _ in numbered], tuple(credit_notes))
+
+
+def _freeze_credit_notes(warehouse: Warehouse, candidates: list, finalisation_id: str, finalized_at: datetime,
+                         cutoff: datetime) -> list[tuple[str, str]]:
+    """Number the credit notes and copy them from the marts into the ledger."""
+    if not candidates:
+        return []
+    p = warehouse.placeholder
+    last_numbers = _last_sequences(warehouse, "ledger.credit_notes", "credit_note_sequence")
+    numbered = []
+    for credit_note_id, entity, prefix, issuing_date in candidates:
+        key = (entity, issuing_date.year, issuing_date.month)
+        last_numbers[key] += 1
+        numbered.append((credit_note_id, credit_note_number(prefix, issuing_date, last_numbers[key]),
+                         last_numbers[key]))
+    warehouse.execute("create temporary table ledger_finalising_credit_notes "
+                      "(credit_note_id varchar, credit_note_number varchar, credit_note_sequence bigint)")
+    warehouse.execute_many(f"insert into ledger_finalising_credit_notes values ({p}, {p}, {p})", numbered)
+    names = ", ".join(name for name, _ in CREDIT_NOTE_COLUMNS + CREDIT_NOTE_FINALISATION_COLUMNS)
+    copied = ", ".join(f"credit_notes.{name}" for name, _ in CREDIT_NOTE_COLUMNS)
+    warehouse.execute(
+        f"insert into ledger.credit_notes ({names}) "
+        f"select {copied}, finalising.credit_note_number, finalising.credit_note_sequence, {p}, {p}, {p} "
+        f"from marts.fct_credit_notes as credit_notes inner join ledger_finalising_credit_notes as finalising "
+        f"on credit_notes.credit_note_id = finalising.credit_note_id",
+        [finalisation_id, finalized_at, cutoff])
+    warehouse.execute("drop table ledger_finalising_credit_notes")
+    return [(credit_note_id, number) for credit_note_id, number, _ in numbered]
 
 
 def void(settings: Settings, invoice: str, reason: str, *, now: datetime | None = None) -> tuple[str, str]:
-    """Void a finalised invoice (by id, id prefix or number). It stays in the ledger and in
-    fct_invoices with status `voided`; nothing is deleted. Returns (invoice_id, number)."""
+    """Void a finalised invoice or credit note (by id, id prefix or number). It stays in the
+    ledger and in the marts with status `voided`; nothing is deleted. Returns (id, number)."""
     from orchestration.pipeline import utc_now
 
     if not reason.strip():
@@ -365,13 +461,183 @@ def void(settings: Settings, invoice: str, reason: str, *, now: datetime | None 
             f"select invoice_id, invoice_number from ledger.invoices "
             f"where invoice_number = {p} or invoice_id like {p} order by invoice_id",
             [invoice, f"{invoice}%"])
+        if not found:  # a credit note, perhaps
+            voided = void_credit_note(warehouse, invoice, reason.strip(), now or utc_now())
+            if voided:
+                return voided
         if len(found) != 1:
             raise FinalisationError(
                 f"{len(found)} finalised invoices match {invoice!r}: give a number or more of the id"
-                if found else f"no finalised invoice {invoice!r} (only finalised invoices can be voided)")
+                if found else f"no finalised invoice or credit note {invoice!r} (only finalised ones can be voided)")
         invoice_id, number = found[0]
         if warehouse.query(f"select count(*) from ledger.invoice_voids where invoice_id = {p}", [invoice_id])[0][0]:
             raise FinalisationError(f"invoice {number} is already voided")
         warehouse.execute(f"insert into ledger.invoice_voids values ({p}, {p}, {p})",
                           [invoice_id, now or utc_now(), reason.strip()])
     return invoice_id, number
+
+
+MANUAL_REASONS = ("duplicated_charge", "product_unsatisfactory", "order_change", "order_cancellation",
+                  "fraudulent_charge", "other")
+CREDIT_METHODS = ("credit", "refund")
+
+
+@dataclass(frozen=True)
+class IssuedCreditNote:
+    credit_note_id: str
+    credit_note_number: str
+    invoice_number: str
+    currency: str
+    credit_method: str
+    items: list[tuple[str, Decimal, Decimal]]  # (invoice_line_id, amount, tax rate %)
+
+    @property
+    def amount(self) -> Decimal:
+        return sum((amount for _, amount, _ in self.items), Decimal(0))
+
+
+def issue_credit_note(settings: Settings, invoice: str, *, reason: str, method: str = "credit",
+                      lines: dict[str, Decimal | None] | None = None, description: str | None = None,
+                      now: datetime | None = None) -> IssuedCreditNote:
+    """Issue a manual credit note on a finalised invoice: it is numbered and written to the
+    ledger at once (docs/invoice-lifecycle.md, "Credit notes").
+
+    `lines` maps invoice line ids (or unique prefixes) to the amount credited, excluding tax
+    (None: all that is left of the line); no lines credits every line in full. A line can be
+    credited up to what it was billed after progressive billing and coupons, less what earlier
+    credit notes took; tax is given back at the line's rates. `credit` pays the customer's later
+    invoices; `refund` is paid back and leaves later invoices alone.
+    """
+    from zoneinfo import ZoneInfo
+
+    from orchestration.pipeline import utc_now
+
+    if reason not in MANUAL_REASONS:
+        raise FinalisationError(f"unknown credit note reason {reason!r}: one of {', '.join(MANUAL_REASONS)}")
+    if method not in CREDIT_METHODS:
+        raise FinalisationError(f"unknown credit method {method!r}: credit or refund")
+    issued_at = now or utc_now()
+    with connect(settings) as warehouse:
+        ensure_ledger(warehouse)
+        warehouse.execute("begin")
+        try:
+            if warehouse.kind == "postgres":  # numbers are read, then written: one writer at a time
+                warehouse.execute("lock table ledger.finalisations in exclusive mode")
+            issued = _issue_credit_note(warehouse, invoice, reason, method, lines or {}, description, issued_at,
+                                        ZoneInfo)
+            warehouse.execute("commit")
+        except BaseException:
+            warehouse.execute("rollback")
+            raise
+    log.info("issued credit note %s on %s", issued.credit_note_number, issued.invoice_number)
+    return issued
+
+
+def _issue_credit_note(warehouse: Warehouse, invoice: str, reason: str, method: str,
+                       lines: dict[str, Decimal | None], description: str | None, issued_at: datetime,
+                       zone_info) -> IssuedCreditNote:
+    p = warehouse.placeholder
+    found = warehouse.query(
+        f"select invoices.invoice_id, invoices.invoice_number, invoices.customer_id, invoices.billing_entity_code, "
+        f"invoices.currency, voids.invoice_id is not null "
+        f"from ledger.invoices as invoices left join ledger.invoice_voids as voids "
+        f"on invoices.invoice_id = voids.invoice_id "
+        f"where invoices.invoice_number = {p} or invoices.invoice_id like {p} order by invoices.invoice_id",
+        [invoice, f"{invoice}%"])
+    if len(found) != 1:
+        raise FinalisationError(
+            f"{len(found)} finalised invoices match {invoice!r}: give a number or more of the id" if found
+            else f"no finalised invoice {invoice!r} (credit notes are issued on finalised invoices)")
+    invoice_id, number, customer_id, entity, currency, voided = found[0]
+    if voided:
+        raise FinalisationError(f"invoice {number} is voided: there is nothing left to credit")
+    minor_unit = warehouse.query(f"select minor_unit from reference.currencies where currency_code = {p}",
+                                 [currency])[0][0]
+    step = Decimal(1).scaleb(-minor_unit)
+    # What each line may still be credited: billed after progressive billing and coupons, rounded
+    # down to the minor unit (never more than was billed), less earlier credit notes' items.
+    creditable = {}
+    for line_id, line_description, taxable, tax_rate, credited in warehouse.query(
+            f"select lines.invoice_line_id, lines.description, lines.taxable_amount, lines.tax_rate, "
+            f"coalesce(sum(items.amount), 0) "
+            f"from ledger.invoice_lines as lines "
+            f"left join ledger.credit_note_items as items on lines.invoice_line_id = items.invoice_line_id "
+            f"and items.credit_note_id not in (select credit_note_id from ledger.credit_note_voids) "
+            f"where lines.invoice_id = {p} group by 1, 2, 3, 4 order by 1", [invoice_id]):
+        left = ((Decimal(taxable) // step) * step - Decimal(credited)).quantize(step)
+        creditable[line_id] = (line_description, max(left, Decimal(0)), Decimal(tax_rate))
+    requested = lines or {line_id: None for line_id, (_, left, _) in creditable.items() if left > 0}
+    items = []
+    for reference, amount in requested.items():
+        matches = [line_id for line_id in creditable if line_id.startswith(reference)]
+        if len(matches) != 1:
+            raise FinalisationError(f"{len(matches)} lines of invoice {number} match {reference!r}"
+                                    if matches else f"invoice {number} has no line {reference!r}")
+        line_id = matches[0]
+        line_description, left, tax_rate = creditable[line_id]
+        amount = left if amount is None else Decimal(amount)
+        if amount <= 0:
+            raise FinalisationError(f"line {line_id[:12]} ({line_description}): nothing left to credit"
+                                    if left <= 0 else f"line {line_id[:12]}: a credit must be positive")
+        if amount != amount.quantize(step):
+            raise FinalisationError(f"line {line_id[:12]}: {amount} {currency} has more than {minor_unit} decimal(s)")
+        if amount > left:
+            raise FinalisationError(f"line {line_id[:12]} ({line_description}): {amount} {currency} is more than "
+                                    f"the {left} {currency} left to credit")
+        items.append((line_id, line_description, amount, tax_rate))
+    if not items:
+        raise FinalisationError(f"invoice {number}: nothing left to credit")
+    timezone_name, prefix = warehouse.query(
+        f"select billing_timezone, invoice_prefix from staging.stg_catalog__customers where customer_id = {p}",
+        [customer_id])[0]
+    issuing_date = issued_at.replace(tzinfo=zone_info("UTC")).astimezone(zone_info(timezone_name)).date()
+    sequence = _last_sequences(warehouse, "ledger.credit_notes", "credit_note_sequence")[
+        (entity, issuing_date.year, issuing_date.month)] + 1
+    number_cn = credit_note_number(prefix, issuing_date, sequence)
+    credit_note_id = hashlib.md5(f"{invoice_id}|manual|{number_cn}".encode()).hexdigest()
+    amount = sum((amount for _, _, amount, _ in items), Decimal(0))
+    text = description or f"Credit on invoice {number} ({reason.replace('_', ' ')})"
+    values = {
+        "credit_note_id": credit_note_id, "origin": "manual", "reason": reason, "credit_method": method,
+        "customer_id": customer_id, "billing_entity_code": entity, "invoice_id": invoice_id,
+        "currency": currency, "issued_at": issued_at, "issuing_date": issuing_date, "description": text,
+        "precise_amount": amount, "amount": amount, "grace_period_ends_at": issued_at,
+        "credit_note_number": number_cn, "credit_note_sequence": sequence, "finalized_at": issued_at,
+    }  # tax_amount and total_amount: derived from the items (stg_ledger__credit_notes)
+    warehouse.execute(f"insert into ledger.credit_notes ({', '.join(values)}) values ({', '.join([p] * len(values))})",
+                      list(values.values()))
+    warehouse.execute_many(
+        f"insert into ledger.credit_note_items values ({p}, {p}, {p}, {p}, {p}, {p})",
+        [(hashlib.md5(f"{credit_note_id}|{line_id}".encode()).hexdigest(), credit_note_id, line_id, line_description,
+          amount, tax_rate) for line_id, line_description, amount, tax_rate in items])
+    return IssuedCreditNote(credit_note_id, number_cn, number, currency, method,
+                            [(line_id, amount, tax_rate) for line_id, _, amount, tax_rate in items])
+
+
+def void_credit_note(warehouse: Warehouse, credit_note: str, reason: str, voided_at: datetime) -> tuple[str, str] | None:
+    """Void a finalised credit note (by number or id prefix), unless a finalised invoice already
+    took credit from it. None when no credit note matches."""
+    p = warehouse.placeholder
+    found = warehouse.query(
+        f"select credit_note_id, credit_note_number from ledger.credit_notes "
+        f"where credit_note_number = {p} or credit_note_id like {p} order by credit_note_id",
+        [credit_note, f"{credit_note}%"])
+    if not found:
+        return None
+    if len(found) > 1:
+        raise FinalisationError(f"{len(found)} credit notes match {credit_note!r}: give a number or more of the id")
+    credit_note_id, number = found[0]
+    if warehouse.query(f"select count(*) from ledger.credit_note_voids where credit_note_id = {p}",
+                       [credit_note_id])[0][0]:
+        raise FinalisationError(f"credit note {number} is already voided")
+    used = warehouse.query(
+        f"select invoices.invoice_number from ledger.invoice_credit_note_credits as credits "
+        f"inner join ledger.invoices as invoices on credits.invoice_id = invoices.invoice_id "
+        f"where credits.credit_note_id = {p} "
+        f"and credits.invoice_id not in (select invoice_id from ledger.invoice_voids) order by 1", [credit_note_id])
+    if used:
+        raise FinalisationError(f"credit note {number} paid part of finalised invoice(s) "
+                                f"{', '.join(row[0] for row in used)}: void those first")
+    warehouse.execute(f"insert into ledger.credit_note_voids values ({p}, {p}, {p})",
+                      [credit_note_id, voided_at, reason])
+    return credit_note_id, number

@@ -181,7 +181,7 @@ def build(settings: Settings, as_of: datetime, *, full_refresh: bool | None = No
     loaded_through = prepare_build(settings)
     args = ["build"] + (["--full-refresh"] if full_refresh else []) + (["--select", select] if select else [])
     run_dbt(settings, args, as_of=as_of)
-    if select is None:  # a partial build (the marts after a finalisation) is not a build of the events
+    if select is None:  # a partial build (after a finalisation) is not a build of the events
         with connect(settings) as warehouse:
             record_run(warehouse, as_of, full_refresh, started, loaded_through)
     return BuildResult(as_of, full_refresh, reason)
@@ -204,9 +204,22 @@ def finalise(settings: Settings, *, accept_usage_cliffs: bool = False):
     from orchestration.ledger import finalise as finalise_invoices
 
     done = finalise_invoices(settings, accept_usage_cliffs=accept_usage_cliffs)
-    if done.invoices:
-        build(settings, done.as_of, full_refresh=False, select="path:models/marts")
+    if done.finalisation_id:
+        rebuild_from_ledger(settings, done.as_of)
     return done
+
+
+LEDGER_DEPENDENTS = "source:ledger+"
+"""The models that read the ledger, and everything built on them: what a change to the ledger
+(a finalisation, a void, a credit note) makes stale. The events' deduplication and matching
+are not among them."""
+
+
+def rebuild_from_ledger(settings: Settings, as_of: datetime | None = None) -> None:
+    """Rebuild what reads the ledger, as of the last build (nothing when nothing was built)."""
+    as_of = as_of or last_as_of(settings)
+    if as_of is not None:
+        build(settings, as_of, full_refresh=False, select=LEDGER_DEPENDENTS)
 
 
 def record_run(warehouse: Warehouse, as_of: datetime, full_refresh: bool, started: datetime,

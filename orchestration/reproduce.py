@@ -50,7 +50,7 @@ class ReproduceError(RuntimeError):
 def _find_invoice(warehouse: Warehouse, invoice: str) -> dict:
     p = warehouse.placeholder
     columns = ["invoice_id", "invoice_number", "events_cutoff_at", "computed_as_of", "price_book_fingerprint",
-               "code_version", "events_fingerprint", "finalisation_id"]
+               "code_version", "events_fingerprint", "finalisation_id", "finalized_at"]
     rows = warehouse.query(f"select {', '.join(columns)} from ledger.invoices "
                            f"where invoice_number = {p} or invoice_id like {p}", [invoice, f"{invoice}%"])
     if len(rows) != 1:
@@ -137,11 +137,22 @@ def reproduce(settings: Settings, invoice: str) -> Reproduction:
             ensure_raw_tables(scratch)
             ensure_ledger(scratch)
             copied = _copy(issued, scratch, "raw.events", f"loaded_at <= {p}", [recorded["events_cutoff_at"]])
-            for table in LEDGER_TABLES:
-                if table in ("ledger.invoice_voids", "ledger.price_book_files") or not earlier:
-                    continue
-                ids = ", ".join(f"'{i}'" for i in earlier)
-                _copy(issued, scratch, table, f"finalisation_id in ({ids})", [])
+            ids = ", ".join(f"'{i}'" for i in earlier) or "''"
+            for table, columns in LEDGER_TABLES.items():
+                if "finalisation_id" not in dict(columns) or table == "ledger.credit_notes":
+                    continue  # voids, price books, credit note items: below or not needed
+                if earlier:
+                    _copy(issued, scratch, table, f"finalisation_id in ({ids})", [])
+            # Credit notes frozen by earlier finalisations, and manual ones issued before this one.
+            _copy(issued, scratch, "ledger.credit_notes",
+                  f"finalisation_id in ({ids}) or (origin = 'manual' and finalized_at < {p})",
+                  [recorded["finalized_at"]])
+            manual = [row[0] for row in issued.query(
+                f"select credit_note_id from ledger.credit_notes where origin = 'manual' and finalized_at < {p}",
+                [recorded["finalized_at"]])]
+            if manual:
+                _copy(issued, scratch, "ledger.credit_note_items",
+                      f"credit_note_id in ({', '.join(repr(str(i)) for i in manual)})", [])
         log.info("reproducing %s from %d events", recorded["invoice_number"], copied)
         pipeline.build(scratch_settings, recorded["computed_as_of"], full_refresh=True)
         with connect(scratch_settings) as scratch:

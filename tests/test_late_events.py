@@ -191,3 +191,40 @@ def test_a_late_event_behind_a_finalised_progressive_invoice_is_billed_at_period
                                 "from marts.fct_invoices where customer_id = 'p_twice' and status = 'draft'")
     assert early == [("finalized", Decimal("60.00"))]
     assert draft == [(Decimal("71.00"), Decimal("60.00"), Decimal("12.10"))]
+
+
+def test_a_late_event_credit_note_is_frozen_and_the_next_late_events_open_another(home):
+    """September's 1,500 input tokens billed 2.50 (2.00 flat + 0.50). -200 arrive late: 1,300
+    tokens cost 2.30, a 0.20 credit note, frozen by the next finalisation with a number. Then
+    -400 more: 900 tokens are free, so 2.30 more is credited by a second credit note; the first
+    keeps its id, number and amount, and each keeps the events it credited."""
+    [september] = lines(home, "status = 'finalized' and metric_code = 'input_tokens' "
+                              "and service_period_start = date '2026-09-01' and invoice_id in "
+                              "(select invoice_id from marts.fct_invoices where customer_id = 'cus_a')")
+
+    def late_tokens(name: str, tokens: int, loaded_at: datetime) -> None:
+        arrive(home, f"{name}.jsonl", [{"transaction_id": name, "external_subscription_id": "sub_a",
+                                        "code": "input_tokens", "timestamp": "2026-09-20T10:00:00Z",
+                                        "properties": {"tokens": tokens}}], loaded_at=loaded_at)
+
+    def credit_notes() -> list[tuple]:
+        with connect(home, read_only=True) as warehouse:
+            return warehouse.query(
+                "select credit_note_id, credit_note_number, status, amount from marts.fct_credit_notes "
+                "where corrected_invoice_line_id = ? order by issued_at", [september["invoice_line_id"]])
+
+    late_tokens("late-1", -200, datetime(2026, 11, 22, 8))
+    pipeline.build(home, LATER)
+    pipeline.finalise(home)
+    [(first_id, number, status, amount)] = credit_notes()
+    assert (number, status, amount) == ("TEST-CN-202611-0001", "finalized", Decimal("0.20"))
+
+    late_tokens("late-2", -400, datetime(2026, 11, 23, 8))
+    pipeline.build(home, LATER)
+    first, second = credit_notes()
+    assert first == (first_id, "TEST-CN-202611-0001", "finalized", Decimal("0.20"))
+    assert (second[2], second[3]) == ("closed", Decimal("2.30")) and second[0] != first_id
+    with connect(home, read_only=True) as warehouse:
+        billed = dict(warehouse.query("select transaction_id, invoice_line_id from marts.fct_invoice_line_events "
+                                      "where is_late and billed_on = 'credit_note'"))
+    assert billed == {"late-1": first_id, "late-2": second[0]}

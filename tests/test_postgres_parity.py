@@ -15,7 +15,7 @@ import pytest
 from orchestration import pipeline
 from orchestration.demo.generator import generate_demo
 from orchestration.exports import fetch_invoices, reconciliation
-from orchestration.ledger import finalise
+from orchestration.ledger import finalise, issue_credit_note
 from orchestration.settings import get_settings
 from orchestration.warehouse import connect
 from tests.conftest import FIXTURES, run_all
@@ -35,7 +35,13 @@ def _bill(home, monkeypatch, target: str, server=None, *, finalise_invoices: boo
     if finalise_invoices:  # the ledger's SQL (numbering, fingerprints, copies) on each engine
         # 5,000 events over 10 customers make erratic months: the usage-cliff check would stop it.
         finalise(settings, accept_usage_cliffs=True)
-        pipeline.build(settings, AS_OF, full_refresh=False, select="path:models/marts")
+        # A manual credit note on the largest finalised invoice: issued, taxed and applied to
+        # the customer's later invoices by each engine's SQL.
+        with connect(settings) as warehouse:
+            [[number]] = warehouse.query("select invoice_number from ledger.invoices "
+                                         "order by total_amount desc, invoice_number limit 1")
+        issue_credit_note(settings, number, reason="order_change", now=AS_OF)
+        pipeline.rebuild_from_ledger(settings, AS_OF)
     with connect(settings, read_only=target == "duckdb") as warehouse:
         return fetch_invoices(warehouse), reconciliation(warehouse)
 
@@ -58,6 +64,8 @@ def test_postgres_invoices_equal_duckdb(tmp_path, monkeypatch, postgres_server):
                            for i in items]
     assert strip(postgres_invoices) == strip(duckdb_invoices)
     assert sorted(postgres_outcomes) == sorted(duckdb_outcomes)
+    assert any(i["credit_note_credit_amount"] not in ("0", "0.00") for i in duckdb_invoices), \
+        "the credit note should pay a later invoice"
 
 
 FIXTURE_CASES = {

@@ -38,17 +38,37 @@ recomputed as (
     where not computed.is_progressive_billing
 ),
 
--- What the ledger billed for each line: the line itself and its finalised corrections, and
--- the newest events cut-off among them (events loaded after it are not billed yet).
-issued_billing as (
+-- What the ledger billed for each line: the line itself, its finalised corrections and its
+-- finalised late-event credit notes (negative), and the newest events cut-off among them
+-- (events loaded after it are not billed yet).
+issued_items as (
     select
         coalesce(issued_lines.corrected_invoice_line_id, issued_lines.invoice_line_id) as invoice_line_id,
-        sum(issued_lines.quantity) as issued_units,
-        sum(issued_lines.amount) as issued_amount,
-        max(issued_invoices.events_cutoff_at) as covered_through
+        issued_lines.quantity,
+        issued_lines.amount,
+        issued_invoices.events_cutoff_at
     from issued_lines
     inner join issued_invoices
         on issued_lines.invoice_id = issued_invoices.invoice_id
+
+    union all
+
+    select
+        issued_credit_notes.corrected_invoice_line_id as invoice_line_id,
+        0 - issued_credit_notes.quantity as quantity,
+        0 - issued_credit_notes.amount as amount,
+        issued_credit_notes.events_cutoff_at
+    from {{ ref('stg_ledger__credit_notes') }} as issued_credit_notes
+    where issued_credit_notes.reason = 'late_event_correction'
+),
+
+issued_billing as (
+    select
+        issued_items.invoice_line_id,
+        sum(issued_items.quantity) as issued_units,
+        sum(issued_items.amount) as issued_amount,
+        max(issued_items.events_cutoff_at) as covered_through
+    from issued_items
     group by 1
 ),
 
@@ -127,7 +147,13 @@ placed as (
 
 final as (
     select
-        {{ dbt.hash("placed.invoice_line_id || '|correction|' || placed.target_invoice_id") }} as correction_id,
+        -- A credit note's id depends only on the line and when its late events were detected (it
+        -- is frozen in the ledger under that id); a correction line's, on the invoice it is on.
+        case
+            when placed.amount_change < 0 then {{ dbt.hash("placed.invoice_line_id || '|credit_note|' || cast(placed.detected_at as "
+                                                            ~ dbt.type_string() ~ ")") }}
+            else {{ dbt.hash("placed.invoice_line_id || '|correction|' || placed.target_invoice_id") }}
+        end as correction_id,
         case when placed.amount_change < 0 then 'credit_note' else 'invoice_line' end as correction_kind,
         placed.invoice_line_id as corrected_invoice_line_id,
         placed.invoice_id as corrected_invoice_id,

@@ -1,11 +1,10 @@
--- One row per invoice line of a customer holding a wallet: what the line and its invoice ask
--- of prepaid credits, which are spent after tax (docs/invoice-amounts.md). line_total is the
+-- One row per invoice line: what the line and its invoice ask of credits (credit notes', then
+-- prepaid credits'), which are spent after tax (docs/invoice-amounts.md). line_total is the
 -- line's fee net of its coupon share plus its exact taxes, precise (12 decimals, what the
 -- wallet's payment is spread over); invoice_total is the invoice's amount due before credits,
 -- rounded (fees and discounts are, taxes are rounded per rate).
 with fees as (
     select * from {{ ref('int_invoice_fees') }}
-    where customer_id in (select customer_id from {{ ref('stg_catalog__wallets') }})
 ),
 
 coupon_shares as (
@@ -70,6 +69,7 @@ final as (
         fees.invoice_line_id,
         fees.invoice_id,
         fees.customer_id,
+        fees.currency,
         fees.invoice_at,
         fees.minor_unit,
         fees.fee_kind,

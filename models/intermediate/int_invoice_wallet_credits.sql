@@ -17,7 +17,7 @@
 {%- set steps = var('max_wallets_per_customer') %}
 
 with line_totals as (
-    select * from {{ ref('int_invoice_line_totals') }}
+    select * from {{ ref('int_invoice_line_amounts_due') }}
 ),
 
 wallets as (

@@ -17,7 +17,7 @@ rules as (
 ),
 
 line_totals as (
-    select * from {{ ref('int_invoice_line_totals') }}
+    select * from {{ ref('int_invoice_line_amounts_due') }}
 ),
 
 threshold_wallets as (

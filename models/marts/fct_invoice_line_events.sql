@@ -7,7 +7,7 @@
 -- An event is billed on the line it is rated on (int_events_matched), unless that line is on
 -- a finalised invoice and the event was loaded after the invoice's events cut-off: a late
 -- event. It is then billed by the correction of that line (docs/invoice-lifecycle.md): the
--- finalised correction line whose invoice's cut-off first covers it, else the open correction
+-- finalised correction (line or credit note) whose cut-off first covers it, else the open correction
 -- (a correction line, or a credit note when the correction is negative).
 with matched as (
     select * from {{ ref('int_events_matched') }}
@@ -27,15 +27,28 @@ issued_invoices as (
     select * from {{ ref('stg_ledger__invoices') }}
 ),
 
+-- Finalised corrections: correction lines and late-event credit notes, with the cut-off of the
+-- events they billed.
 issued_corrections as (
     select
         issued_lines.corrected_invoice_line_id,
         issued_lines.invoice_line_id as correction_line_id,
+        'invoice_line' as billed_on,
         issued_invoices.events_cutoff_at
     from {{ ref('stg_ledger__invoice_lines') }} as issued_lines
     inner join issued_invoices
         on issued_lines.invoice_id = issued_invoices.invoice_id
     where issued_lines.corrected_invoice_line_id is not null
+
+    union all
+
+    select
+        issued_credit_notes.corrected_invoice_line_id,
+        issued_credit_notes.credit_note_id as correction_line_id,
+        'credit_note' as billed_on,
+        issued_credit_notes.events_cutoff_at
+    from {{ ref('stg_ledger__credit_notes') }} as issued_credit_notes
+    where issued_credit_notes.reason = 'late_event_correction'
 ),
 
 open_corrections as (
@@ -71,6 +84,7 @@ late_covered as (
     select
         placed.event_id,
         issued_corrections.correction_line_id,
+        issued_corrections.billed_on,
         row_number() over (
             partition by placed.event_id order by issued_corrections.events_cutoff_at
         ) as coverage_rank
@@ -89,8 +103,9 @@ billed as (
             else coalesce(late_covered.correction_line_id, open_corrections.correction_id)
         end as invoice_line_id,
         case
-            when placed.is_late and late_covered.correction_line_id is null
-                and open_corrections.correction_kind = 'credit_note' then 'credit_note'
+            when not placed.is_late then 'invoice_line'
+            when late_covered.correction_line_id is not null then late_covered.billed_on
+            when open_corrections.correction_kind = 'credit_note' then 'credit_note'
             else 'invoice_line'
         end as billed_on
     from placed

@@ -1,7 +1,7 @@
 -- One row per invoice line: a base fee, a usage fee (or its usage so far, on a progressive
 -- billing invoice), a true-up, an add-on or a purchase of credits, with the arithmetic that
 -- explains it, what progressive invoices already billed of it, its share of the invoice's
--- coupons, the taxes it bears and its share of the prepaid credits that paid it (precise: an
+-- coupons, the taxes it bears and its share of the credits (credit notes', then prepaid) that paid it (precise: an
 -- invoice rounds its discounts, taxes and credits once, docs/invoice-amounts.md).
 -- The lines of a finalised invoice come from the ledger, as they were issued. A correction
 -- line (corrected_invoice_line_id set) bills what late events changed on a finalised line.
@@ -31,11 +31,19 @@ wallet_shares as (
     select * from {{ ref('int_invoice_wallet_credits') }}
 ),
 
+-- Credits that paid the line: its share of the credit notes' payment, then of the wallets'.
 line_credits as (
     select
-        wallet_shares.invoice_line_id,
-        sum(wallet_shares.line_credit_amount) as credit_amount
-    from wallet_shares
+        every_share.invoice_line_id,
+        sum(every_share.line_credit_amount) as credit_amount
+    from (
+        select wallet_shares.invoice_line_id, wallet_shares.line_credit_amount
+        from wallet_shares
+        union all
+        select amounts_due.invoice_line_id, amounts_due.credit_note_credit_amount
+        from {{ ref('int_invoice_line_amounts_due') }} as amounts_due
+        where amounts_due.credit_note_credit_amount <> 0
+    ) as every_share
     group by 1
 ),
 

@@ -1,7 +1,7 @@
 -- One row per invoice: a customer's fees invoiced at one instant (a period boundary), with
 -- each step of the computation order of docs/invoice-amounts.md: fees - progressive billing
 -- already invoiced - discounts = subtotal excluding taxes; + taxes = subtotal including taxes;
--- - prepaid credits = total due. Every step is in rounded money.
+-- - credit notes' credits - prepaid credits = total due. Every step is in rounded money.
 -- Kind: `subscription` (a period's fees), `progressive_billing` (usage so far, when a usage
 -- threshold is reached), `one_off` (add-ons), `credit_purchase` (wallet credits bought) or
 -- `correction` (only corrections of finalised lines for late events, when no later invoice takes them).
@@ -12,7 +12,7 @@
 {%- set columns = ['invoice_id', 'status', 'invoice_number', 'invoice_kind', 'customer_id', 'customer_name',
     'billing_entity_code', 'currency', 'invoice_at', 'issuing_date', 'period_start', 'period_end', 'fees_amount',
     'progressive_billing_credit_amount', 'discount_amount', 'subtotal_excluding_taxes', 'tax_amount',
-    'subtotal_including_taxes', 'prepaid_credit_amount', 'total_amount', 'line_count', 'event_count',
+    'subtotal_including_taxes', 'credit_note_credit_amount', 'prepaid_credit_amount', 'total_amount', 'line_count', 'event_count',
     'computed_as_of', 'grace_period_ends_at', 'finalized_at', 'voided_at'] %}
 with lines as (
     select * from {{ ref('fct_invoice_lines') }}
@@ -28,6 +28,10 @@ taxes as (
 
 wallet_credits as (
     select * from {{ ref('fct_invoice_wallet_credits') }}
+),
+
+credit_note_credits as (
+    select * from {{ ref('fct_invoice_credit_note_credits') }}
 ),
 
 customers as (
@@ -94,9 +98,19 @@ invoice_credits as (
     group by 1
 ),
 
+invoice_credit_note_credits as (
+    select
+        credit_note_credits.invoice_id,
+        cast(sum(credit_note_credits.credit_amount) as {{ rounded_money_type() }}) as credit_note_credit_amount
+    from credit_note_credits
+    group by 1
+),
+
 amounts as (
     select
         invoice_fees.*,
+        coalesce(invoice_credit_note_credits.credit_note_credit_amount, cast(0 as {{ rounded_money_type() }}))
+            as credit_note_credit_amount,
         coalesce(invoice_credits.prepaid_credit_amount, cast(0 as {{ rounded_money_type() }})) as prepaid_credit_amount,
         coalesce(invoice_discounts.discount_amount, cast(0 as {{ rounded_money_type() }})) as discount_amount,
         coalesce(invoice_taxes.tax_amount, cast(0 as {{ rounded_money_type() }})) as tax_amount
@@ -107,6 +121,8 @@ amounts as (
         on invoice_fees.invoice_id = invoice_taxes.invoice_id
     left join invoice_credits
         on invoice_fees.invoice_id = invoice_credits.invoice_id
+    left join invoice_credit_note_credits
+        on invoice_fees.invoice_id = invoice_credit_note_credits.invoice_id
 ),
 
 computed as (
@@ -131,9 +147,11 @@ computed as (
         amounts.tax_amount,
         cast(amounts.fees_amount - amounts.progressive_billing_credit_amount - amounts.discount_amount
              + amounts.tax_amount as {{ rounded_money_type() }}) as subtotal_including_taxes,
+        amounts.credit_note_credit_amount,
         amounts.prepaid_credit_amount,
         cast(amounts.fees_amount - amounts.progressive_billing_credit_amount - amounts.discount_amount
-             + amounts.tax_amount - amounts.prepaid_credit_amount as {{ rounded_money_type() }}) as total_amount,
+             + amounts.tax_amount - amounts.credit_note_credit_amount - amounts.prepaid_credit_amount
+             as {{ rounded_money_type() }}) as total_amount,
         cast(amounts.line_count as bigint) as line_count,
         amounts.event_count,
         {{ as_of_timestamp() }} as computed_as_of,

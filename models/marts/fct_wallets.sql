@@ -25,7 +25,7 @@ ongoing_usage as (
         wallets.wallet_id,
         sum(lines.line_total) as ongoing_usage_amount
     from wallets
-    inner join {{ ref('int_invoice_line_totals') }} as lines
+    inner join {{ ref('int_invoice_line_amounts_due') }} as lines
         on wallets.customer_id = lines.customer_id
         and lines.invoice_at > {{ as_of_timestamp() }}
         and lines.invoice_at >= wallets.started_at

@@ -19,7 +19,7 @@ from orchestration.resources import MeterlineSettings
 
 INVOICE_MARTS = [AssetKey(["marts", name]) for name in (
     "fct_invoices", "fct_invoice_lines", "fct_invoice_taxes", "fct_invoice_discounts", "fct_invoice_wallet_credits",
-    "fct_event_reconciliation")]
+    "fct_invoice_credit_note_credits", "fct_credit_notes", "fct_event_reconciliation")]
 
 
 @asset_check(asset=AssetKey(["marts", "fct_invoices"]), blocking=True, name="money_checks_before_finalisation")
@@ -49,7 +49,9 @@ def finalised_invoices(context: AssetExecutionContext, meterline: MeterlineSetti
 
     settings = meterline.settings()
     done = pipeline.finalise(settings)
-    metadata: dict[str, object] = {"finalised": len(done.invoices)}
+    metadata: dict[str, object] = {"finalised": len(done.invoices), "credit_notes_finalised": len(done.credit_notes)}
+    if done.credit_notes:
+        metadata["credit_note_numbers"] = f"{done.credit_notes[0][1]} .. {done.credit_notes[-1][1]}"
     if done.invoices:
         metadata["numbers"] = f"{done.invoices[0][1]} .. {done.invoices[-1][1]}"
         metadata["events_cutoff_at"] = pipeline.format_as_of(done.events_cutoff_at)

@@ -2,7 +2,8 @@
 -- The invoice identity. A failure means an invoice's header disagrees with its parts:
 -- fees = sum of line amounts, progressive billing already invoiced = what the progressive
 -- invoices of its periods billed (at most each line), discounts = sum of its coupon discounts, taxes = sum of its
--- taxes per rate, prepaid credits = sum of the wallets' payments, each subtotal follows from
+-- taxes per rate, credit-note credits = sum of the credit notes' payments, prepaid credits =
+-- sum of the wallets' payments, each subtotal follows from
 -- the step before, and no amount is negative.
 with invoices as (
     select * from {{ ref('fct_invoices') }}
@@ -44,6 +45,12 @@ credit_sums as (
     group by 1
 ),
 
+credit_note_sums as (
+    select invoice_id, sum(credit_amount) as credit_notes_amount
+    from {{ ref('fct_invoice_credit_note_credits') }}
+    group by 1
+),
+
 tax_sums as (
     select invoice_id, sum(tax_amount) as taxes_amount
     from {{ ref('fct_invoice_taxes') }}
@@ -56,6 +63,7 @@ left join line_sums on invoices.invoice_id = line_sums.invoice_id
 left join discount_sums on invoices.invoice_id = discount_sums.invoice_id
 left join tax_sums on invoices.invoice_id = tax_sums.invoice_id
 left join credit_sums on invoices.invoice_id = credit_sums.invoice_id
+left join credit_note_sums on invoices.invoice_id = credit_note_sums.invoice_id
 where invoices.fees_amount <> coalesce(line_sums.lines_amount, 0)
     or invoices.discount_amount <> coalesce(discount_sums.discounts_amount, 0)
     or invoices.tax_amount <> coalesce(tax_sums.taxes_amount, 0)
@@ -65,6 +73,8 @@ where invoices.fees_amount <> coalesce(line_sums.lines_amount, 0)
         <> invoices.fees_amount - invoices.progressive_billing_credit_amount - invoices.discount_amount
     or invoices.subtotal_including_taxes <> invoices.subtotal_excluding_taxes + invoices.tax_amount
     or invoices.prepaid_credit_amount <> coalesce(credit_sums.credits_amount, 0)
-    or invoices.total_amount <> invoices.subtotal_including_taxes - invoices.prepaid_credit_amount
+    or invoices.credit_note_credit_amount <> coalesce(credit_note_sums.credit_notes_amount, 0)
+    or invoices.total_amount
+        <> invoices.subtotal_including_taxes - invoices.credit_note_credit_amount - invoices.prepaid_credit_amount
     or invoices.subtotal_excluding_taxes < 0
     or invoices.total_amount < 0
