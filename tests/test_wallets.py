@@ -182,3 +182,36 @@ def test_every_wallet_history_sums_to_its_balance(billed):
 def test_invalid_wallets_are_located(tmp_path, old, new, where, message):
     error = catalog_error_after_edit(CASE / "catalog", tmp_path, old, new, file="wallets.yml")
     assert str(error) == f"{error.file}: {where}: {message}"
+
+
+def test_finalised_invoices_keep_what_they_took_from_a_wallet(billed_home, tmp_path):
+    """w_runs_out's 1 October (16.50) and 1 November (13.50 of 19.80) invoices are finalised.
+    Granting 40 credits instead of 30 afterwards does not re-spend them: the issued invoices keep
+    what the ledger says they took, and the 1 December draft (13.20) finds 40 - 16.50 - 13.50 =
+    10.00 (a recomputation of November would have taken 19.80, leaving 3.70). Voiding the
+    November invoice gives its 13.50 back: the draft is paid in full."""
+    import shutil
+
+    from orchestration.ledger import void
+    from orchestration.settings import get_settings
+
+    shutil.copytree(billed_home.home, tmp_path / "home")
+    settings = get_settings(tmp_path / "home")
+    assert pipeline.finalise(settings).invoices
+    wallets = settings.catalog_dir / "wallets.yml"
+    wallets.write_text(wallets.read_text().replace('granted_credits: "30"', 'granted_credits: "40"'))
+    run_all(settings, as_of=AS_OF)
+
+    def amounts() -> list[tuple]:
+        with connect(settings, read_only=True) as warehouse:
+            return warehouse.query("select invoice_number, status, prepaid_credit_amount, total_amount "
+                                   "from marts.fct_invoices where customer_id = 'w_runs_out' order by invoice_at")
+
+    october, november, december = amounts()
+    assert october[1:] == ("finalized", Decimal("16.50"), Decimal("0.00"))
+    assert november[1:] == ("finalized", Decimal("13.50"), Decimal("6.30"))
+    assert december[1:] == ("draft", Decimal("10.00"), Decimal("3.20"))
+
+    void(settings, november[0], "billed by mistake")
+    pipeline.rebuild_from_ledger(settings)
+    assert amounts()[2][1:] == ("draft", Decimal("13.20"), Decimal("0.00"))

@@ -28,6 +28,17 @@ wallet_limits as (
     select * from {{ ref('stg_catalog__wallet_limits') }}
 ),
 
+-- A finalised invoice takes from each wallet what the ledger says it took (a voided one
+-- nothing, which gives it back): later invoices see the balance the issued ones left, whatever
+-- a recomputation of the finalised invoices would say.
+issued_invoices as (
+    select * from {{ ref('stg_ledger__invoices') }}
+),
+
+issued_credits as (
+    select * from {{ source('ledger', 'invoice_wallet_credits') }}
+),
+
 -- Transactions, interval top-ups and threshold top-ups.
 wallet_credits as (
     select * from {{ ref('int_wallet_credits') }}
@@ -121,6 +132,8 @@ demands_{{ step }} as (
     select
         wallet_invoices.*,
         invoice_remaining_{{ step - 1 }}.remaining_amount as invoice_left_amount,
+        issued_invoices.status as issued_status,
+        issued_credits.credit_amount as issued_credit_amount,
         -- An unlimited wallet may pay all that is left of the invoice; a limited one what is
         -- left of its lines, rounded down.
         case
@@ -133,6 +146,11 @@ demands_{{ step }} as (
     left join eligible_left_{{ step }}
         on wallet_invoices.wallet_id = eligible_left_{{ step }}.wallet_id
         and wallet_invoices.invoice_id = eligible_left_{{ step }}.invoice_id
+    left join issued_invoices
+        on wallet_invoices.invoice_id = issued_invoices.invoice_id
+    left join issued_credits
+        on wallet_invoices.invoice_id = issued_credits.invoice_id
+        and wallet_invoices.wallet_id = issued_credits.wallet_id
     where wallet_invoices.wallet_rank = {{ step }}
 ),
 
@@ -140,6 +158,8 @@ bounded_{{ step }} as (
     select
         demands_{{ step }}.*,
         case
+            when demands_{{ step }}.issued_status = 'voided' then 0
+            when demands_{{ step }}.issued_status is not null then coalesce(demands_{{ step }}.issued_credit_amount, 0)
             when demands_{{ step }}.eligible_amount < demands_{{ step }}.invoice_left_amount
                 then demands_{{ step }}.eligible_amount
             else demands_{{ step }}.invoice_left_amount

@@ -80,6 +80,16 @@ payable as (
     group by payable_lines.wallet_id, payable_lines.invoice_id, payable_lines.minor_unit
 ),
 
+-- A finalised invoice asks what the ledger says the wallet paid (a voided one nothing): the
+-- balance later invoices see is the one the issued invoices left.
+issued_invoices as (
+    select * from {{ ref('stg_ledger__invoices') }}
+),
+
+issued_credits as (
+    select * from {{ source('ledger', 'invoice_wallet_credits') }}
+),
+
 final as (
     select
         wallet_invoices.wallet_id,
@@ -89,6 +99,8 @@ final as (
         wallet_invoices.invoice_total,
         cast(
             case
+                when issued_invoices.status = 'voided' then 0
+                when issued_invoices.invoice_id is not null then coalesce(issued_credits.credit_amount, 0)
                 when wallet_invoices.is_limited = 1 and coalesce(payable.payable_amount, 0) < wallet_invoices.invoice_total
                     then coalesce(payable.payable_amount, 0)
                 else wallet_invoices.invoice_total
@@ -99,6 +111,11 @@ final as (
     left join payable
         on wallet_invoices.wallet_id = payable.wallet_id
         and wallet_invoices.invoice_id = payable.invoice_id
+    left join issued_invoices
+        on wallet_invoices.invoice_id = issued_invoices.invoice_id
+    left join issued_credits
+        on wallet_invoices.invoice_id = issued_credits.invoice_id
+        and wallet_invoices.wallet_id = issued_credits.wallet_id
 )
 
 select * from final
