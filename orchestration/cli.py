@@ -141,9 +141,35 @@ def run_pipeline(settings: Settings, catalog_dir: Path, as_of: datetime, full_re
     finalised = _finalise(settings) if finalise else None
     with console.status("Writing invoices"):
         outputs = pipeline.export(settings)
+    documents = _write_documents(settings)
     _print_summary(settings, result, outputs)
     if finalised is not None:
         _print_finalisation(finalised)
+    if documents.total:
+        console.print(f"Documents: {len(documents.written):,} PDF(s) written, {documents.unchanged:,} unchanged, "
+                      f"in {documents.folder}")
+
+
+def _write_documents(settings: Settings):
+    """A PDF per finalised invoice and credit note (only the new or changed ones), with a progress bar."""
+    from orchestration.documents import write_documents
+
+    with Progress(TextColumn("Writing PDF documents"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        def start(total: int):
+            task = bar.add_task("documents", total=total)
+            return lambda: bar.advance(task)
+
+        return write_documents(settings, progress=start)
+
+
+@app.command()
+def documents(home: HomeOption = None) -> None:
+    """Write a PDF for every finalised invoice and credit note that has none yet (or whose
+    document changed: a void stamps it VOID), under <home>/output/documents."""
+    settings = _settings(home)
+    result = _write_documents(settings)
+    console.print(f"{len(result.written):,} PDF(s) written, {result.unchanged:,} unchanged, in {result.folder}")
 
 
 def _finalise(settings: Settings, *, accept_usage_cliffs: bool = False):

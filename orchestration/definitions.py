@@ -13,7 +13,7 @@ from dagster import (
 from dagster_dbt import DbtCliResource
 
 from orchestration.assets.billing import build_dbt_assets, dbt_project
-from orchestration.assets.exports import invoice_files, issued_invoices
+from orchestration.assets.exports import invoice_documents, invoice_files, issued_invoices
 from orchestration.assets.ingestion import build_landing_sensor, price_book, raw_events, raw_events_expectations
 from orchestration.assets.ledger import finalised_invoices, money_checks_before_finalisation
 from orchestration.pipeline import dbt_executable
@@ -56,7 +56,8 @@ daily_billing = build_schedule_from_partitioned_job(
 )
 
 defs = Definitions(
-    assets=[price_book, raw_events, meterline_models, finalised_invoices, invoice_files, issued_invoices],
+    assets=[price_book, raw_events, meterline_models, finalised_invoices, invoice_files, invoice_documents,
+            issued_invoices],
     asset_checks=[raw_events_expectations, money_checks_before_finalisation],
     jobs=[billing_job, invoices_by_date_job],
     schedules=[daily_billing, daily_finalisation],

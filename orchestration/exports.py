@@ -194,10 +194,14 @@ def fetch_invoices(
 
 
 CREDIT_NOTE_FIELDS = [
-    "credit_note_id", "status", "reason", "customer_id", "subscription_id", "plan_code", "currency", "issued_at",
-    "issuing_date", "service_period_start", "service_period_end", "unused_days", "days_in_period", "description",
-    "precise_amount", "amount",
+    "credit_note_id", "credit_note_number", "status", "origin", "reason", "credit_method", "customer_id",
+    "invoice_id", "subscription_id", "plan_code", "currency", "issued_at", "issuing_date", "service_period_start",
+    "service_period_end", "unused_days", "days_in_period", "description", "quantity", "corrected_invoice_line_id",
+    "precise_amount", "amount", "tax_amount", "total_amount", "credited_amount", "refunded_amount",
+    "applied_amount", "balance_amount", "finalized_at", "voided_at",
 ]
+CREDIT_NOTE_MONEY_FIELDS = {"amount", "tax_amount", "total_amount", "credited_amount", "refunded_amount",
+                            "applied_amount", "balance_amount"}
 
 
 def fetch_credit_notes(warehouse: Warehouse) -> list[dict[str, Any]]:
@@ -210,8 +214,11 @@ def fetch_credit_notes(warehouse: Warehouse) -> list[dict[str, Any]]:
     notes = []
     for row in rows:
         note = {k: _plain(v) for k, v in zip(CREDIT_NOTE_FIELDS, row)}
-        note["amount"] = format_money(row[CREDIT_NOTE_FIELDS.index("amount")], exponents[note["currency"]])
+        for field in CREDIT_NOTE_MONEY_FIELDS:
+            note[field] = format_money(row[CREDIT_NOTE_FIELDS.index(field)], exponents[note["currency"]])
         note["precise_amount"] = format_decimal(row[CREDIT_NOTE_FIELDS.index("precise_amount")])
+        if note["quantity"] is not None:
+            note["quantity"] = format_decimal(note["quantity"])
         notes.append(note)
     return notes
 

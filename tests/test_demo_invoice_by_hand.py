@@ -55,6 +55,9 @@ docs/billable-metrics.md, docs/charge-models.md, docs/money.md and docs/ingestio
   (first day + k, k >= 1), up to as_of, each price's usage of the local days before it is
   priced as the period would be (a weighted sum: level x time so far over the period's time);
   progressive billing and a threshold top-up share it;
+* credit notes (an upgrade's unused days, below) pay the customer's invoices after tax and
+  before prepaid credits: each invoice, in date order, takes what the credit notes issued up
+  to its instant hold, less what earlier invoices took, at most what it owes;
 * prepaid credits (the demo's one wallet per customer, worth whole cents, unlimited): credits
   come in as the wallet's transactions and by its top-up rule. An interval rule adds credits
   at every local month's start after the wallet opened; a threshold rule (the demo's: 1,000
@@ -72,7 +75,7 @@ docs/billable-metrics.md, docs/charge-models.md, docs/money.md and docs/ingestio
   period's usage to date reaches a threshold not yet reached, an invoice of its own bills each
   price's rounded usage so far minus what earlier ones billed; the period-end invoice deducts
   that from each usage line before coupons;
-* the total is fees - billed early - discount + taxes - credits;
+* the total is fees - billed early - discount + taxes - credit notes - credits;
 * trials (docs/billing-calendar.md): ``trial_period: N`` leaves the first N whole local days of
   the subscription (the start day included) without a base fee; an in-advance fee is invoiced
   when its service starts, so the first one at the trial's end (local midnight), prorated over
@@ -701,6 +704,7 @@ class Invoice:
     billed_early: Decimal = Decimal(0)  # progressive billing already invoiced, deducted before coupons
     discount: Decimal = Decimal(0)
     taxes: dict[str, Decimal] = field(default_factory=dict)  # tax code -> tax, rounded
+    credit_note_credits: Decimal = Decimal(0)  # paid by credit notes
     credits: Decimal = Decimal(0)  # paid by prepaid credits
     total: Decimal = Decimal(0)
     one_off: bool = False  # an add-on's invoice of its own
@@ -1135,6 +1139,16 @@ def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Eve
         net = invoice.fees - invoice.billed_early - invoice.discount
         invoice.taxes = {code: money(net * rate / 100, currency) for code, rate in customer.tax_rates.items()}
         invoice.total = net + sum(invoice.taxes.values(), Decimal(0))
+    # Credit notes (an upgrade's unused days) pay later invoices after tax and before wallets:
+    # all that was issued up to an invoice's instant, less what earlier invoices took.
+    notes = credit_notes_by_hand(customer, as_of)
+    used = Decimal(0)
+    for invoice in sorted(invoices, key=lambda inv: inv.at):
+        available = sum((note.amount for note in notes if note.issued_at <= invoice.at), Decimal(0)) - used
+        paid = min(available, max(invoice.total, Decimal(0)))
+        invoice.credit_note_credits += paid
+        invoice.total -= paid
+        used += paid
     wallets = sorted(customer.wallets, key=lambda w: (w.get("priority", 1), w["code"]))
     for position, wallet in enumerate(wallets):
         rate, opened = _dec(wallet["rate_amount"]), _local_instant(wallet["started_at"], zone)
@@ -1428,12 +1442,12 @@ def invoice_differences(expected: list[Invoice], actual: list[dict], currency: s
                     f"[hand precise amount {h.precise}, Meterline precise {m['precise_amount']}; "
                     f"hand arithmetic {h.detail}; notes {h.notes}]")
         totals_meter = tuple(Decimal(meter[k]) for k in ("fees_amount", "progressive_billing_credit_amount",
-                                                         "discount_amount", "tax_amount", "prepaid_credit_amount",
-                                                         "total_amount"))
-        totals_hand = (hand.fees, hand.billed_early, hand.discount, sum(hand.taxes.values(), Decimal(0)), hand.credits,
-                       hand.total)
+                                                         "discount_amount", "tax_amount", "credit_note_credit_amount",
+                                                         "prepaid_credit_amount", "total_amount"))
+        totals_hand = (hand.fees, hand.billed_early, hand.discount, sum(hand.taxes.values(), Decimal(0)),
+                       hand.credit_note_credits, hand.credits, hand.total)
         if totals_meter != totals_hand:
-            problems.append(f"{label}: (fees, billed early, discount, tax, credits, total) "
+            problems.append(f"{label}: (fees, billed early, discount, tax, credit notes, credits, total) "
                             f"Meterline {tuple(map(str, totals_meter))} "
                             f"!= hand {tuple(map(str, totals_hand))}")
         taxes_meter = {t["tax_code"]: Decimal(t["amount"]) for t in meter["taxes"]}

@@ -183,7 +183,7 @@ def test_a_voided_invoice_stays_visible_and_keeps_its_number(home):
     with pytest.raises(FinalisationError, match="already voided"):
         void(home, number, "again")
     draft = next(row[5] for row in invoices(home) if row[1] == "draft")
-    with pytest.raises(FinalisationError, match="only finalised invoices can be voided"):
+    with pytest.raises(FinalisationError, match="only finalised ones can be voided"):
         void(home, draft, "a draft")
     # Voiding does not give the number back: the next finalisation continues after it.
     assert finalise(home).invoices == []

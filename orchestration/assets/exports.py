@@ -31,6 +31,25 @@ def invoice_files(meterline: MeterlineSettings) -> MaterializeResult:
     return MaterializeResult(metadata=metadata)
 
 
+@asset(
+    deps=[AssetKey("finalised_invoices"), AssetKey(["marts", "fct_invoices"]), AssetKey(["marts", "fct_credit_notes"])],
+    group_name="exports",
+)
+def invoice_documents(meterline: MeterlineSettings) -> MaterializeResult:
+    """A PDF per finalised invoice and credit note (orchestration/documents.py), written once:
+    a re-run renders only new documents and voided ones (stamped VOID)."""
+    from orchestration.documents import write_documents
+
+    result = write_documents(meterline.settings())
+    by_kind: dict[str, int] = {}
+    for path in result.written:
+        by_kind[path.parent.name] = by_kind.get(path.parent.name, 0) + 1
+    return MaterializeResult(metadata={
+        "folder": str(result.folder), "written": len(result.written), "unchanged": result.unchanged,
+        **{f"written/{kind}": count for kind, count in sorted(by_kind.items())},
+    })
+
+
 # Billing dates are UTC days; the first is far enough back for any backfill of the demo.
 billing_dates = DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC")
 
