@@ -26,7 +26,8 @@ INVOICE_FIELDS = [
 LINE_FIELDS = [
     "line_id", "fee_kind", "metric_code", "description", "service_period_start", "service_period_end",
     "quantity", "unit_amount", "amount", "precise_amount", "progressive_billing_credit_amount",
-    "precise_discount_amount", "tax_rate", "precise_tax_amount", "precise_credit_amount", "event_count",
+    "precise_discount_amount", "tax_rate", "precise_tax_amount", "precise_total_amount", "precise_credit_amount",
+    "event_count",
 ]
 MONEY_FIELDS = {"fees_amount", "progressive_billing_credit_amount", "discount_amount", "subtotal_excluding_taxes", "tax_amount", "subtotal_including_taxes",
                 "credit_note_credit_amount", "prepaid_credit_amount", "total_amount", "amount"}
@@ -185,6 +186,12 @@ def fetch_invoices(
                 "precise_discount_amount": format_decimal(line["precise_discount_amount"]),
                 "tax_rate": format_decimal(line["tax_rate"]),
                 "precise_tax_amount": format_decimal(line["precise_tax_amount"]),
+                # What the line adds to the amount due before credits: its fee less what progressive
+                # billing already invoiced and its coupon share, plus its tax (exact, unrounded: the
+                # invoice rounds its discounts and taxes per rate).
+                "precise_total_amount": format_decimal(
+                    line["amount"] - line["progressive_billing_credit_amount"] - line["precise_discount_amount"]
+                    + line["precise_tax_amount"]),
                 "precise_credit_amount": format_decimal(line["precise_credit_amount"]),
             }
             for line in lines[invoice["invoice_id"]]

@@ -88,6 +88,22 @@ def test_every_finalised_invoice_and_credit_note_has_a_legible_pdf(home):
     assert "deducted from your next invoices" in note
 
 
+def test_the_flat_line_item_table_adds_up_to_each_invoice(home):
+    """invoice_lines.csv: one record per line with its invoice's header fields, quantity, unit
+    amount, discount, tax and total; a line's total is exact, so an invoice's lines add up to its
+    subtotal including taxes within the rounding of its taxes per rate (42.57 + 3.5652375)."""
+    import csv
+
+    with (home.output_dir / "invoice_lines.csv").open() as handle:
+        records = [row for row in csv.DictReader(handle) if row["customer_id"] == "c_two_coupons"
+                   and row["issuing_date"] == "2026-11-01"]
+    assert {"invoice_number", "line_quantity", "line_unit_amount", "line_precise_discount_amount",
+            "line_precise_tax_amount", "line_precise_total_amount", "line_service_period_start",
+            "line_service_period_end"} <= set(records[0])
+    assert sum(Decimal(row["line_precise_total_amount"]) for row in records) == Decimal("46.1352375")
+    assert {row["subtotal_including_taxes"] for row in records} == {"46.13"}
+
+
 def test_documents_are_written_once_and_a_void_stamps_one_again(home):
     first = write_documents(home)
     assert first.written and write_documents(home).written == []
