@@ -805,11 +805,17 @@ class CreditNote:
     precise: Decimal
     amount: Decimal
     description: str
+    tax: Decimal = Decimal(0)  # the base fee's tax rates on the precise amount, rounded once
+
+    @property
+    def total(self) -> Decimal:
+        return self.amount + self.tax
 
 
 def credit_notes_by_hand(customer: Customer, as_of: datetime) -> list[CreditNote]:
     """An upgrade cutting a base fee paid in advance credits its unused days, from the switch day to the
-    fee period's end: base fee x unused days / days in the period, rounded once (docs/billing-calendar.md)."""
+    fee period's end: base fee x unused days / days in the period, rounded once (docs/billing-calendar.md), and
+    gives back the fee's tax: that precise amount at the customer's rates, rounded once."""
     notes = []
     for index in range(len(customer.phases)):
         for fee in fee_services(customer, index, as_of):
@@ -820,9 +826,12 @@ def credit_notes_by_hand(customer: Customer, as_of: datetime) -> list[CreditNote
                 ctx.prec = 60
                 precise = _dec(fee.plan["amount"]) * unused / period_days
             at = customer.phases[index + 1][2]
+            rate = sum(customer.tax_rates.values(), Decimal(0))
             notes.append(CreditNote("upgrade", fee.plan_code, at, at.astimezone(customer.zone).date(), fee.switch_day,
                                     fee.period_last, unused, period_days, precise,
-                                    money(precise, customer.currency), f"{plan_name(fee.plan)} (unused days)"))
+                                    money(precise, customer.currency), f"{plan_name(fee.plan)} (unused days)",
+                                    money(precise.quantize(PRECISE, rounding=ROUND_HALF_UP) * rate / 100,
+                                          customer.currency)))
     return notes
 
 
@@ -1144,7 +1153,7 @@ def hand_invoices(customer: Customer, metrics: dict[str, dict], events: list[Eve
     notes = credit_notes_by_hand(customer, as_of)
     used = Decimal(0)
     for invoice in sorted(invoices, key=lambda inv: inv.at):
-        available = sum((note.amount for note in notes if note.issued_at <= invoice.at), Decimal(0)) - used
+        available = sum((note.total for note in notes if note.issued_at <= invoice.at), Decimal(0)) - used
         paid = min(available, max(invoice.total, Decimal(0)))
         invoice.credit_note_credits += paid
         invoice.total -= paid
@@ -1492,13 +1501,13 @@ def credit_note_differences(billed: SimpleNamespace, customer: Customer) -> list
         return (note["reason"], note["subscription_id"], note["plan_code"], note["currency"], note["issued_at"],
                 note["issuing_date"], note["service_period_start"], note["service_period_end"], note["unused_days"],
                 note["days_in_period"], Decimal(note["amount"]), Decimal(note["precise_amount"]), note["description"],
-                note["status"])
+                note["status"], Decimal(note["tax_amount"]))
 
     actual = sorted(row(n) for n in billed.credit_notes if n["customer_id"] == customer.customer_id)
     expected = sorted((n.reason, customer.subscription_id, n.plan_code, customer.currency, _stamp(n.issued_at),
                        n.issuing_date.isoformat(), n.service_start.isoformat(), n.service_end.isoformat(),
                        n.unused_days, n.days_in_period, n.amount, n.precise.quantize(PRECISE, rounding=ROUND_HALF_UP),
-                       n.description, "closed" if n.issued_at <= AS_OF else "draft")
+                       n.description, "closed" if n.issued_at <= AS_OF else "draft", n.tax)
                       for n in billed.hand_credit_notes[customer.customer_id])
     problems = [f"credit note only in Meterline: {tuple(map(str, n))}" for n in actual if n not in expected]
     problems += [f"credit note only by hand: {tuple(map(str, n))}" for n in expected if n not in actual]

@@ -8,8 +8,8 @@ October costs 1.00 or 2.00. Calls cost 1.00 (Basic) or 0.50 (Pro); seats 10.00 o
 |---|---|---|
 | c_upgrade | Basic in arrears from 1 Sep, seat u1 on 5 Sep; upgrade to Pro on 15 Oct 14:00 (immediate); calls on 10 and 20 Oct, seat u2 on 20 Oct | 1 Oct: 31.00 + seat 10.00 = 41.00. 15 Oct 14:00 (Basic ends): 1-14 Oct (the switch day is Pro's) 14.00 + call 1.00 + seat 10.00 = 25.00. 1 Nov: Pro 15-31 Oct 17 days 34.00 + call 0.50 + seats u1 (carried across the change) and u2 x 8.00 = 16.00: 50.50 |
 | c_downgrade | Pro in arrears from 1 Sep; downgrade to Basic requested on 10 Oct: takes effect at the end of October | 1 Nov: Pro's October 62.00 + the 20 Oct call 0.50 = 62.50; the 5 Nov call is Basic's (1.00, November draft) |
-| c_terminate | Basic in advance from 1 Sep, ended on 20 Oct | 1 Oct: October in advance 31.00; 20 Oct: usage of 1-19 Oct (a call, 1.00); credit note for 20-31 Oct, 12 of 31 days: 12.00 |
-| c_upgrade_advance | Basic in advance from 1 Sep; upgrade to Pro on 11 Oct | 11 Oct: Pro for 11-31 Oct, 21 days, 42.00; credit note for Basic's 11-31 Oct: 21.00 |
+| c_terminate | Basic in advance from 1 Sep, ended on 20 Oct | 1 Oct: October in advance 31.00; 20 Oct: usage of 1-19 Oct (a call, 1.00); credit note for 20-31 Oct, 12 of 31 days: 12.00, issued at that instant: it pays the 1.00 (0.00 due) and 11.00 is left |
+| c_upgrade_advance | Basic in advance from 1 Sep; upgrade to Pro on 11 Oct | 11 Oct: Pro for 11-31 Oct, 21 days, 42.00; credit note for Basic's 11-31 Oct: 21.00, which pays half of it: 21.00 due |
 """
 
 from __future__ import annotations
@@ -68,18 +68,21 @@ def test_a_downgrade_waits_for_the_end_of_the_period(billed):
 def test_terminating_an_in_advance_plan_bills_used_usage_and_credits_unused_days(billed):
     invoices = _invoices(billed, "c_terminate")
     assert invoices[1][:2] == ("2026-10-01T00:00:00Z", "31.00")
-    assert invoices[2] == ("2026-10-20T00:00:00Z", "1.00", [
+    assert invoices[2] == ("2026-10-20T00:00:00Z", "0.00", [
         ("charge", "api_calls", "2026-10-01", "2026-10-19", "1", "1.00")])
     assert len(invoices) == 3
     [note] = [n for n in billed.credit_notes if n["customer_id"] == "c_terminate"]
     assert (note["reason"], note["issued_at"], note["service_period_start"], note["service_period_end"],
             note["unused_days"], note["days_in_period"], note["amount"], note["status"]) == (
         "termination", "2026-10-20T00:00:00Z", "2026-10-20", "2026-10-31", 12, 31, "12.00", "closed")
+    # Issued at the last invoice's instant, it pays that invoice's 1.00; 11.00 is left to use.
+    assert (note["applied_amount"], note["balance_amount"]) == ("1.00", "11.00")
 
 
 def test_an_in_advance_upgrade_bills_the_new_plan_and_credits_the_old_one(billed):
     invoices = _invoices(billed, "c_upgrade_advance")
-    assert invoices[2] == ("2026-10-11T00:00:00Z", "42.00", [
+    # Pro's 42.00, less the 21.00 credit note issued at the same instant.
+    assert invoices[2] == ("2026-10-11T00:00:00Z", "21.00", [
         ("charge", "api_calls", "2026-10-01", "2026-10-10", "0", "0.00"),
         ("subscription", "", "2026-10-11", "2026-10-31", "1", "42.00")])
     [note] = [n for n in billed.credit_notes if n["customer_id"] == "c_upgrade_advance"]

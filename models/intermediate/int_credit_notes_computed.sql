@@ -3,6 +3,8 @@
 -- termination inside the period it paid for (docs/billing-calendar.md, "Plan changes"), and
 -- usage progressive invoices billed beyond a period's final amount (docs/invoice-amounts.md),
 -- and late events that lowered a finalised line (int_invoice_corrections, docs/invoice-lifecycle.md).
+-- Each gives back the tax the credited fees bore: the credited amount at their lines' tax rates,
+-- rounded once for the note.
 with billing_periods as (
     select * from {{ ref('int_billing_periods') }}
 ),
@@ -13,6 +15,27 @@ plans as (
 
 customers as (
     select * from {{ ref('stg_catalog__customers') }}
+),
+
+-- Each invoice line's tax rate (the sum of the rates it bears, in %).
+line_rates as (
+    select line_taxes.invoice_line_id, sum(line_taxes.tax_rate) as tax_rate
+    from {{ ref('int_invoice_line_taxes') }} as line_taxes
+    group by 1
+),
+
+-- The line that billed each period's base fee, and its tax rate.
+base_fee_lines as (
+    select
+        fees.billing_period_id,
+        max(fees.invoice_id) as invoice_id,
+        max(coalesce(line_rates.tax_rate, 0)) as tax_rate
+    from {{ ref('int_invoice_fees') }} as fees
+    left join line_rates
+        on fees.invoice_line_id = line_rates.invoice_line_id
+    where fees.fee_kind = 'subscription'
+        and fees.corrected_invoice_line_id is null
+    group by 1
 ),
 
 credits as (
@@ -33,12 +56,17 @@ credits as (
         plans.invoice_display_name || ' (unused days)' as description,
         {{ divide_exactly("plans.base_amount * billing_periods.unused_days", "billing_periods.fee_days_in_period") }}
             as precise_amount,
+        {{ percent_of(divide_exactly("plans.base_amount * billing_periods.unused_days",
+                                     "billing_periods.fee_days_in_period"),
+                      'coalesce(base_fee_lines.tax_rate, 0)') }} as precise_tax_amount,
         cast(null as {{ quantity_type() }}) as quantity,
-        cast(null as {{ dbt.type_string() }}) as invoice_id,
+        base_fee_lines.invoice_id,
         cast(null as {{ dbt.type_string() }}) as corrected_invoice_line_id
     from billing_periods
     inner join plans
         on billing_periods.plan_code = plans.plan_code
+    left join base_fee_lines
+        on billing_periods.billing_period_id = base_fee_lines.billing_period_id
     where plans.base_amount > 0
         and billing_periods.unused_days > 0
 ),
@@ -69,12 +97,16 @@ overbilled as (
         'Usage billed in advance of the period''s final amount' as description,
         {{ to_precise_money('sum(progressive_fees.progressive_billed_amount - progressive_fees.progressive_billing_credit_amount)') }}
             as precise_amount,
+        sum({{ percent_of('progressive_fees.progressive_billed_amount - progressive_fees.progressive_billing_credit_amount',
+                          'coalesce(line_rates.tax_rate, 0)') }}) as precise_tax_amount,
         cast(null as {{ quantity_type() }}) as quantity,
         cast(null as {{ dbt.type_string() }}) as invoice_id,
         cast(null as {{ dbt.type_string() }}) as corrected_invoice_line_id
     from progressive_fees
     inner join billing_periods
         on progressive_fees.billing_period_id = billing_periods.billing_period_id
+    left join line_rates
+        on progressive_fees.invoice_line_id = line_rates.invoice_line_id
     group by 1, 2, 3, 4, 5, 6, 7, 8, 10, 11
 ),
 
@@ -96,10 +128,13 @@ late_corrections as (
         cast(null as integer) as days_in_period,
         corrections.description,
         {{ to_precise_money('0 - corrections.amount_change') }} as precise_amount,
+        {{ percent_of('0 - corrections.amount_change', 'coalesce(line_rates.tax_rate, 0)') }} as precise_tax_amount,
         cast(0 - corrections.units_change as {{ quantity_type() }}) as quantity,
         corrections.corrected_invoice_id as invoice_id,
         corrections.corrected_invoice_line_id
     from {{ ref('int_invoice_corrections') }} as corrections
+    left join line_rates
+        on corrections.corrected_invoice_line_id = line_rates.invoice_line_id
     where corrections.correction_kind = 'credit_note'
 ),
 
@@ -136,8 +171,10 @@ final as (
         credits.quantity,
         credits.precise_amount,
         {{ round_money('credits.precise_amount', 'credits.minor_unit') }} as amount,
-        cast(0 as {{ rounded_money_type() }}) as tax_amount,
-        {{ round_money('credits.precise_amount', 'credits.minor_unit') }} as total_amount,
+        {{ round_money('credits.precise_tax_amount', 'credits.minor_unit') }} as tax_amount,
+        cast({{ round_money('credits.precise_amount', 'credits.minor_unit') }}
+             + {{ round_money('credits.precise_tax_amount', 'credits.minor_unit') }} as {{ rounded_money_type() }})
+            as total_amount,
         credits.corrected_invoice_line_id,
         cast({{ dbt.dateadd('day', 'customers.invoice_grace_period_days', 'credits.issued_at') }} as timestamp)
             as grace_period_ends_at
