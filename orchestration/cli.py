@@ -288,9 +288,12 @@ def credit_note(
     for spec in line or []:
         reference, _, amount = spec.partition("=")
         try:
-            lines[reference.strip()] = Decimal(amount) if amount.strip() else None
+            value = Decimal(amount) if amount.strip() else None
         except ArithmeticError:
+            value = Decimal("NaN")
+        if value is not None and not value.is_finite():
             _fail(f"--line {spec!r}: {amount!r} is not an amount", 2)
+        lines[reference.strip()] = value
     try:
         issued = issue_credit_note(settings, invoice, reason=reason, method="refund" if refund else "credit",
                                    lines=lines, description=description)

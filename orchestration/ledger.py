@@ -160,6 +160,11 @@ LEDGER_KEYS = {
 }
 
 
+# What a column added to an existing ledger holds for the rows written before it existed: an
+# invoice finalised before credit notes paid invoices took nothing from them.
+ADDED_COLUMN_DEFAULTS = {"credit_note_credit_amount": "0"}
+
+
 def ensure_ledger(warehouse: Warehouse) -> None:
     """Create the ledger tables and columns that do not exist yet (never drop or change one)."""
     warehouse.execute("create schema if not exists ledger")
@@ -174,7 +179,8 @@ def ensure_ledger(warehouse: Warehouse) -> None:
             [schema, name])}
         for column, sql_type in columns:
             if column not in existing:  # a ledger written by an earlier version: only ever add
-                warehouse.execute(f"alter table {table} add column {column} {sql_type}")
+                default = f" default {ADDED_COLUMN_DEFAULTS[column]}" if column in ADDED_COLUMN_DEFAULTS else ""
+                warehouse.execute(f"alter table {table} add column {column} {sql_type}{default}")
 
 
 def code_version() -> str:
@@ -472,6 +478,12 @@ def void(settings: Settings, invoice: str, reason: str, *, now: datetime | None 
         invoice_id, number = found[0]
         if warehouse.query(f"select count(*) from ledger.invoice_voids where invoice_id = {p}", [invoice_id])[0][0]:
             raise FinalisationError(f"invoice {number} is already voided")
+        notes = [row[0] for row in warehouse.query(
+            f"select credit_note_number from ledger.credit_notes where invoice_id = {p} and origin = 'manual' "
+            f"and credit_note_id not in (select credit_note_id from ledger.credit_note_voids) order by 1",
+            [invoice_id])]
+        if notes:  # voiding the invoice cancels what it billed: a credit on it would be given twice
+            raise FinalisationError(f"invoice {number} has credit note(s) {', '.join(notes)}: void them first")
         warehouse.execute(f"insert into ledger.invoice_voids values ({p}, {p}, {p})",
                           [invoice_id, now or utc_now(), reason.strip()])
     return invoice_id, number
@@ -556,6 +568,20 @@ def _issue_credit_note(warehouse: Warehouse, invoice: str, reason: str, method: 
     step = Decimal(1).scaleb(-minor_unit)
     # What each line may still be credited: billed after progressive billing and coupons, rounded
     # down to the minor unit (never more than was billed), less earlier credit notes' items.
+    # Automatic credit notes (frozen or not) already gave back part of some lines: the unused days
+    # of a base fee, what late events took off a line.
+    automatic: dict[str, Decimal] = defaultdict(Decimal)
+    if warehouse.table_exists("marts", "fct_credit_notes"):
+        for line_id, amount in warehouse.query(
+                f"select coalesce(notes.corrected_invoice_line_id, lines.invoice_line_id), notes.amount "
+                f"from marts.fct_credit_notes as notes "
+                f"left join ledger.invoice_lines as lines on notes.corrected_invoice_line_id is null "
+                f"and lines.invoice_id = notes.invoice_id and lines.billing_period_id = notes.billing_period_id "
+                f"and lines.fee_kind = 'subscription' and lines.corrected_invoice_line_id is null "
+                f"where notes.origin = 'automatic' and notes.status <> 'voided' and notes.invoice_id = {p}",
+                [invoice_id]):
+            if line_id is not None:
+                automatic[line_id] += Decimal(amount)
     creditable = {}
     for line_id, line_description, taxable, tax_rate, credited in warehouse.query(
             f"select lines.invoice_line_id, lines.description, lines.taxable_amount, lines.tax_rate, "
@@ -564,7 +590,7 @@ def _issue_credit_note(warehouse: Warehouse, invoice: str, reason: str, method: 
             f"left join ledger.credit_note_items as items on lines.invoice_line_id = items.invoice_line_id "
             f"and items.credit_note_id not in (select credit_note_id from ledger.credit_note_voids) "
             f"where lines.invoice_id = {p} group by 1, 2, 3, 4 order by 1", [invoice_id]):
-        left = ((Decimal(taxable) // step) * step - Decimal(credited)).quantize(step)
+        left = ((Decimal(taxable) // step) * step - Decimal(credited) - automatic[line_id]).quantize(step)
         creditable[line_id] = (line_description, max(left, Decimal(0)), Decimal(tax_rate))
     requested = lines or {line_id: None for line_id, (_, left, _) in creditable.items() if left > 0}
     items = []

@@ -150,9 +150,11 @@ def reproduce(settings: Settings, invoice: str) -> Reproduction:
             manual = [row[0] for row in issued.query(
                 f"select credit_note_id from ledger.credit_notes where origin = 'manual' and finalized_at < {p}",
                 [recorded["finalized_at"]])]
-            if manual:
+            if manual:  # ids are md5 hex digests read from the ledger: safe to inline
                 _copy(issued, scratch, "ledger.credit_note_items",
                       f"credit_note_id in ({', '.join(repr(str(i)) for i in manual)})", [])
+            # Credit notes voided before this invoice was finalised paid nothing to it.
+            _copy(issued, scratch, "ledger.credit_note_voids", f"voided_at < {p}", [recorded["finalized_at"]])
         log.info("reproducing %s from %d events", recorded["invoice_number"], copied)
         pipeline.build(scratch_settings, recorded["computed_as_of"], full_refresh=True)
         with connect(scratch_settings) as scratch:

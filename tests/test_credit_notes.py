@@ -93,8 +93,10 @@ def test_a_credited_note_gives_back_tax_and_pays_the_next_invoice_before_wallets
     assert (december["subtotal_including_taxes"], december["credit_note_credit_amount"], december["total_amount"]) == (
         Decimal("21.68"), Decimal("16.26"), Decimal("5.42"))
     assert (note["applied_amount"], note["balance_amount"]) == (Decimal("16.26"), Decimal("0.00"))
-    # The finalised invoice it credits is unchanged.
+    # The finalised invoice it credits is unchanged, and cannot be voided while the note stands.
     assert invoice(home, "c_recurring", "2026-11-01") == november
+    with pytest.raises(FinalisationError, match="void them first"):
+        void(home, november["invoice_number"], "changed our mind")
 
     # Voiding it (no finalised invoice drew on it yet) gives the draft its amount due back.
     void(home, issued.credit_note_number, "issued by mistake")
@@ -171,3 +173,20 @@ def test_the_credit_note_command(home):
     refused = CliRunner().invoke(app, ["credit-note", november["invoice_number"], "--reason", "other",
                                        "--line", "nope=1", "--home", str(home.home)])
     assert refused.exit_code == 2 and "has no line 'nope'" in " ".join(refused.output.split())
+
+
+def test_what_an_automatic_credit_note_gave_back_cannot_be_credited_again(tmp_path):
+    """tests/fixtures/plan_changes: c_upgrade_advance paid Basic's October (31.00) in advance on
+    1 October and upgraded on 11 October; the unused 21 days came back as a 21.00 credit note.
+    A manual credit note on the 1 October invoice can only take the other 10.00 of that line."""
+    case = FIXTURES / "plan_changes"
+    settings = make_home(tmp_path, case / "catalog")
+    shutil.copy(case / "events.jsonl", settings.landing_dir)
+    run_all(settings, as_of=AS_OF)
+    pipeline.finalise(settings, accept_usage_cliffs=True)
+    october = invoice(settings, "c_upgrade_advance", "2026-10-01")
+    base = line_id(settings, october["invoice_id"], None)
+    with pytest.raises(FinalisationError, match="the 10.00 USD left"):
+        issue_credit_note(settings, october["invoice_number"], reason="other", lines={base: Decimal("31.00")})
+    assert issue_credit_note(settings, october["invoice_number"], reason="other", lines={base: None},
+                             now=ISSUED_AT).amount == Decimal("10.00")

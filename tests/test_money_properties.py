@@ -65,7 +65,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 DBT = Path(sys.executable).parent / "dbt"
 # In dependency order: each model reads the ones before it.
 MODELS = ("int_invoice_coupons", "int_invoice_line_taxes", "int_invoice_taxes", "int_invoice_line_totals",
-          "int_wallet_scheduled_credits", "int_threshold_wallet_invoice_demands", "int_wallet_threshold_top_ups",
+          "int_invoice_credit_note_credits", "int_invoice_line_amounts_due", "int_wallet_scheduled_credits", "int_threshold_wallet_invoice_demands", "int_wallet_threshold_top_ups",
           "int_wallet_credits", "int_invoice_wallet_credits")
 AS_OF = datetime(2027, 1, 10, 12, 0, 0)
 
@@ -101,6 +101,16 @@ INPUT_COLUMNS: dict[str, list[tuple[str, str]]] = {
                                          ("credits", MONEY)],
     "stg_catalog__wallet_top_ups": [("wallet_id", "varchar"), ("position", "integer"), ("top_up_interval", "varchar"),
                                     ("threshold_credits", MONEY), ("credit_kind", "varchar"), ("credits", MONEY)],
+    # Credit notes and the ledger: none here (tests/test_credit_notes.py covers them), so every
+    # invoice is open and what wallets may pay is the whole amount due.
+    "int_credit_notes": [("credit_note_id", "varchar"), ("customer_id", "varchar"), ("currency", "varchar"),
+                         ("credit_method", "varchar"), ("status", "varchar"), ("issued_at", "timestamp"),
+                         ("total_amount", ROUNDED)],
+    "stg_ledger__invoices": [("invoice_id", "varchar"), ("status", "varchar")],
+    "invoice_credit_note_credits": [("invoice_id", "varchar"), ("credit_note_id", "varchar"),
+                                    ("customer_id", "varchar"), ("currency", "varchar"), ("invoice_at", "timestamp"),
+                                    ("credit_amount", ROUNDED)],
+    "invoice_wallet_credits": [("invoice_id", "varchar"), ("wallet_id", "varchar"), ("credit_amount", ROUNDED)],
     # The usage priced so far and not yet invoiced, which threshold top-ups watch.
     "int_wallet_ongoing_usage": [("invoice_line_id", "varchar"), ("customer_id", "varchar"), ("fee_kind", "varchar"),
                                  ("metric_code", "varchar"), ("valid_from_at", "timestamp"),
@@ -438,7 +448,9 @@ class Billed:
     coupons: list[dict]  # int_invoice_coupons: one per line and coupon
     line_taxes: list[dict]  # int_invoice_line_taxes: one per line and tax
     invoice_taxes: list[dict]  # int_invoice_taxes: one per invoice and tax
-    line_totals: list[dict]  # int_invoice_line_totals: one per line of a customer with wallets
+    line_totals: list[dict]  # int_invoice_line_totals: one per invoice line
+    credit_note_credits: list[dict]  # int_invoice_credit_note_credits: none here
+    amounts_due: list[dict]  # int_invoice_line_amounts_due: what wallets may pay, per line
     scheduled_credits: list[dict]  # int_wallet_scheduled_credits: transactions and interval top-ups
     threshold_demands: list[dict]  # int_threshold_wallet_invoice_demands: what invoices ask of such wallets
     threshold_top_ups: list[dict]  # int_wallet_threshold_top_ups: one per check that added credits

@@ -17,11 +17,29 @@ customers as (
     select * from {{ ref('stg_catalog__customers') }}
 ),
 
--- Each invoice line's tax rate (the sum of the rates it bears, in %).
-line_rates as (
+-- Each invoice line's tax rate (the sum of the rates it bears, in %): as the ledger issued it
+-- for a finalised line, as computed for the others.
+issued_lines as (
+    select * from {{ ref('stg_ledger__invoice_lines') }}
+),
+
+computed_rates as (
     select line_taxes.invoice_line_id, sum(line_taxes.tax_rate) as tax_rate
     from {{ ref('int_invoice_line_taxes') }} as line_taxes
     group by 1
+),
+
+line_rates as (
+    select computed_rates.invoice_line_id, computed_rates.tax_rate
+    from computed_rates
+    left join issued_lines
+        on computed_rates.invoice_line_id = issued_lines.invoice_line_id
+    where issued_lines.invoice_line_id is null
+
+    union all
+
+    select issued_lines.invoice_line_id, issued_lines.tax_rate
+    from issued_lines
 ),
 
 -- The line that billed each period's base fee, and its tax rate.

@@ -9,8 +9,10 @@
 -- sum of demands. The credit notes are used oldest first: an invoice's slice [applied_{k-1},
 -- applied_k) of the balance overlaps the slices the credit notes fill, in issue order.
 --
--- A finalised invoice keeps what the ledger says it took (a voided one takes nothing back
--- from the balance it drew on: its credits are available again to later invoices).
+-- A finalised invoice keeps what the ledger says it took, from the credit notes it names; those
+-- draws come off each credit note first, and only what is left of the notes pays the other
+-- invoices (so no credit is spent twice, whatever order the invoices come in). A voided invoice
+-- gives its draws back.
 with line_totals as (
     select * from {{ ref('int_invoice_line_totals') }}
 ),
@@ -30,33 +32,47 @@ issued as (
     select * from {{ source('ledger', 'invoice_credit_note_credits') }}
 ),
 
-issued_totals as (
-    select issued.invoice_id, sum(issued.credit_amount) as credit_amount
+-- What finalised invoices (not voided) took of each credit note, as the ledger says.
+issued_draws as (
+    select issued.credit_note_id, sum(issued.credit_amount) as drawn_amount
     from issued
+    inner join issued_invoices
+        on issued.invoice_id = issued_invoices.invoice_id
+    where issued_invoices.status <> 'voided'
     group by 1
 ),
 
--- Each credit note's slice of its customer's balance, in issue order.
-credit_sequence as (
+left_to_use as (
     select
         credit_notes.credit_note_id,
         credit_notes.customer_id,
         credit_notes.currency,
         credit_notes.issued_at,
-        credit_notes.total_amount,
-        sum(credit_notes.total_amount) over (
-            partition by credit_notes.customer_id, credit_notes.currency
-            order by credit_notes.issued_at, credit_notes.credit_note_id
+        credit_notes.total_amount - coalesce(issued_draws.drawn_amount, 0) as total_amount
+    from credit_notes
+    left join issued_draws
+        on credit_notes.credit_note_id = issued_draws.credit_note_id
+    where credit_notes.total_amount - coalesce(issued_draws.drawn_amount, 0) > 0
+),
+
+-- Each credit note's slice of what its customer has left, in issue order.
+credit_sequence as (
+    select
+        left_to_use.*,
+        sum(left_to_use.total_amount) over (
+            partition by left_to_use.customer_id, left_to_use.currency
+            order by left_to_use.issued_at, left_to_use.credit_note_id
             rows between unbounded preceding and current row
         ) as credited_through
-    from credit_notes
+    from left_to_use
 ),
 
 holders as (
-    select distinct credit_notes.customer_id, credit_notes.currency
-    from credit_notes
+    select distinct left_to_use.customer_id, left_to_use.currency
+    from left_to_use
 ),
 
+-- The invoices not finalised: they share what the credit notes have left.
 invoices as (
     select distinct
         line_totals.invoice_id,
@@ -68,6 +84,9 @@ invoices as (
     inner join holders
         on line_totals.customer_id = holders.customer_id
         and line_totals.currency = holders.currency
+    left join issued_invoices
+        on line_totals.invoice_id = issued_invoices.invoice_id
+    where issued_invoices.invoice_id is null
 ),
 
 -- What each invoice asks of the balance, and everything credited up to its instant.
@@ -77,18 +96,9 @@ demands as (
         invoices.customer_id,
         invoices.currency,
         invoices.invoice_at,
-        case
-            when issued_invoices.invoice_id is null
-                then case when invoices.invoice_total > 0 then invoices.invoice_total else 0 end
-            when issued_invoices.status = 'voided' then 0
-            else coalesce(issued_totals.credit_amount, 0)
-        end as demand_amount,
+        case when invoices.invoice_total > 0 then invoices.invoice_total else 0 end as demand_amount,
         coalesce(sum(credit_sequence.total_amount), 0) as credited_amount
     from invoices
-    left join issued_invoices
-        on invoices.invoice_id = issued_invoices.invoice_id
-    left join issued_totals
-        on invoices.invoice_id = issued_totals.invoice_id
     left join credit_sequence
         on invoices.customer_id = credit_sequence.customer_id
         and invoices.currency = credit_sequence.currency
@@ -150,13 +160,10 @@ computed as (
     where paid.paid_amount > 0
 ),
 
--- A finalised invoice's rows as the ledger issued them.
+-- And a finalised invoice's rows as the ledger issued them.
 final as (
     select computed.*
     from computed
-    left join issued_invoices
-        on computed.invoice_id = issued_invoices.invoice_id
-    where issued_invoices.invoice_id is null
 
     union all
 
