@@ -32,8 +32,9 @@ manifest: target/manifest.json
 run: manifest
 	$(BIN)/meterline demo
 
+# The suite runs on every core, one test file per worker (files share their module fixtures).
 test: manifest
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 dev: manifest
 	mkdir -p $(DAGSTER_HOME)

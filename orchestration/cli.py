@@ -314,6 +314,88 @@ def credit_note(
                   f"({len(issued.items)} line(s); marts.fct_credit_notes)")
 
 
+@app.command("payment")
+def payment(
+    invoice: Annotated[str, typer.Argument(help="A finalised invoice's number (or id).")],
+    amount: Annotated[str, typer.Argument(help="The amount paid, in the invoice's currency (e.g. 120.50).")],
+    paid_on: Annotated[Optional[str], typer.Option("--date", help="When it was paid, YYYY-MM-DD. Default: today (UTC).")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="The bank's or processor's reference.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Record a payment of a finalised invoice (ledger.payments): at most what is still due.
+    `meterline sync xero` sends it as a Xero payment."""
+    from datetime import date
+
+    from orchestration.ledger import FinalisationError, record_payment
+
+    try:
+        value = Decimal(amount)
+        day = date.fromisoformat(paid_on) if paid_on else pipeline.utc_now().date()
+    except (ArithmeticError, ValueError):
+        value, day = Decimal("NaN"), None
+    if not value.is_finite() or day is None:
+        _fail(f"{amount!r} is not an amount or {paid_on!r} is not a date (YYYY-MM-DD)", 2)
+    try:
+        recorded = record_payment(_settings(home), invoice, value, paid_on=day, reference=reference)
+    except FinalisationError as error:
+        _fail(str(error), 2)
+    console.print(f"Recorded a payment of {recorded.amount} {recorded.currency} on invoice {recorded.invoice_number}: "
+                  f"{recorded.outstanding_after} {recorded.currency} still due")
+
+
+class AccountingProvider(str, Enum):
+    xero = "xero"
+    netsuite = "netsuite"
+
+
+@app.command("sync")
+def sync_command(
+    provider: Annotated[AccountingProvider, typer.Argument(help="The accounting system: xero or netsuite.")],
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print what would be sent; send and record nothing (no credentials needed).")] = False,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Send again what was refused or is waiting for its next attempt time.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Send finalised invoices, credit notes, their allocations, payments and voids to Xero or NetSuite,
+    each exactly once (docs/accounting-sync.md). Credentials come from the environment
+    (METERLINE_XERO_* or METERLINE_NETSUITE_*); items, accounts and tax types from
+    catalog/accounting.yml. Exits 1 when anything failed: the sync ledger
+    (accounting.sync_ledger) says what and why, and the next run retries it."""
+    from orchestration.accounting import sync
+    from orchestration.accounting.books import BooksError
+    from orchestration.accounting.http import ConfigError, SyncError
+    from orchestration.accounting.mappings import MappingFileError
+
+    settings = _settings(home)
+    try:
+        report = sync(settings, provider.value, now=pipeline.utc_now, dry_run=dry_run, retry_failed_now=retry_failed)
+    except (ConfigError, MappingFileError, BooksError, SyncError, FileNotFoundError) as error:
+        _fail(str(error), 2)
+    if dry_run:
+        from orchestration.accounting.http import dumps
+
+        for object_type, number, payload in report.dry_run_payloads:
+            console.print(f"[bold]would send {object_type} {number}[/bold]")
+            console.print_json(dumps(payload))
+    table = Table(title=f"{provider.value} sync" + (" (dry run)" if dry_run else f", tenant {report.tenant}"))
+    outcomes = sorted({outcome for _, outcome in report.counts})
+    table.add_column("object")
+    for outcome in outcomes:
+        table.add_column(outcome.replace("_", " "), justify="right")
+    for object_type in sorted({t for t, _ in report.counts}):
+        table.add_row(object_type, *[f"{report.counts.get((object_type, o), 0):,}" for o in outcomes])
+    console.print(table)
+    for (object_type, currency), total in sorted(report.synced_totals.items()):
+        console.print(f"synced {object_type} total: {total:,.{known_currencies()[currency]}f} {currency}")
+    for failure in report.failures:
+        errors.print(f"[red]failed[/red] {failure.object_type} {failure.local_number or failure.local_id} "
+                     f"({failure.error_kind}{f', HTTP {failure.http_status}' if failure.http_status else ''}): "
+                     f"{failure.message}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None:
     from orchestration.exports import amounts_by_currency, billed_by_charge, reconciliation, taxes_by_rate
 

@@ -12,6 +12,7 @@ from dagster import (
 )
 from dagster_dbt import DbtCliResource
 
+from orchestration.assets.accounting import netsuite_sync, xero_sync
 from orchestration.assets.billing import build_dbt_assets, dbt_project
 from orchestration.assets.exports import invoice_documents, invoice_files, issued_invoices
 from orchestration.assets.ingestion import build_landing_sensor, price_book, raw_events, raw_events_expectations
@@ -27,7 +28,8 @@ billing_job = define_asset_job(
     selection=AssetSelection.all() - AssetSelection.assets(issued_invoices),
     executor_def=in_process_executor,
     description="Load the catalog, ingest new files, build and test the models, run the blocking money checks, "
-                "finalise the invoices whose grace period ended, write invoice files.",
+                "finalise the invoices whose grace period ended, write invoice files and documents, sync them to "
+                "the accounting systems that have credentials.",
 )
 
 # Every day the whole run, as of now: what left its grace period is finalised (after the checks).
@@ -57,7 +59,7 @@ daily_billing = build_schedule_from_partitioned_job(
 
 defs = Definitions(
     assets=[price_book, raw_events, meterline_models, finalised_invoices, invoice_files, invoice_documents,
-            issued_invoices],
+            issued_invoices, xero_sync, netsuite_sync],
     asset_checks=[raw_events_expectations, money_checks_before_finalisation],
     jobs=[billing_job, invoices_by_date_job],
     schedules=[daily_billing, daily_finalisation],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -73,7 +74,9 @@ def _render_all(htmls: list[str]) -> Iterator[bytes]:
     if len(htmls) < 8 or workers == 1:
         yield from map(html_to_pdf, htmls)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Spawned, not forked: the caller has DuckDB's and others' threads running, and a forked
+    # child of a threaded process can crash in any C library (it did, in font subsetting).
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield from pool.map(html_to_pdf, htmls, chunksize=4)
 
 

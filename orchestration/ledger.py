@@ -51,7 +51,7 @@ INVOICE_LINE_COLUMNS = [
     ("proration_factor", PRECISE), ("precise_amount", PRECISE), ("amount", ROUNDED),
     ("is_progressive_billing", "boolean"), ("progressive_billed_amount", ROUNDED),
     ("progressive_billing_credit_amount", ROUNDED), ("precise_discount_amount", PRECISE),
-    ("taxable_amount", PRECISE), ("tax_rate", PRECISE), ("precise_tax_amount", PRECISE),
+    ("taxable_amount", PRECISE), ("tax_rate", PRECISE), ("tax_codes", "varchar"), ("precise_tax_amount", PRECISE),
     ("precise_credit_amount", PRECISE), ("event_count", "bigint"), ("corrected_invoice_line_id", "varchar"),
     ("period_invoice_line_id", "varchar"),
 ]
@@ -127,6 +127,12 @@ LEDGER_TABLES: dict[str, list[tuple[str, str]]] = {
         ("description", "varchar"), ("amount", ROUNDED), ("tax_rate", PRECISE),
     ],
     "ledger.credit_note_voids": [("credit_note_id", "varchar"), ("voided_at", "timestamp"), ("reason", "varchar")],
+    # Payments the customer made, as recorded (`meterline payment`): they settle finalised
+    # invoices and go to the accounting systems; they never change what an invoice billed.
+    "ledger.payments": [
+        ("payment_id", "varchar"), ("invoice_id", "varchar"), ("customer_id", "varchar"), ("currency", "varchar"),
+        ("amount", ROUNDED), ("paid_on", "date"), ("reference", "varchar"), ("recorded_at", "timestamp"),
+    ],
     # The price book each finalisation used, file by file, so `meterline reproduce` can rebuild with it.
     "ledger.price_book_files": [("price_book_fingerprint", "varchar"), ("file_name", "varchar"),
                                 ("content", "varchar")],
@@ -157,6 +163,7 @@ LEDGER_KEYS = {
     "ledger.credit_note_voids": "primary key (credit_note_id)",
     "ledger.invoice_credit_note_credits": "primary key (invoice_credit_note_credit_id)",
     "ledger.finalisations": "primary key (finalisation_id), unique (finalisation_sequence)",
+    "ledger.payments": "primary key (payment_id)",
 }
 
 
@@ -484,6 +491,9 @@ def void(settings: Settings, invoice: str, reason: str, *, now: datetime | None 
             [invoice_id])]
         if notes:  # voiding the invoice cancels what it billed: a credit on it would be given twice
             raise FinalisationError(f"invoice {number} has credit note(s) {', '.join(notes)}: void them first")
+        if warehouse.query(f"select count(*) from ledger.payments where invoice_id = {p}", [invoice_id])[0][0]:
+            raise FinalisationError(f"invoice {number} has recorded payments: a paid invoice is corrected by a "
+                                    "credit note (refund), not voided")
         warehouse.execute(f"insert into ledger.invoice_voids values ({p}, {p}, {p})",
                           [invoice_id, now or utc_now(), reason.strip()])
     return invoice_id, number
@@ -667,3 +677,59 @@ def void_credit_note(warehouse: Warehouse, credit_note: str, reason: str, voided
     warehouse.execute(f"insert into ledger.credit_note_voids values ({p}, {p}, {p})",
                       [credit_note_id, voided_at, reason])
     return credit_note_id, number
+
+
+@dataclass(frozen=True)
+class RecordedPayment:
+    payment_id: str
+    invoice_number: str
+    currency: str
+    amount: Decimal
+    outstanding_after: Decimal
+
+
+def record_payment(settings: Settings, invoice: str, amount: Decimal, *, paid_on, reference: str | None = None,
+                   now: datetime | None = None) -> RecordedPayment:
+    """Record a payment of a finalised invoice (by number, id or id prefix): at most what is
+    still due (its total due less the payments recorded before), in the currency's minor unit.
+    The payment id is a hash of the invoice, amount, date and reference, so recording the same
+    payment twice is refused rather than counted twice."""
+    from orchestration.catalog import known_currencies
+    from orchestration.pipeline import utc_now
+
+    with connect(settings) as warehouse:
+        ensure_ledger(warehouse)
+        p = warehouse.placeholder
+        found = warehouse.query(
+            f"select invoices.invoice_id, invoices.invoice_number, invoices.customer_id, invoices.currency, "
+            f"invoices.total_amount, voids.invoice_id is not null from ledger.invoices as invoices "
+            f"left join ledger.invoice_voids as voids on invoices.invoice_id = voids.invoice_id "
+            f"where invoices.invoice_number = {p} or invoices.invoice_id like {p} order by invoices.invoice_id",
+            [invoice, f"{invoice}%"])
+        if len(found) != 1:
+            raise FinalisationError(f"{len(found)} finalised invoices match {invoice!r}: give its number"
+                                    if found else f"no finalised invoice {invoice!r} (payments settle finalised invoices)")
+        invoice_id, number, customer_id, currency, total, voided = found[0]
+        if voided:
+            raise FinalisationError(f"invoice {number} is voided: nothing is due")
+        minor_unit = known_currencies()[currency]
+        if amount <= 0 or amount != amount.quantize(Decimal(1).scaleb(-minor_unit)):
+            raise FinalisationError(f"a payment is a positive amount with at most {minor_unit} decimals in "
+                                    f"{currency}, not {amount}")
+        paid = warehouse.query(f"select coalesce(sum(amount), 0) from ledger.payments where invoice_id = {p}",
+                               [invoice_id])[0][0]
+        outstanding = (Decimal(total) - Decimal(paid)).quantize(Decimal(1).scaleb(-minor_unit))
+        if amount > outstanding:
+            raise FinalisationError(f"{amount} {currency} is more than the {outstanding} {currency} still due on "
+                                    f"invoice {number}")
+        payment_id = hashlib.md5("|".join([invoice_id, str(amount), paid_on.isoformat(), reference or ""]).encode()
+                                 ).hexdigest()
+        if warehouse.query(f"select count(*) from ledger.payments where payment_id = {p}", [payment_id])[0][0]:
+            raise FinalisationError(f"this payment of {amount} {currency} on {paid_on} was recorded already "
+                                    "(give another --reference for a second payment of the same amount that day)")
+        warehouse.execute(f"insert into ledger.payments values ({', '.join([p] * 8)})",
+                          [payment_id, invoice_id, customer_id, currency, amount, paid_on, reference,
+                           now or utc_now()])
+    log.info("recorded a payment of %s %s on %s", amount, currency, number)
+    return RecordedPayment(payment_id, number, currency, amount, outstanding - amount)
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -22,10 +23,16 @@ SMALL_AS_OF = datetime(2026, 11, 21, 12, 0, 0)
 
 @pytest.fixture(scope="session", autouse=True)
 def dbt_manifest() -> Path:
-    """dagster-dbt reads target/manifest.json when the definitions load: prepare it once."""
+    """dagster-dbt reads target/manifest.json when the definitions load: prepare it once.
+
+    With pytest-xdist every worker runs this fixture; a file lock keeps their `dbt parse`
+    runs from writing the same manifest at once."""
     dbt = Path(sys.executable).parent / "dbt"
-    subprocess.run([str(dbt), "parse", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
-                    "--quiet"], check=True, cwd=PROJECT_DIR)
+    (PROJECT_DIR / "target").mkdir(exist_ok=True)
+    with open(PROJECT_DIR / "target" / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([str(dbt), "parse", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
+                        "--quiet"], check=True, cwd=PROJECT_DIR)
     return PROJECT_DIR / "target" / "manifest.json"
 
 
@@ -89,6 +96,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     harmless but would bury pytest's closing line, which CI reads. Everything pytest writes is
     flushed first; the exit code is pytest's own.
     """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # an xdist worker must shut down normally to report back; the controller exits here
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_exit_status)

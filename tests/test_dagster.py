@@ -17,7 +17,7 @@ def test_definitions_load():
 
     job = defs.resolve_job_def("billing_run")
     keys = {"/".join(spec.key.path) for spec in defs.resolve_all_asset_specs()}
-    assert {"raw/events", "catalog/customers", "marts/fct_invoices", "invoice_files"} <= keys
+    assert {"raw/events", "catalog/customers", "marts/fct_invoices", "invoice_files", "xero_sync", "netsuite_sync"} <= keys
     assert job.executor_def.name == "in_process"
     assert defs.resolve_schedule_def("daily_billing").cron_schedule == "0 2 * * *"
     assert defs.resolve_sensor_def("landing_folder_sensor") is not None

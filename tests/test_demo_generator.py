@@ -100,6 +100,7 @@ def test_files_written(demo: DemoSummary) -> None:
     catalog = sorted(p.name for p in demo.catalog_dir.iterdir())
     assert catalog == sorted(
         [
+            "accounting.yml",
             "add_ons.yml",
             "applied_add_ons.csv",
             "applied_coupons.csv",

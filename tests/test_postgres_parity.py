@@ -7,18 +7,23 @@ field (ids are deterministic hashes, so they must match too).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 
 from orchestration import pipeline
+from orchestration.accounting import sync
+from orchestration.accounting.books import read_books
 from orchestration.demo.generator import generate_demo
 from orchestration.exports import fetch_invoices, reconciliation
 from orchestration.ledger import finalise, issue_credit_note
 from orchestration.settings import get_settings
 from orchestration.warehouse import connect
 from tests.conftest import FIXTURES, run_all
+from tests.fakes.xero import FakeXero, load_contract
 
 pytestmark = pytest.mark.postgres
 
@@ -67,6 +72,29 @@ def test_postgres_invoices_equal_duckdb(tmp_path, monkeypatch, postgres_server):
     assert any(i["credit_note_credit_amount"] not in ("0", "0.00") for i in duckdb_invoices), \
         "the credit note should pay a later invoice"
 
+    # What the accounting sync reads is the same on both engines, and its ledger works on Postgres.
+    postgres_settings = get_settings(home)
+    duckdb_settings = dataclasses.replace(postgres_settings, target="duckdb")
+    with connect(duckdb_settings, read_only=True) as warehouse:
+        duckdb_books = read_books(warehouse)
+    with connect(postgres_settings) as warehouse:
+        postgres_books = read_books(warehouse)
+    assert postgres_books == duckdb_books and duckdb_books.invoices
+    assert any(i.prepaid_credit_amount for i in duckdb_books.invoices), "the demo should exercise a wallet"
+    xero = FakeXero(load_contract(), tax_rates={code: Decimal(0) for code in (
+        "TAX001", "TAX002", "OUTPUT2", "OUTPUT3", "TAX003", "ZERORATEDOUTPUT", "NONE")}).start()
+    try:
+        report = sync(postgres_settings, "xero", now=lambda: AS_OF, env=xero.env())
+        assert report.ok, report.failures
+        assert len(xero.invoices) == len(duckdb_books.invoices) and not xero.violations
+        for invoice in duckdb_books.invoices:
+            remote = xero.invoice_by_number(invoice.number)
+            assert remote["Total"] == invoice.subtotal_including_taxes - invoice.prepaid_credit_amount
+        again = sync(postgres_settings, "xero", now=lambda: AS_OF, env=xero.env())
+        assert again.ok and set(outcome for _, outcome in again.counts) == {"unchanged"}
+    finally:
+        xero.stop()
+
 
 FIXTURE_CASES = {
     "charge_models": datetime(2026, 11, 15, 12),
@@ -87,7 +115,7 @@ def _reset_postgres(server) -> None:
     with psycopg2.connect(server.dsn) as connection:
         connection.autocommit = True
         with connection.cursor() as cursor:
-            for schema in ("raw", "catalog", "staging", "intermediate", "marts", "reference", "ledger"):
+            for schema in ("raw", "catalog", "staging", "intermediate", "marts", "reference", "ledger", "accounting"):
                 cursor.execute(f"drop schema if exists {schema} cascade")
 
 

@@ -10,7 +10,7 @@
     'group_key', 'currency', 'service_period_start', 'service_period_end', 'service_start_at', 'service_end_at',
     'invoice_at', 'quantity', 'unit_amount', 'proration_factor', 'precise_amount', 'amount',
     'is_progressive_billing', 'progressive_billed_amount', 'progressive_billing_credit_amount',
-    'precise_discount_amount', 'taxable_amount', 'tax_rate', 'precise_tax_amount', 'precise_credit_amount',
+    'precise_discount_amount', 'taxable_amount', 'tax_rate', 'tax_codes', 'precise_tax_amount', 'precise_credit_amount',
     'event_count', 'corrected_invoice_line_id', 'period_invoice_line_id'] %}
 with fees as (
     select * from {{ ref('int_invoice_fees') }}
@@ -67,6 +67,8 @@ line_tax_totals as (
     select
         line_taxes.invoice_line_id,
         sum(line_taxes.tax_rate) as tax_rate,
+        -- Which taxes, for the accounting systems' tax types (orchestration/accounting/mappings.py).
+        {{ dbt.listagg('line_taxes.tax_code', "'+'", 'order by line_taxes.tax_code') }} as tax_codes,
         sum(line_taxes.tax_amount) as tax_amount
     from line_taxes
     group by 1
@@ -117,6 +119,7 @@ computed as (
         {{ to_precise_money('coalesce(line_discounts.discount_amount, 0)') }} as precise_discount_amount,
         {{ to_precise_money('fees.billable_amount - coalesce(line_discounts.discount_amount, 0)') }} as taxable_amount,
         {{ to_precise_money('coalesce(line_tax_totals.tax_rate, 0)') }} as tax_rate,
+        cast(line_tax_totals.tax_codes as {{ dbt.type_string() }}) as tax_codes,
         {{ to_precise_money('coalesce(line_tax_totals.tax_amount, 0)') }} as precise_tax_amount,
         {{ to_precise_money('coalesce(line_credits.credit_amount, 0)') }} as precise_credit_amount,
         cast(fees.event_count as bigint) as event_count,

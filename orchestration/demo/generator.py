@@ -44,7 +44,7 @@ __all__ = ["DemoSummary", "generate_demo", "PRICE_BOOK_DIR", "PRICE_BOOK_FILES"]
 UTC = timezone.utc
 PRICE_BOOK_DIR = Path(__file__).resolve().parent / "price_book"
 PRICE_BOOK_FILES = ("billing_entity.yml", "billable_metrics.yml", "plans.yml", "coupons.yml", "add_ons.yml",
-                    "taxes.yml")
+                    "taxes.yml", "accounting.yml")
 
 CUSTOMERS_COLUMNS = ("external_customer_id", "name", "email", "country", "currency", "timezone", "tax_codes",
                      "tax_exempt")
