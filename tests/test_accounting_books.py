@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from orchestration.accounting.books import BooksError, allocate
 from orchestration.accounting.http import (
     ApiSession,
+    CredentialsError,
     OAuthToken,
-    PermanentSyncError,
     RetryPolicy,
     Secret,
     TransientSyncError,
@@ -129,8 +129,16 @@ def test_the_session_retries_what_can_be_retried_and_stops_on_what_cannot():
     session, _ = session_answering(401, 200)
     assert session.request("GET", "/x").status_code == 200 and session.token.fetched == 2
     session, _ = session_answering(401, 401)
-    with pytest.raises(PermanentSyncError, match="unauthorised after a fresh token"):
+    with pytest.raises(CredentialsError, match="unauthorised after a fresh token"):
         session.request("GET", "/x")
+
+    # A write answered 502 or 409 may have been applied: uncertain, looked up before a resend.
+    session, _ = session_answering(502, 502, 502)
+    with pytest.raises(UncertainOutcome, match="HTTP 502 after 3 attempts"):
+        session.request("PUT", "/x")
+    session, _ = session_answering(409)
+    with pytest.raises(UncertainOutcome, match="in progress"):
+        session.request("PUT", "/x")
 
 
 def test_amounts_travel_as_exact_json_numbers():

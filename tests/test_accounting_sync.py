@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from orchestration import pipeline
 from orchestration.accounting import sync
-from orchestration.accounting.http import RetryPolicy
+from orchestration.accounting.http import CredentialsError, RetryPolicy
 from orchestration.accounting.sync import SyncEngine
 from orchestration.cli import app
 from orchestration.ledger import FinalisationError, issue_credit_note, record_payment, void
@@ -367,6 +367,39 @@ def test_credentials_never_reach_the_logs_or_the_ledger(home, xero, caplog):
         assert secret and secret not in caplog.text and secret not in stored
 
 
+def test_refused_credentials_stop_the_run_before_anything_is_marked(home, xero):
+    with pytest.raises(CredentialsError, match="refused the credentials"):
+        sync(home, "xero", now=Clock(), env={**xero.env(), "METERLINE_XERO_CLIENT_SECRET": "wrong"})
+    assert not xero.calls
+    with connect(home, read_only=True) as warehouse:
+        assert not warehouse.table_exists("accounting", "sync_ledger") or not warehouse.query(
+            "select * from accounting.sync_ledger")
+
+
+def test_a_renamed_customer_updates_its_contact_and_a_name_clash_is_for_a_person(home, xero):
+    assert run_sync(home, xero).ok
+    customers = home.catalog_dir / "customers.csv"
+    customers.write_text(customers.read_text().replace("Client France", "Client France SAS"))
+    pipeline.read_and_load_catalog(home, home.catalog_dir)
+    renamed = run_sync(home, xero)
+    assert renamed.ok and renamed.counts[("contact", "updated")] == 1
+    [france] = [c for c in xero.contacts.values() if c["ContactNumber"] == "c_fr"]
+    assert france["Name"] == "Client France SAS" and len(xero.contacts) == 6
+
+    # Renamed to the name of a contact someone made by hand in Xero: Xero refuses it, and it is
+    # not mistaken for a repeat. (Two customers of the same name get their ids after it.)
+    xero.contacts["hand-made"] = {"ContactID": "0d7c1d9e-9b3c-4a55-8f3e-2c1f4b6a7e10", "Name": "Hand Made Ltd",
+                                  "ContactStatus": "ACTIVE"}
+    customers.write_text(customers.read_text().replace("Client France SAS", "Hand Made Ltd"))
+    pipeline.read_and_load_catalog(home, home.catalog_dir)
+    clash = run_sync(home, xero)
+    [failure] = clash.failures
+    assert (failure.object_type, failure.local_id, failure.error_kind) == ("contact", "c_fr", "permanent")
+    assert "must be unique" in failure.message
+    # The contact still exists: c_fr's documents stay synced, nothing else is blocked.
+    assert not any(outcome == "blocked" for _, outcome in clash.counts)
+
+
 def test_the_sync_command_dry_run_and_for_real(home, xero, monkeypatch):
     for name, value in xero.env().items():
         monkeypatch.setenv(name, value)
@@ -422,8 +455,8 @@ def test_netsuite_upserts_each_document_once_by_external_id(home, netsuite):
     report = run_netsuite(home, netsuite)
     assert report.ok, report.failures
     assert report.counts[("customer", "created")] == 6 and report.counts[("invoice", "created")] == 12
-    # NetSuite's record API has no void: the voided invoice is left for a person, never sent live.
-    assert report.counts[("void", "not_supported")] == 1
+    # The invoice voided before it was sent is not sent at all.
+    assert report.counts[("void", "not_supported")] == 0
     assert_each_netsuite_document_once(home, netsuite)
     [memo] = netsuite.records["creditMemo"].values()
     assert (memo["total"], memo["unapplied"]) == (Decimal("10.84"), Decimal("0"))
@@ -434,6 +467,13 @@ def test_netsuite_upserts_each_document_once_by_external_id(home, netsuite):
     before = len(netsuite.calls)
     again = run_netsuite(home, netsuite)
     assert again.ok and len(netsuite.calls) == before
+
+    # NetSuite's record API cannot void: an invoice voided after it was sent is left for a person.
+    fr = next(n for n, i in issued(home).items() if i["customer_id"] == "c_fr" and i["status"] == "finalized")
+    void(home, fr, "sent to the wrong address", now=datetime(2026, 12, 2, 11))
+    pipeline.rebuild_from_ledger(home)
+    after_void = run_netsuite(home, netsuite)
+    assert after_void.counts[("void", "not_supported")] == 1 and len(netsuite.calls) == before
 
 
 def test_netsuite_faults_and_a_refused_record(home, netsuite):

@@ -59,11 +59,17 @@ def sync(settings: Settings, provider_name: str, *, now: Callable[[], datetime],
             config = config_class.from_env(env)
             provider = provider_class(books, mappings, config.session(http, policy=policy, sleep=sleep),
                                       tenant=config.tenant)
+            # Credentials refused stop the run here, before any row is marked as being sent.
+            provider.session.token.access_token()
         ledger = None if dry_run else SyncLedger(warehouse, provider.name, provider.tenant)
         report = SyncEngine(provider, ledger, now=now, dry_run=dry_run, retry_failed_now=retry_failed_now).run()
-        for number in getattr(provider, "not_supported", []):
-            # NetSuite's record API cannot void: a person voids these there (docs/accounting-sync.md).
-            report.counts[("void", "not_supported")] += 1
-            log.warning("%s: void %s in %s by hand", provider_name, number, provider_name)
+        records = {} if ledger is None else ledger.records()
+        for object_type, local_id, number in getattr(provider, "not_supported", []):
+            record = records.get((object_type, local_id))
+            if record is not None and record.remote_id:
+                # NetSuite's record API cannot void: a person voids it there (docs/accounting-sync.md).
+                report.counts[("void", "not_supported")] += 1
+                log.warning("%s: %s %s was voided after it was sent: void it in %s by hand", provider_name,
+                            object_type, number, provider_name)
     log.info("%s sync%s: %s", provider_name, " (dry run)" if dry_run else "", dict(report.counts))
     return report

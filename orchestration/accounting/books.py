@@ -32,7 +32,8 @@ def allocate(total: Decimal, precise_shares: Sequence[Decimal], minor_unit: int)
     """Amounts in minor units, one per precise share, that add up exactly to `total` (already
     rounded): each share is floored, and the units left over go one by one to the largest
     remainders (the first share wins a tie). When the shares do not add up to the total (a total
-    rounded per rate), the difference goes the same way."""
+    rounded per rate), the difference goes the same way, round the shares again if it is larger
+    than their number; a share then moves by more than one unit."""
     if not precise_shares:
         if total != 0:
             raise BooksError(f"cannot spread {total} over no lines")
@@ -170,6 +171,27 @@ def _codes(text: str | None) -> tuple[str, ...]:
     return tuple(sorted(code for code in (text or "").split("+") if code))
 
 
+def _line_taxes(rows: list[tuple], invoice_taxes: list[tuple[str, Decimal, Decimal]], total: Decimal,
+                minor_unit: int) -> list[Decimal]:
+    """Each line's share of the invoice's taxes. Each tax's rounded amount is split over the lines
+    that bear it (by their taxable amount x its rate), so the lines' taxes add up per tax code to
+    what the invoice says. Lines finalised before lines recorded their tax codes share the total
+    in proportion to their exact tax."""
+    codes = [_codes(r[4]) for r in rows]
+    known = {code for code, _, _ in invoice_taxes}
+    if any(r[10] and not c for r, c in zip(rows, codes)) or not set().union(*codes, set()) <= known:
+        return allocate(total, [r[10] for r in rows], minor_unit)
+    shares = [Decimal(0)] * len(rows)
+    for code, rate, amount in invoice_taxes:
+        bearing = [i for i, c in enumerate(codes) if code in c]
+        for i, share in zip(bearing, allocate(amount, [rows[i][13] * rate / 100 for i in bearing], minor_unit)):
+            shares[i] += share
+    if sum(shares) != total:
+        raise BooksError(f"the taxes per code add up to {sum(shares)}, not the invoice's {total}")
+    unit = Decimal(1).scaleb(-minor_unit)
+    return [share.quantize(unit) for share in shares]
+
+
 def read_books(warehouse: Warehouse) -> Books:
     """Everything finalised, from the marts (which show the ledger's issued figures for
     finalised and voided documents). Checks that every invoice adds up before anything is sent."""
@@ -186,17 +208,23 @@ def read_books(warehouse: Warehouse) -> Books:
             "select lines.invoice_id, lines.invoice_line_id, lines.description, lines.fee_kind, lines.metric_code, "
             "lines.tax_codes, lines.quantity, lines.unit_amount, lines.amount, lines.progressive_billing_credit_amount, "
             "lines.precise_discount_amount, lines.precise_tax_amount, lines.service_period_start, "
-            "lines.service_period_end "
+            "lines.service_period_end, lines.taxable_amount "
             "from marts.fct_invoice_lines as lines "
             "where lines.status in ('finalized', 'voided') "
             "order by lines.invoice_id, lines.fee_kind desc, lines.description, lines.invoice_line_id"):
         lines_by_invoice[row[0]].append(row[1:])
+    taxes_by_invoice: dict[str, list[tuple[str, Decimal, Decimal]]] = defaultdict(list)
+    for invoice_id, code, rate, amount in warehouse.query(
+            "select taxes.invoice_id, taxes.tax_code, taxes.tax_rate, taxes.tax_amount "
+            "from marts.fct_invoice_taxes as taxes inner join marts.fct_invoices as invoices "
+            "on taxes.invoice_id = invoices.invoice_id where invoices.status in ('finalized', 'voided')"):
+        taxes_by_invoice[invoice_id].append((code, rate, amount))
     for (invoice_id, number, customer_id, currency, issuing_date, period_start, period_end, fees, progressive,
          discount, subtotal, tax, subtotal_with_tax, credit_note_credit, prepaid, total, voided_at) in invoice_rows:
         minor_unit = exponents[currency]
         rows = lines_by_invoice.get(invoice_id, [])
         discounts = allocate(discount, [r[9] for r in rows], minor_unit)
-        taxes = allocate(tax, [r[10] for r in rows], minor_unit)
+        taxes = _line_taxes(rows, taxes_by_invoice.get(invoice_id, []), tax, minor_unit)
         lines = tuple(
             InvoiceLine(line_id=r[0], description=r[1], fee_kind=r[2], metric_code=r[3], tax_codes=_codes(r[4]),
                         quantity=r[5], unit_amount=r[6], gross_amount=r[7] - r[8], discount_amount=d,

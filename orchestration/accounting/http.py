@@ -63,13 +63,22 @@ class PermanentSyncError(SyncError):
     someone must change the data, the mappings or the remote organisation."""
 
 
+class CredentialsError(SyncError):
+    """The token endpoint refused the credentials: nothing can be sent, the run stops."""
+
+
 class TransientSyncError(SyncError):
     """The server was unavailable or rate-limited longer than a run waits: a later run retries."""
 
 
 class UncertainOutcome(SyncError):
-    """The request left but no answer came back (timeout, dropped connection): it may or may not
-    have been applied. The object must be looked up before it is sent again."""
+    """The request left but no answer came back (timeout, dropped connection, a gateway error, a
+    conflict with a request in progress): it may or may not have been applied. The object must
+    be looked up before it is sent again."""
+
+
+class AlreadyExists(UncertainOutcome):
+    """The server refused a create because the object exists (a unique number): sent before."""
 
 
 @dataclass(frozen=True)
@@ -125,8 +134,8 @@ class OAuthToken:
             raise TransientSyncError(f"token endpoint {self.token_url} unreachable: {type(error).__name__}") from None
         if response.status_code != 200:
             # The body of a refused token request names the problem (invalid_client, ...), never a secret.
-            raise PermanentSyncError(f"token endpoint {self.token_url} refused the credentials: "
-                                     f"HTTP {response.status_code} {response.text[:200]}", response.status_code)
+            raise CredentialsError(f"token endpoint {self.token_url} refused the credentials: "
+                                   f"HTTP {response.status_code} {response.text[:200]}", response.status_code)
         body = response.json()
         self._access_token = Secret(body["access_token"])
         if body.get("refresh_token") and "refresh_token" in self.form:
@@ -184,7 +193,10 @@ class ApiSession:
                 self.token.refresh()
                 continue
             if status == 401:
-                raise PermanentSyncError(f"{method} {path}: unauthorised after a fresh token", status)
+                raise CredentialsError(f"{method} {path}: unauthorised after a fresh token", status)
+            if status == 409 and method != "GET":
+                # Xero: the same idempotency key is still being processed.
+                raise UncertainOutcome(f"{method} {path}: HTTP 409, a request with this key is in progress", status)
             if status == 429:
                 wait = _retry_after(response, default=delay)
                 if wait > self.policy.max_retry_after or attempt == self.policy.max_attempts:
@@ -195,6 +207,9 @@ class ApiSession:
                 continue
             if status >= 500:
                 if attempt == self.policy.max_attempts:
+                    if method != "GET" and status != 503:
+                        # A gateway error or a crash may come after the write was applied.
+                        raise UncertainOutcome(f"{method} {path}: HTTP {status} after {attempt} attempts", status)
                     raise TransientSyncError(f"{method} {path}: HTTP {status} after {attempt} attempts", status)
                 self._wait(delay)
                 delay = min(delay * 2, self.policy.max_delay)

@@ -10,8 +10,8 @@ payment of a later invoice is an `apply` line on its credit memo (a PATCH, also 
 Lines carry the net amount (after progressive billing and coupons) and `tax1Amt`, the line's
 share of the invoice's rounded taxes; prepaid credits are a negative line on the mapped item.
 
-NetSuite has no void in its REST record API: voided invoices and credit notes are counted as
-`not_supported` for a person to void in NetSuite, never sent as live documents twice.
+NetSuite has no void in its REST record API: voided invoices and credit notes are not sent, and
+those sent before their void are counted as `not_supported`, for a person to void in NetSuite.
 """
 
 from __future__ import annotations
@@ -91,8 +91,10 @@ class NetSuiteProvider(ProviderBase):
 
     def __init__(self, books: Books, mappings: AccountingMappings, session: ApiSession | None, tenant: str):
         super().__init__(books, mappings, session, tenant)
-        self.not_supported: list[str] = [i.number for i in books.invoices if i.voided_at] + [
-            n.number for n in books.credit_notes if n.voided_at]
+        # Voided documents are never sent; those sent before their void stay live in NetSuite.
+        self.not_supported: list[tuple[str, str, str]] = [
+            ("invoice", i.invoice_id, i.number) for i in books.invoices if i.voided_at] + [
+            ("credit_note", n.credit_note_id, n.number) for n in books.credit_notes if n.voided_at]
 
     @property
     def provider_mappings(self) -> ProviderMappings:
@@ -220,7 +222,7 @@ class NetSuiteProvider(ProviderBase):
             if not internal_id:
                 found = self._get(path)
                 internal_id = str(found["id"]) if found else ""
-            return [Remote(internal_id, external_id, item.operation.total)]
+            return [Remote(internal_id, external_id)]  # 204 says nothing of the total: a lookup would
         return [PermanentSyncError(f"NetSuite refused {record_type} {external_id}: {_error_details(response)}",
                                    response.status_code)]
 

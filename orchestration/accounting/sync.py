@@ -29,6 +29,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from orchestration.accounting.http import (
+    AlreadyExists,
+    CredentialsError,
     PermanentSyncError,
     SyncError,
     TransientSyncError,
@@ -144,11 +146,16 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not any(outcome == "blocked" for _, outcome in self.counts)
+        return not self.failures and not any(outcome in ("blocked", "waiting") for _, outcome in self.counts)
 
 
 def _canonical(payload: Payload) -> str:
     return dumps(payload)
+
+
+def _is_uncertain(record: SyncRecord) -> bool:
+    """Its last request got no answer (a crash while `sending`, a timeout): look it up first."""
+    return record.status == SENDING or (record.status == FAILED and record.error_kind == "uncertain")
 
 
 class SyncEngine:
@@ -163,9 +170,9 @@ class SyncEngine:
 
     def run(self) -> SyncReport:
         records = {} if self.dry_run else self.ledger.records()
+        # Whatever exists remotely can be referred to, even when its last update failed.
         remote: dict[tuple[str, str], Remote] = {
-            key: Remote(r.remote_id, r.remote_number) for key, r in records.items()
-            if r.status == SYNCED and r.remote_id}
+            key: Remote(r.remote_id, r.remote_number) for key, r in records.items() if r.remote_id}
         operations = self.provider.operations()
         by_type: dict[str, list[Operation]] = defaultdict(list)
         for operation in operations:
@@ -198,8 +205,11 @@ class SyncEngine:
             try:
                 payload = operation.build(remote if not self.dry_run else _Placeholders(remote))
             except PermanentSyncError as error:
+                # A row whose last request got no answer stays uncertain: once the mapping is
+                # fixed, the object is looked up before it is sent.
+                kind = "uncertain" if record and _is_uncertain(record) else "permanent"
                 record = record or self._new_record(operation, "", "")
-                self._fail(record, error, "permanent", attempted=False)
+                self._fail(record, error, kind, attempted=False)
                 continue
             digest = payload_hash(_canonical(payload))
             if record and record.status == SYNCED and record.payload_hash == digest:
@@ -223,7 +233,7 @@ class SyncEngine:
                                                           operation.local_id, digest))
                 records[key] = record
             else:
-                uncertain = record.status == SENDING or (record.status == FAILED and record.error_kind == "uncertain")
+                uncertain = _is_uncertain(record)
                 record.payload_hash = digest
                 record.idempotency_key = idempotency_key(self.provider.name, self.provider.tenant, object_type,
                                                          operation.local_id, digest)
@@ -234,26 +244,24 @@ class SyncEngine:
         for start in range(0, len(to_send), size):
             self._send_batch(object_type, to_send[start:start + size], remote)
 
-    def _send_batch(self, object_type: str, batch: list[Sendable], remote: dict[tuple[str, str], Remote],
-                    *, after_lookup: bool = False) -> None:
+    def _send_batch(self, object_type: str, batch: list[Sendable], remote: dict[tuple[str, str], Remote]) -> None:
         now = self.now()
         for item in batch:
             item.record.status = SENDING
             item.record.attempts += 1
             self.ledger.save(item.record, now)
-        batch_key = idempotency_key(self.provider.name, self.provider.tenant, object_type,
-                                    ",".join(i.operation.local_id for i in batch),
-                                    payload_hash("".join(i.record.idempotency_key for i in batch)))
+        # One element: its own key, so a resend of it in a later run is recognised as a repeat.
+        batch_key = batch[0].record.idempotency_key if len(batch) == 1 else idempotency_key(
+            self.provider.name, self.provider.tenant, object_type, ",".join(i.operation.local_id for i in batch),
+            payload_hash("".join(i.record.idempotency_key for i in batch)))
         try:
             outcomes = self.provider.send(object_type, batch, batch_key)
         except UncertainOutcome as error:
-            # Whatever was applied is found by a lookup; only the rest is sent again (once more in
-            # this run: if that too gets no answer, the rows stay `sending` for the next run).
-            not_found = [item for item in batch if not self._adopt_if_found(item, remote)]
-            if not_found and not after_lookup:
-                self._send_batch(object_type, not_found, remote, after_lookup=True)
-            else:
-                for item in not_found:
+            # Whatever was applied is found by a lookup. The rest is not sent again in this run:
+            # the server may still be applying it, and a second request of another composition
+            # would not be recognised as a repeat. The next run looks it up again first.
+            for item in batch:
+                if not self._adopt_if_found(item, remote):
                     self._fail(item.record, error, "uncertain")
             return
         except TransientSyncError as error:
@@ -269,6 +277,12 @@ class SyncEngine:
         for item, outcome in zip(batch, outcomes):
             if isinstance(outcome, Remote):
                 self._synced(item, outcome, remote, "updated" if item.record.remote_id else "created")
+            elif isinstance(outcome, AlreadyExists):
+                # A create the server says it has (sent before): adopt it. An update refused as a
+                # duplicate (a contact renamed to another's name), or a create that clashes with
+                # something else, is for a person to resolve.
+                if item.record.remote_id or not self._adopt_if_found(item, remote):
+                    self._fail(item.record, PermanentSyncError(str(outcome), outcome.http_status), "permanent")
             elif isinstance(outcome, UncertainOutcome):
                 if not self._adopt_if_found(item, remote):
                     self._fail(item.record, outcome, "uncertain")
@@ -283,6 +297,8 @@ class SyncEngine:
         record it as synced. A remote total that differs from ours is a permanent error."""
         try:
             found = self.provider.lookup(item)
+        except CredentialsError:
+            raise
         except SyncError as error:
             self._fail(item.record, error, "uncertain")
             return True
@@ -294,21 +310,34 @@ class SyncEngine:
                 f"{item.operation.local_number or item.operation.local_id} exists in {self.provider.name} with total "
                 f"{found.total}, not {item.operation.total}: reconcile it by hand"), "permanent")
             return True
+        if item.operation.mutable:
+            # Found, but whether it holds this payload is unknown: the next run sends it as an update.
+            item.record.payload_hash = "adopted"
         self._synced(item, found, remote, "adopted")
         return True
 
     def _synced(self, item: Sendable, outcome: Remote, remote: dict[tuple[str, str], Remote], how: str) -> None:
         record = item.record
         now = self.now()
+        if outcome.total is not None and item.operation.total is not None and outcome.total != item.operation.total:
+            # It exists remotely (it cannot be unsent) but says another total: a person must look.
+            record.remote_id, record.remote_number = outcome.remote_id, outcome.remote_number
+            remote[record.key] = outcome
+            self._fail(record, PermanentSyncError(
+                f"{item.operation.local_number or item.operation.local_id} was saved by {self.provider.name} with total "
+                f"{outcome.total}, not {item.operation.total}: reconcile it by hand"), "permanent")
+            return
         record.status = SYNCED
         record.remote_id = outcome.remote_id
         record.remote_number = outcome.remote_number
         record.error_kind = record.last_error = None
         record.next_attempt_at = None
-        record.last_http_status = 200
+        record.consecutive_failures = 0
+        record.last_http_status = None if how == "adopted" else 200
         record.synced_at = now
         self.ledger.save(record, now)
-        self.ledger.log_attempt(record, now, "send", how, 200, None)
+        self.ledger.log_attempt(record, now, "lookup" if how == "adopted" else "send", how,
+                                record.last_http_status, None)
         remote[record.key] = outcome
         self._count(record.object_type, how)
         if item.operation.total is not None and item.operation.currency:
@@ -325,9 +354,9 @@ class SyncEngine:
         record.error_kind = kind
         record.last_http_status = error.http_status
         record.last_error = str(error)[:2000]
-        failed_runs = max(record.attempts, 1)
-        record.next_attempt_at = (None if kind == "permanent"
-                                  else now + RETRY_BACKOFF[min(failed_runs, len(RETRY_BACKOFF)) - 1])
+        record.consecutive_failures += 1
+        record.next_attempt_at = (None if kind == "permanent" else
+                                  now + RETRY_BACKOFF[min(record.consecutive_failures, len(RETRY_BACKOFF)) - 1])
         if kind == "uncertain":
             record.next_attempt_at = now  # the next run looks it up first, whenever it comes
         self.ledger.save(record, now)

@@ -32,7 +32,8 @@ SYNC_LEDGER_COLUMNS = [
     ("provider", "varchar"), ("tenant", "varchar"), ("object_type", "varchar"), ("local_id", "varchar"),
     ("local_number", "varchar"), ("payload_hash", "varchar"), ("idempotency_key", "varchar"),
     ("remote_id", "varchar"), ("remote_number", "varchar"), ("status", "varchar"),
-    ("error_kind", "varchar"), ("attempts", "integer"), ("next_attempt_at", "timestamp"),
+    ("error_kind", "varchar"), ("attempts", "integer"), ("consecutive_failures", "integer"),
+    ("next_attempt_at", "timestamp"),
     ("last_http_status", "integer"), ("last_error", "varchar"), ("created_at", "timestamp"),
     ("updated_at", "timestamp"), ("synced_at", "timestamp"),
 ]
@@ -77,6 +78,8 @@ class SyncRecord:
     status: str = PENDING
     error_kind: str | None = None
     attempts: int = 0
+    consecutive_failures: int = 0
+    """Failed runs since the last success: what the retry back-off grows with."""
     next_attempt_at: datetime | None = None
     last_http_status: int | None = None
     last_error: str | None = None

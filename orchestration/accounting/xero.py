@@ -32,13 +32,14 @@ import httpx
 
 from orchestration.accounting.books import CreditNote, Invoice
 from orchestration.accounting.http import (
+    AlreadyExists,
     ApiSession,
     ConfigError,
+    CredentialsError,
     OAuthToken,
     PermanentSyncError,
     RetryPolicy,
     Secret,
-    SyncError,
     UncertainOutcome,
     loads,
 )
@@ -334,15 +335,17 @@ class XeroProvider(ProviderBase):
             if len(elements) == expected:
                 return [self._outcome({**element, "HasErrors": True}, object_type, status) for element in elements]
             return [PermanentSyncError(f"Xero refused the request: {'; '.join(messages)}", status)] * expected
+        if status == 403:
+            raise CredentialsError(f"Xero refused the organisation (tenant) {self.tenant}: {response.text[:300]}", status)
         raise PermanentSyncError(f"Xero answered HTTP {status}: {response.text[:300]}", status)
 
     def _outcome(self, element: dict[str, Any], object_type: str, status: int) -> ElementOutcome:
         errors = [e.get("Message", "") for e in element.get("ValidationErrors") or []]
         if element.get("HasErrors") or element.get("HasValidationErrors") or errors:
             message = "; ".join(errors) or "validation error"
-            if any("must be unique" in e or "already exists" in e for e in errors):
-                # Sent before (by a run that lost the answer, or by hand): look it up and adopt it.
-                return UncertainOutcome(f"Xero says it exists already: {message}", status)
+            if any("must be unique" in e or "already exists" in e or "already assigned" in e for e in errors):
+                # Sent before (by a run that lost the answer, or by hand): looked up and adopted.
+                return AlreadyExists(f"Xero says it exists already: {message}", status)
             return PermanentSyncError(f"Xero refused it: {message}", status)
         if object_type == "contact":
             return Remote(element["ContactID"], element.get("ContactNumber"))
@@ -435,6 +438,3 @@ def _validation_messages(body: dict[str, Any] | None) -> list[str]:
         messages.extend(e.get("Message", "") for e in element.get("ValidationErrors") or [])
     return messages or [m for m in [body.get("Message"), body.get("Detail")] if m]
 
-
-def sync_error_message(error: SyncError) -> str:
-    return f"HTTP {error.http_status}: {error}" if error.http_status else str(error)
