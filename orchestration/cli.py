@@ -373,11 +373,13 @@ def sync_command(
     except (ConfigError, MappingFileError, BooksError, SyncError, FileNotFoundError) as error:
         _fail(str(error), 2)
     if dry_run:
-        from orchestration.accounting.http import dumps
+        import simplejson
 
         for object_type, number, payload in report.dry_run_payloads:
             console.print(f"[bold]would send {object_type} {number}[/bold]")
-            console.print_json(dumps(payload))
+            # As sent: amounts exact (rich's print_json would read them back as floats).
+            console.print(simplejson.dumps(payload, use_decimal=True, sort_keys=True, indent=2), markup=False,
+                          highlight=False)
     table = Table(title=f"{provider.value} sync" + (" (dry run)" if dry_run else f", tenant {report.tenant}"))
     outcomes = sorted({outcome for _, outcome in report.counts})
     table.add_column("object")
