@@ -167,6 +167,19 @@ class Books:
     payments: list[Payment] = field(default_factory=list)
 
 
+def tidy(value: Decimal) -> Decimal:
+    """A quantity or unit price without trailing zeros or an exponent (3772.000000000 -> 3772)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
+def _exact(value: Decimal, minor_unit: int) -> Decimal:
+    """A rounded amount with exactly the currency's decimals (500.000 -> 500.00); never rounds."""
+    unit = Decimal(1).scaleb(-minor_unit)
+    if value != value.quantize(unit):
+        raise BooksError(f"{value} is not rounded to {minor_unit} decimals")
+    return value.quantize(unit)
+
+
 def _codes(text: str | None) -> tuple[str, ...]:
     return tuple(sorted(code for code in (text or "").split("+") if code))
 
@@ -227,7 +240,7 @@ def read_books(warehouse: Warehouse) -> Books:
         taxes = _line_taxes(rows, taxes_by_invoice.get(invoice_id, []), tax, minor_unit)
         lines = tuple(
             InvoiceLine(line_id=r[0], description=r[1], fee_kind=r[2], metric_code=r[3], tax_codes=_codes(r[4]),
-                        quantity=r[5], unit_amount=r[6], gross_amount=r[7] - r[8], discount_amount=d,
+                        quantity=r[5], unit_amount=r[6], gross_amount=_exact(r[7] - r[8], minor_unit), discount_amount=d,
                         tax_amount=t, service_period_start=r[11], service_period_end=r[12])
             for r, d, t in zip(rows, discounts, taxes))
         if sum((line.net_amount for line in lines), Decimal(0)) != subtotal or fees - progressive - discount != subtotal:
@@ -238,20 +251,24 @@ def read_books(warehouse: Warehouse) -> Books:
         books.invoices.append(Invoice(
             invoice_id=invoice_id, number=number, customer_id=customer_id, currency=currency, minor_unit=minor_unit,
             issuing_date=issuing_date, period_start=period_start, period_end=period_end, lines=lines,
-            subtotal_excluding_taxes=subtotal, tax_amount=tax, subtotal_including_taxes=subtotal_with_tax,
-            credit_note_credit_amount=credit_note_credit, prepaid_credit_amount=prepaid, total_amount=total,
+            subtotal_excluding_taxes=_exact(subtotal, minor_unit), tax_amount=_exact(tax, minor_unit),
+            subtotal_including_taxes=_exact(subtotal_with_tax, minor_unit),
+            credit_note_credit_amount=_exact(credit_note_credit, minor_unit),
+            prepaid_credit_amount=_exact(prepaid, minor_unit), total_amount=_exact(total, minor_unit),
             voided_at=voided_at))
 
     if warehouse.table_exists("marts", "fct_credit_notes"):
         _read_credit_notes(warehouse, books, exponents)
     invoice_ids = {invoice.invoice_id for invoice in books.invoices}
+    invoice_currency = {invoice.invoice_id: invoice.currency for invoice in books.invoices}
     if warehouse.table_exists("ledger", "invoice_credit_note_credits"):
         for allocation_id, credit_note_id, invoice_id, amount, invoice_at in warehouse.query(
                 "select credits.invoice_credit_note_credit_id, credits.credit_note_id, credits.invoice_id, "
                 "credits.credit_amount, credits.invoice_at from ledger.invoice_credit_note_credits as credits "
                 "where credits.credit_amount > 0 order by credits.invoice_at, credits.invoice_credit_note_credit_id"):
             if invoice_id in invoice_ids:
-                books.allocations.append(Allocation(allocation_id, credit_note_id, invoice_id, amount,
+                minor_unit = exponents[invoice_currency[invoice_id]]
+                books.allocations.append(Allocation(allocation_id, credit_note_id, invoice_id, _exact(amount, minor_unit),
                                                     invoice_at.date()))
 
     if warehouse.table_exists("ledger", "payments"):
@@ -259,7 +276,9 @@ def read_books(warehouse: Warehouse) -> Books:
                 "select payment_id, invoice_id, amount, paid_on, reference from ledger.payments "
                 "order by paid_on, recorded_at, payment_id"):
             if invoice_id in invoice_ids:
-                books.payments.append(Payment(payment_id, invoice_id, amount, paid_on, reference))
+                books.payments.append(Payment(payment_id, invoice_id,
+                                              _exact(amount, exponents[invoice_currency[invoice_id]]), paid_on,
+                                              reference))
 
     wanted = {i.customer_id for i in books.invoices} | {n.customer_id for n in books.credit_notes}
     for customer_id, name, email, country, currency in warehouse.query(
@@ -303,18 +322,19 @@ def _read_credit_notes(warehouse: Warehouse, books: Books, exponents: dict[str, 
             rows = items[credit_note_id]
             taxes = allocate(tax, [r[2] * r[3] / 100 for r in rows], minor_unit)
             lines = tuple(CreditNoteLine(line_id=r[0], description=r[1], fee_kind=r[4], metric_code=r[5],
-                                         tax_codes=_codes(r[6]), amount=r[2], tax_amount=t)
+                                         tax_codes=_codes(r[6]), amount=_exact(r[2], minor_unit), tax_amount=t)
                           for r, t in zip(rows, taxes))
         else:
             fee_kind, metric_code, tax_codes = (credited_lines.get(corrected_line_id) if corrected_line_id
                                                 else base_fees.get(invoice_id)) or (None, None, None)
             lines = (CreditNoteLine(line_id=credit_note_id, description=description or origin, fee_kind=fee_kind,
-                                    metric_code=metric_code, tax_codes=_codes(tax_codes), amount=amount,
-                                    tax_amount=tax),)
+                                    metric_code=metric_code, tax_codes=_codes(tax_codes),
+                                    amount=_exact(amount, minor_unit), tax_amount=_exact(tax, minor_unit)),)
         if sum((line.amount for line in lines), Decimal(0)) != amount or amount + tax != total:
             raise BooksError(f"credit note {number}: its lines do not add up to {amount} + {tax} tax")
         books.credit_notes.append(CreditNote(
             credit_note_id=credit_note_id, number=number, customer_id=customer_id, currency=currency,
             minor_unit=minor_unit, issuing_date=issuing_date, invoice_id=invoice_id, reason=reason,
-            credit_method=method, lines=lines, amount=amount, tax_amount=tax, total_amount=total,
+            credit_method=method, lines=lines, amount=_exact(amount, minor_unit), tax_amount=_exact(tax, minor_unit),
+            total_amount=_exact(total, minor_unit),
             voided_at=voided_at))

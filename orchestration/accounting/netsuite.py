@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from orchestration.accounting.books import Books, CreditNote, Invoice
+from orchestration.accounting.books import Books, CreditNote, Invoice, tidy
 from orchestration.accounting.http import (
     ApiSession,
     ConfigError,
@@ -158,7 +158,7 @@ class NetSuiteProvider(ProviderBase):
                                 "description": description[:999], "amount": net,
                                 "taxCode": {"id": mappings.tax_type_for(tax_codes)}, "tax1Amt": tax}
         if quantity > 0:
-            line["quantity"] = quantity
+            line["quantity"] = tidy(quantity)
         return line
 
     def _lines_of(self, invoice: Invoice) -> list[dict[str, Any]]:

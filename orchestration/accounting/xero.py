@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from orchestration.accounting.books import CreditNote, Invoice
+from orchestration.accounting.books import CreditNote, Invoice, tidy
 from orchestration.accounting.http import (
     AlreadyExists,
     ApiSession,
@@ -216,15 +216,15 @@ class XeroProvider(ProviderBase):
         line: dict[str, Any] = {"Description": description, "ItemCode": item.code, "AccountCode": item.account_code,
                                 "TaxType": mappings.tax_type_for(tax_codes), "TaxAmount": tax, "LineAmount": net}
         if quantity > 0 and _fits(quantity):
-            line["Quantity"] = quantity
+            line["Quantity"] = tidy(quantity)
             gross = net + discount
             if unit_amount is not None and _fits(unit_amount) and quantity * unit_amount == gross:
-                line["UnitAmount"] = unit_amount
+                line["UnitAmount"] = tidy(unit_amount)
         else:
             # Xero holds 4 decimals of quantity: one unit of the amount, the exact quantity in words.
             line["Quantity"] = Decimal(1)
             if quantity != 1:
-                line["Description"] = f"{description} (quantity {quantity.normalize():f})"
+                line["Description"] = f"{description} (quantity {tidy(quantity):f})"
         if discount:
             line["DiscountAmount"] = discount
         return line
