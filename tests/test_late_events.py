@@ -213,13 +213,15 @@ def test_a_late_event_credit_note_is_frozen_and_the_next_late_events_open_anothe
                 "select credit_note_id, credit_note_number, status, amount from marts.fct_credit_notes "
                 "where corrected_invoice_line_id = ? order by issued_at", [september["invoice_line_id"]])
 
-    late_tokens("late-1", -200, datetime(2026, 11, 22, 8))
+    # Loaded after the fixture's events (stamped with the real clock), so after its cut-off.
+    loaded = pipeline.utc_now().replace(microsecond=0)
+    late_tokens("late-1", -200, loaded + timedelta(hours=1))
     pipeline.build(home, LATER)
     pipeline.finalise(home)
     [(first_id, number, status, amount)] = credit_notes()
     assert (number, status, amount) == ("TEST-CN-202611-0001", "finalized", Decimal("0.20"))
 
-    late_tokens("late-2", -400, datetime(2026, 11, 23, 8))
+    late_tokens("late-2", -400, loaded + timedelta(days=1))
     pipeline.build(home, LATER)
     first, second = credit_notes()
     assert first == (first_id, "TEST-CN-202611-0001", "finalized", Decimal("0.20"))
