@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: run test dev manifest bench docs clean help
+.PHONY: run test browser dev manifest bench docs clean help
 
 help:
 	@echo "make run    set up, generate the demo data and bill it on DuckDB, show the result"
@@ -33,8 +33,18 @@ run: manifest
 	$(BIN)/meterline demo
 
 # The suite runs on every core, one test file per worker (files share their module fixtures).
-test: manifest
+test: manifest browser
 	$(BIN)/python -m pytest -n auto --dist loadfile
+
+# The revenue report's test renders it in a headless browser: Debian's Chromium, installed
+# here when it is missing and the machine lets us (root with apt); otherwise that test skips,
+# except where REQUIRE_BROWSER is set (CI).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ echo "Installing Debian's chromium for the report's browser test"; \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		  { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; } \
+		|| echo "No chromium and no way to install it: the browser test will skip"; }
 
 dev: manifest
 	mkdir -p $(DAGSTER_HOME)

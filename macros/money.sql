@@ -38,6 +38,11 @@
     cast(({{ numerator }}) / ({{ denominator }}) as {{ precise_money_type() }})
 {%- endmacro %}
 
+{% macro postgres__divide_exactly(numerator, denominator) -%}
+    {#- numeric first: integer / integer is an integer division on Postgres (17 / 30 = 0). -#}
+    cast(cast({{ numerator }} as numeric) / ({{ denominator }}) as {{ precise_money_type() }})
+{%- endmacro %}
+
 {% macro duckdb__divide_exactly(numerator, denominator) -%}
     {#- n/d = N/(D*1e3) with N = n*1e12 and D = d*1e9 as integers; the result scaled by 1e12
         is N*1e9/D, rounded half away from zero. -#}

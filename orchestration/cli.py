@@ -7,7 +7,7 @@ import json
 import logging
 import shutil
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -343,6 +343,47 @@ def payment(
                   f"{recorded.outstanding_after} {recorded.currency} still due")
 
 
+@app.command()
+def report(
+    month: Annotated[str, typer.Option("--month", help="The month to report, YYYY-MM.")],
+    output: Annotated[Optional[Path], typer.Option(help="Folder for the files. Default: output/reports/YYYY-MM.")] = None,
+    no_close: Annotated[bool, typer.Option("--no-close", help="Do not close the month, even when it could.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Write a month's revenue report: an HTML file with charts and the same tables as CSV.
+    A finished month whose invoices are all finalised is closed first: its figures are locked,
+    and later corrections are booked in the month still open (docs/revenue.md)."""
+    from orchestration.reporting import CloseError, write_report
+
+    try:
+        result = write_report(_settings(home), month, output_dir=output, close=not no_close)
+    except CloseError as error:
+        _fail(str(error), 2)
+    _print_report(result)
+
+
+def _print_report(result) -> None:
+    from orchestration.reporting.report import formatted_rows
+
+    if result.closed_now:
+        months = [f"{m:%Y-%m}" for m in result.closed_now]
+        console.print(f"Closed {months[0]}{' .. ' + months[-1] if len(months) > 1 else ''}: figures locked in "
+                      f"the ledger (later corrections are booked in the first open month).")
+    status = "closed" if result.state.closed else f"preliminary, {result.state.reason}"
+    summary = result.tables["summary"]
+    shown = ["currency", "mrr", "new_mrr", "churn_mrr", "recognised_revenue", "deferred_balance",
+             "unbilled_balance", "collected"]
+    by_currency = [dict(zip(summary.columns, row)) for row in formatted_rows(summary)]
+    table = Table(title=f"Revenue {result.month:%B %Y} ({status}), excluding taxes")
+    table.add_column("")
+    for values in by_currency:
+        table.add_column(values["currency"], justify="right")
+    for column in shown[1:]:
+        table.add_row(column.replace("_", " "), *(values[column] for values in by_currency))
+    console.print(table)
+    console.print(f"Revenue report: {result.html_path} (and {len(result.csv_paths)} CSV tables beside it)")
+
+
 class AccountingProvider(str, Enum):
     xero = "xero"
     netsuite = "netsuite"
@@ -564,6 +605,14 @@ def demo(
                   f"from {summary.window_start:%Y-%m-%d} to {summary.window_end:%Y-%m-%d %H:%M} UTC in "
                   f"{settings.landing_dir}")
     run_pipeline(settings, settings.catalog_dir, clock, full_refresh=True)
+    # The revenue report of the last month that ended (closed, when its invoices are all final).
+    from orchestration.reporting import CloseError, write_report
+
+    last_month = (clock.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    try:
+        _print_report(write_report(settings, last_month))
+    except CloseError as error:
+        console.print(f"No revenue report: {error}")
 
 
 @app.command()

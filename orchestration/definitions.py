@@ -17,6 +17,7 @@ from orchestration.assets.billing import build_dbt_assets, dbt_project
 from orchestration.assets.exports import invoice_documents, invoice_files, issued_invoices
 from orchestration.assets.ingestion import build_landing_sensor, price_book, raw_events, raw_events_expectations
 from orchestration.assets.ledger import finalised_invoices, money_checks_before_finalisation
+from orchestration.assets.reporting import monthly_revenue_report, revenue_report, revenue_report_job
 from orchestration.pipeline import dbt_executable
 from orchestration.resources import MeterlineSettings
 
@@ -25,7 +26,7 @@ meterline_models = build_dbt_assets()
 # One process runs the steps in order: DuckDB allows a single writer per file.
 billing_job = define_asset_job(
     "billing_run",
-    selection=AssetSelection.all() - AssetSelection.assets(issued_invoices),
+    selection=AssetSelection.all() - AssetSelection.assets(issued_invoices, revenue_report),
     executor_def=in_process_executor,
     description="Load the catalog, ingest new files, build and test the models, run the blocking money checks, "
                 "finalise the invoices whose grace period ended, write invoice files and documents, sync them to "
@@ -59,10 +60,10 @@ daily_billing = build_schedule_from_partitioned_job(
 
 defs = Definitions(
     assets=[price_book, raw_events, meterline_models, finalised_invoices, invoice_files, invoice_documents,
-            issued_invoices, xero_sync, netsuite_sync],
+            issued_invoices, xero_sync, netsuite_sync, revenue_report],
     asset_checks=[raw_events_expectations, money_checks_before_finalisation],
-    jobs=[billing_job, invoices_by_date_job],
-    schedules=[daily_billing, daily_finalisation],
+    jobs=[billing_job, invoices_by_date_job, revenue_report_job],
+    schedules=[daily_billing, daily_finalisation, monthly_revenue_report],
     sensors=[build_landing_sensor(billing_job)],
     resources={
         "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),

@@ -110,6 +110,27 @@ COPIED_TABLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
                                            INVOICE_CREDIT_NOTE_CREDIT_COLUMNS),
 }
 
+# The report marts a month-end close locks (fct_<name> -> ledger.closed_<name>), with their
+# columns but is_closed_month, in the marts' order.
+CLOSED_FIGURE_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "revenue_monthly": [
+        ("month_start", "date"), ("row_kind", "varchar"), ("revenue_key", "varchar"), ("customer_id", "varchar"),
+        ("currency", "varchar"), ("revenue_stream", "varchar"), ("plan_code", "varchar"), ("metric_code", "varchar"),
+        ("billed_amount", ROUNDED), ("recognised_amount", ROUNDED), ("deferred_balance", ROUNDED),
+        ("unbilled_balance", ROUNDED),
+    ],
+    "mrr": [
+        ("month_start", "date"), ("customer_id", "varchar"), ("currency", "varchar"), ("mrr", ROUNDED),
+        ("arr", ROUNDED), ("previous_mrr", ROUNDED), ("movement", "varchar"), ("new_mrr", ROUNDED),
+        ("expansion_mrr", ROUNDED), ("contraction_mrr", ROUNDED), ("churn_mrr", ROUNDED),
+        ("reactivation_mrr", ROUNDED), ("net_change", ROUNDED),
+    ],
+    "billed_vs_collected": [
+        ("month_start", "date"), ("row_kind", "varchar"), ("customer_id", "varchar"), ("currency", "varchar"),
+        ("billed_amount", ROUNDED), ("collected_amount", ROUNDED), ("outstanding_balance", ROUNDED),
+    ],
+}
+
 LEDGER_TABLES: dict[str, list[tuple[str, str]]] = {
     "ledger.finalisations": [
         ("finalisation_id", "varchar"), ("finalisation_sequence", "bigint"), ("finalized_at", "timestamp"),
@@ -136,6 +157,13 @@ LEDGER_TABLES: dict[str, list[tuple[str, str]]] = {
     # The price book each finalisation used, file by file, so `meterline reproduce` can rebuild with it.
     "ledger.price_book_files": [("price_book_fingerprint", "varchar"), ("file_name", "varchar"),
                                 ("content", "varchar")],
+    # Month-end close (orchestration/reporting/close.py): a closed month's report figures, as
+    # they were locked; the marts read them instead of computing that month again.
+    "ledger.month_closes": [
+        ("month_start", "date"), ("closed_at", "timestamp"), ("as_of", "timestamp"),
+        ("figures_fingerprint", "varchar"),
+    ],
+    **{f"ledger.closed_{mart}": columns for mart, columns in CLOSED_FIGURE_COLUMNS.items()},
 }
 
 CRASH_VARIABLE = "METERLINE_CRASH_AT"
@@ -164,6 +192,7 @@ LEDGER_KEYS = {
     "ledger.invoice_credit_note_credits": "primary key (invoice_credit_note_credit_id)",
     "ledger.finalisations": "primary key (finalisation_id), unique (finalisation_sequence)",
     "ledger.payments": "primary key (payment_id)",
+    "ledger.month_closes": "primary key (month_start)",
 }
 
 

@@ -20,6 +20,9 @@ def test_definitions_load():
     assert {"raw/events", "catalog/customers", "marts/fct_invoices", "invoice_files", "xero_sync", "netsuite_sync"} <= keys
     assert job.executor_def.name == "in_process"
     assert defs.resolve_schedule_def("daily_billing").cron_schedule == "0 2 * * *"
+    report = defs.resolve_schedule_def("monthly_revenue_report")
+    assert report.cron_schedule == "0 6 5 * *" and report.job_name == "monthly_revenue_report"
+    assert AssetKey("finalised_invoices") in defs.resolve_asset_graph().get(AssetKey("revenue_report")).parent_keys
     assert defs.resolve_sensor_def("landing_folder_sensor") is not None
 
 
@@ -58,6 +61,18 @@ def test_whole_graph_materialises(small_home, monkeypatch):
         assert checks["raw_events_expectations"] is True
         assert checks["money_checks_before_finalisation"] is True
         assert len(checks) > 30 and all(checks.values()), [k for k, v in checks.items() if not v]
+        # The monthly report job closes October (its invoices are final) and writes the report;
+        # run again, it reads the locked month.
+        report_job = defs.resolve_job_def("monthly_revenue_report")
+        october = report_job.execute_in_process(instance=instance, partition_key="2026-10-01")
+        assert october.success
+        [metadata] = [e.materialization.metadata for e in october.get_asset_materialization_events()]
+        assert metadata["closed_now"].value.endswith("2026-10") and "mrr/USD" in metadata
+        assert (small_home.output_dir / "reports" / "2026-10" / "revenue-report-2026-10.html").exists()
+        again = report_job.execute_in_process(instance=instance, partition_key="2026-10-01")
+        [metadata_again] = [e.materialization.metadata for e in again.get_asset_materialization_events()]
+        assert metadata_again["closed_now"].value == "already closed"
+        assert metadata_again["mrr/USD"].value == metadata["mrr/USD"].value
     # The run's warehouse location is not left in the process's environment, where it would
     # redirect whatever builds next in this process (another test's warehouse, in CI).
     assert "METERLINE_WAREHOUSE" not in os.environ

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -20,6 +20,7 @@ from orchestration.accounting.books import read_books
 from orchestration.demo.generator import generate_demo
 from orchestration.exports import fetch_invoices, reconciliation
 from orchestration.ledger import finalise, issue_credit_note
+from orchestration.reporting.report import read_tables, write_report
 from orchestration.settings import get_settings
 from orchestration.warehouse import connect
 from tests.conftest import FIXTURES, run_all
@@ -75,6 +76,20 @@ def test_postgres_invoices_equal_duckdb(tmp_path, monkeypatch, postgres_server):
     # What the accounting sync reads is the same on both engines, and its ledger works on Postgres.
     postgres_settings = get_settings(home)
     duckdb_settings = dataclasses.replace(postgres_settings, target="duckdb")
+
+    # The revenue report's figures are the same on both engines, and a month closes on each.
+    months = [date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)]
+    for settings in (duckdb_settings, postgres_settings):
+        write_report(settings, "2026-10", output_dir=tmp_path / f"report-{settings.target}", now=AS_OF)
+    figures = {}
+    for settings in (duckdb_settings, postgres_settings):
+        with connect(settings, read_only=settings.target == "duckdb") as warehouse:
+            figures[settings.target] = [
+                (name, table.rows) for month in months for name, table in read_tables(warehouse, month).items()]
+            assert warehouse.query("select count(*) from ledger.month_closes where month_start = date '2026-10-01'")[0][0]
+    for (name, duckdb_rows), (_, postgres_rows) in zip(figures["duckdb"], figures["postgres"]):
+        assert postgres_rows == duckdb_rows, name
+    assert any(rows for name, rows in figures["duckdb"] if name == "mrr_movements")
     with connect(duckdb_settings, read_only=True) as warehouse:
         duckdb_books = read_books(warehouse)
     with connect(postgres_settings) as warehouse:
@@ -106,6 +121,7 @@ FIXTURE_CASES = {
     "discounts_taxes": datetime(2026, 11, 20),
     "wallets": datetime(2026, 11, 20),
     "progressive_billing": datetime(2026, 11, 20),
+    "revenue": datetime(2026, 9, 15),
 }
 
 

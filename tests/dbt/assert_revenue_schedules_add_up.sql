@@ -1,0 +1,18 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_revenue_recognition'}}}) }}
+-- Every item of revenue is recognised exactly once in all: its days add up to its amount.
+with items as (
+    select * from {{ ref('int_revenue_items') }}
+),
+
+schedules as (
+    select revenue_item_id, sum(amount) as scheduled_amount, count(*) as days
+    from {{ ref('fct_revenue_recognition') }}
+    group by 1
+)
+
+select items.revenue_item_id, items.amount, schedules.scheduled_amount
+from items
+left join schedules
+    on items.revenue_item_id = schedules.revenue_item_id
+where schedules.revenue_item_id is null
+    or schedules.scheduled_amount <> items.amount
