@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,21 @@ def dbt_manifest() -> Path:
         subprocess.run([str(dbt), "parse", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
                         "--quiet"], check=True, cwd=PROJECT_DIR)
     return PROJECT_DIR / "target" / "manifest.json"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shifted_clock() -> Iterator[None]:
+    """TEST_CLOCK_SHIFT_DAYS=N runs the suite as if the real clock were N days later (what
+    pipeline.utc_now stamps: load times, finalisations, payments), to find the tests whose
+    result depends on today's date before the calendar does."""
+    days = int(os.environ.get("TEST_CLOCK_SHIFT_DAYS", "0"))
+    if not days:
+        yield
+        return
+    real = pipeline.utc_now
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "utc_now", lambda: real() + timedelta(days=days))
+        yield
 
 
 @pytest.fixture(autouse=True)

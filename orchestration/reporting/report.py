@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from orchestration import pipeline
 from orchestration.catalog import known_currencies
+from orchestration.exports import format_decimal
 from orchestration.reporting.close import CloseError, MonthState, close_month, first_day, month_state, next_month
 from orchestration.settings import Settings
 from orchestration.warehouse import Warehouse, connect
@@ -171,6 +172,20 @@ def read_tables(warehouse: Warehouse, month: date) -> dict[str, Table]:
             f"order by currency, customer_id, revenue_stream, coalesce(metric_code, '')", [month],
             ["currency", "customer_id", "revenue_stream", "metric_code", "billed_revenue", "recognised_revenue"],
             {"billed_revenue", "recognised_revenue"}),
+        _query_table(
+            warehouse, "current_usage", "Open periods: usage so far and its estimated amount (before coupons and taxes)",
+            f"select usage.currency, usage.customer_id, usage.customer_name, usage.fee_kind, "
+            f"coalesce(usage.metric_code, ''), min(usage.service_period_start), max(usage.service_period_end), "
+            f"sum(usage.units_to_date), sum(usage.event_count), sum(usage.estimated_amount) "
+            f"from marts.fct_current_usage as usage "
+            f"where usage.computed_as_of >= {p} and usage.computed_as_of < {p} "
+            f"group by usage.currency, usage.customer_id, usage.customer_name, usage.fee_kind, "
+            f"coalesce(usage.metric_code, '') "
+            f"order by usage.currency, usage.customer_id, usage.fee_kind, coalesce(usage.metric_code, '')",
+            [datetime(month.year, month.month, 1), datetime(next_month(month).year, next_month(month).month, 1)],
+            ["currency", "customer_id", "customer_name", "fee_kind", "metric_code", "period_start", "period_end",
+             "units_to_date", "events", "estimated_amount"],
+            {"estimated_amount"}),
     ]
     return {table.name: table for table in tables}
 
@@ -187,6 +202,8 @@ def _text(value, column: str, table: Table, currency: str | None, exponents: dic
         return value.strftime("%Y-%m") if column == "month" else value.isoformat()
     if column in table.money_columns and currency is not None:
         return f"{Decimal(value).quantize(Decimal(1).scaleb(-exponents[currency])):f}"
+    if isinstance(value, Decimal):
+        return format_decimal(value)
     return str(value)
 
 
