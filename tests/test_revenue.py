@@ -5,7 +5,7 @@
 |---|---|---|
 | c_cycle | Basic (31.00/month, arrears) from 1 Jan; upgrade to Pro (62.00) on 10 Mar (immediate); downgrade to Basic asked on 10 Apr (from 1 May); terminated 15 Jun; back on Basic from 1 Aug (a new subscription) | MRR at each month's end: Jan 31 new, Feb 31, Mar 62 expansion +31, Apr 62, May 31 contraction -31, Jun 0 churn -31, Jul nothing, Aug 31 reactivation +31, Sep 31 |
 | c_yearly | Yearly 1,200.00 in advance from 1 Jan 2026 | MRR 100.00, ARR 1,200.00. Billed 1 Jan; recognised 1,200 x days/365, rounded to date: Jan 31 days 101.92, Feb (59 days: 193.97) 92.05, Mar (90: 295.89) 101.92, Apr (120: 394.52) 98.63; 1-15 Sep (258: 848.22, Aug 243: 798.90) 49.32. Deferred at the end of Jan 1,098.08 |
-| c_prepaid | no base fee, calls at 1.00; wallet: 10 credits granted and 100 purchased (1.00 each) on 5 Jan, expiring 31 Mar; 30 calls in Jan, 10 in Feb | the purchase (100.00) is a prepayment, not revenue. Usage 30.00 (Jan) + 10.00 (Feb) is revenue when consumed, billed 1 Feb and 1 Mar, paid by credits, granted first: the 10 granted credits are a discount (-10.00 on 1 Feb), 30 purchased credits are spent. On 31 Mar the 70 purchased credits left expire: breakage 70.00. Revenue in all: 30 + 10 - 10 + 70 = 100.00, what the customer paid |
+| c_prepaid | no base fee, calls at 1.00; wallet: 10 credits granted and 100 purchased (1.00 each) on 5 Jan, expiring 31 Mar; 30 calls in Jan, 10 in Feb | the purchase (100.00) is a prepayment, not revenue. Usage 30.00 (Jan) + 10.00 (Feb) is revenue when consumed, billed 1 Feb and 1 Mar, paid by credits, granted first: the 10 granted credits are a discount of January's usage (-10.00, recognised with it), 30 purchased credits are spent. On 31 Mar the 70 purchased credits left expire: breakage 70.00. Revenue in all: 30 + 10 - 10 + 70 = 100.00, what the customer paid |
 """
 
 from __future__ import annotations
@@ -105,16 +105,20 @@ def test_prepaid_credits_are_revenue_when_consumed_and_breakage_when_they_expire
                                    "from intermediate.int_revenue_items where customer_id = 'c_prepaid' and amount <> 0"))
     assert items == [
         ("breakage", date(2026, 3, 31), date(2026, 3, 31), Decimal("70")),
-        ("granted_credits", date(2026, 2, 1), date(2026, 2, 1), Decimal("-10")),
+        ("usage", date(2026, 1, 1), date(2026, 2, 1), Decimal("-10")),  # the granted credits, on January's usage
         ("usage", date(2026, 1, 1), date(2026, 2, 1), Decimal("30")),
         ("usage", date(2026, 2, 1), date(2026, 3, 1), Decimal("10")),
     ]
-    # Usage is recognised on the days of its events, 10 calls a day.
-    days = _rows(settings, "select recognised_on, amount from marts.fct_revenue_recognition "
-                           "where customer_id = 'c_prepaid' and revenue_stream = 'usage' and amount <> 0 "
-                           "order by recognised_on")
-    assert days == [(date(2026, 1, 10), Decimal("10")), (date(2026, 1, 11), Decimal("10")),
-                    (date(2026, 1, 20), Decimal("10")), (date(2026, 2, 5), Decimal("10"))]
+    [(source,)] = _rows(settings, "select source_kind from intermediate.int_revenue_items "
+                                  "where customer_id = 'c_prepaid' and amount < 0")
+    assert source == "granted_credits"
+    # Usage is recognised on the days of its events, 10 calls a day; the free credits with it,
+    # in proportion (-10 over January's three days: -3.33, -3.34, -3.33 to date rounded).
+    days = _rows(settings, "select recognised_on, sum(amount) from marts.fct_revenue_recognition "
+                           "where customer_id = 'c_prepaid' and revenue_stream = 'usage' "
+                           "group by recognised_on having sum(amount) <> 0 order by recognised_on")
+    assert days == [(date(2026, 1, 10), Decimal("6.67")), (date(2026, 1, 11), Decimal("6.66")),
+                    (date(2026, 1, 20), Decimal("6.67")), (date(2026, 2, 5), Decimal("10"))]
     [(recognised,)] = _rows(settings, "select sum(recognised_amount) from marts.fct_revenue_monthly "
                                       "where customer_id = 'c_prepaid'")
     [(purchased,)] = _rows(settings, "select sum(amount) from marts.fct_invoice_lines "

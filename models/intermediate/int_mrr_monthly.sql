@@ -1,10 +1,13 @@
 -- One row per month (up to the run's as_of), customer and currency with recurring revenue, as
 -- computed now: the monthly recurring revenue (MRR) at the month's last day (docs/revenue.md).
--- It is the subscription fees of the invoice lines whose service covers that day, net of
--- their coupons and excluding taxes (a free trial's fee is none), at the full period's rate (a prorated first or last
+-- It is the subscription fees of the invoice lines whose service covers that day, before
+-- coupons and excluding taxes (a free trial's fee is none), at the full period's rate (a prorated first or last
 -- period counts at the rate of a whole one) and brought to a month: weekly x 52 / 12,
 -- quarterly / 3, semiannual / 6, yearly / 12. A day a credit note took back (termination,
 -- upgrade of an in-advance plan) is not covered. Rounded once, per customer and month.
+-- Coupons are left out: an invoice's coupon is spread over all its fees in proportion to their
+-- amounts, so a subscription fee's share of it moves with the usage billed beside it, which
+-- would show as expansion and contraction of MRR with no change of plan.
 with lines as (
     select * from {{ ref('fct_invoice_lines') }}
     where fee_kind = 'subscription'
@@ -61,10 +64,8 @@ covering_fees as (
         subscription_fees.customer_id,
         subscription_fees.currency,
         subscription_fees.invoice_line_id,
-        -- The whole period's fee from the precise (unrounded) prorated one, net of the coupons'
-        -- share of the line.
-        {{ to_precise_money(divide_exactly('subscription_fees.precise_amount', 'subscription_fees.proration_factor')
-            ~ ' * ' ~ exact_ratio('subscription_fees.taxable_amount', 'subscription_fees.amount')) }} as period_amount,
+        -- The whole period's fee from the precise (unrounded) prorated one.
+        {{ divide_exactly('subscription_fees.precise_amount', 'subscription_fees.proration_factor') }} as period_amount,
         plans.billing_interval
     from subscription_fees
     inner join months

@@ -22,7 +22,13 @@ item_first_months as (
         cast({{ dbt.date_trunc('month', 'items.billed_on') }} as date) as billed_month,
         cast({{ dbt.date_trunc('month',
             'case when items.billed_on is not null and items.billed_on < items.recognition_start '
-            'then items.billed_on else items.recognition_start end') }} as date) as first_month
+            'then items.billed_on else items.recognition_start end') }} as date) as first_month,
+        -- After this month the item is billed and recognised: it has nothing more to say (an
+        -- item not billed yet stays unbilled up to the as_of).
+        cast({{ dbt.date_trunc('month',
+            'case when items.billed_on is null then ' ~ as_of_timestamp() ~ ' '
+            'when items.billed_on > items.recognition_end then items.billed_on else items.recognition_end end')
+            }} as date) as last_month
     from items
 ),
 
@@ -67,6 +73,7 @@ item_months as (
     from item_first_months
     inner join months
         on months.month_start >= item_first_months.first_month
+        and months.month_start <= item_first_months.last_month
     left join recognised_per_month
         on item_first_months.revenue_item_id = recognised_per_month.revenue_item_id
         and months.month_start = recognised_per_month.month_start

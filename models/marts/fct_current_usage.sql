@@ -41,10 +41,19 @@ final as (
         lines.event_count,
         usage.last_event_at,
         lines.amount as estimated_amount,
-        -- What progressive billing already invoiced of it (deducted at the period's end).
+        -- What progressive billing already invoiced of it, and what is left to invoice.
         lines.progressive_billing_credit_amount,
-        cast({{ dbt.datediff('lines.service_period_start', 'cast(' ~ as_of_timestamp() ~ ' as date)', 'day') }}
-            as integer) + 1 as days_elapsed,
+        cast(lines.amount - lines.progressive_billing_credit_amount as {{ rounded_money_type() }})
+            as estimated_amount_to_invoice,
+        -- 0 before the period starts (an in-advance fee for the next one), at most its length.
+        case
+            when cast({{ as_of_timestamp() }} as date) < lines.service_period_start then 0
+            when cast({{ as_of_timestamp() }} as date) > lines.service_period_end
+                then cast({{ dbt.datediff('lines.service_period_start', 'lines.service_period_end', 'day') }}
+                          as integer) + 1
+            else cast({{ dbt.datediff('lines.service_period_start', 'cast(' ~ as_of_timestamp() ~ ' as date)', 'day') }}
+                      as integer) + 1
+        end as days_elapsed,
         cast({{ dbt.datediff('lines.service_period_start', 'lines.service_period_end', 'day') }} as integer) + 1
             as days_in_period,
         {{ as_of_timestamp() }} as computed_as_of

@@ -1,7 +1,8 @@
 -- One row per month, customer and currency whose monthly recurring revenue (int_mrr_monthly)
 -- is not zero in the month or the month before: its MRR and ARR (12 x MRR) at the month's last
 -- day, and the movement from the month before (docs/revenue.md):
--- new (from zero, never had any), reactivation (from zero, had some before), expansion (up),
+-- new (from zero, the customer never had any), reactivation (from zero, had some before, in
+-- any currency), expansion (up),
 -- contraction (down, not to zero), churn (to zero), unchanged.
 -- A closed month reads as it was locked (ledger.closed_mrr); the first open month moves from
 -- the locked figure, so a correction to a closed month shows as a movement of the open one.
@@ -37,11 +38,13 @@ customer_months as (
         and reported.month_start < cast({{ dbt.date_trunc('month', as_of_timestamp()) }} as date)
 ),
 
+-- A customer's first month with MRR in any currency: coming back in another currency is a
+-- reactivation, not a new customer.
 first_months as (
-    select customer_id, currency, min(month_start) as first_month
+    select customer_id, min(month_start) as first_month
     from reported
     where mrr <> 0
-    group by 1, 2
+    group by 1
 ),
 
 movements as (
@@ -55,7 +58,6 @@ movements as (
     from customer_months
     inner join first_months
         on customer_months.customer_id = first_months.customer_id
-        and customer_months.currency = first_months.currency
     left join reported as current_month
         on customer_months.customer_id = current_month.customer_id
         and customer_months.currency = current_month.currency

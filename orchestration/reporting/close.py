@@ -58,16 +58,23 @@ def month_state(warehouse: Warehouse, month: date, as_of: datetime | None) -> Mo
         return MonthState(month, True, closed[0][0], False, f"closed at {closed[0][0]:%Y-%m-%d %H:%M} UTC")
     if as_of is None:
         return MonthState(month, False, None, False, "nothing was built yet")
-    if as_of.date() < next_month(month):
+    # Issuing dates are local: the month has ended everywhere a day after it ended in UTC.
+    if as_of.date() <= next_month(month):
         return MonthState(month, False, None, False,
-                          f"the month has not ended by the last run's as_of ({pipeline.format_as_of(as_of)})")
+                          f"the month has not ended in every time zone by the last run's as_of "
+                          f"({pipeline.format_as_of(as_of)})")
+    window = [month, next_month(month)]
     pending = warehouse.query(
         f"select count(*) from marts.fct_invoices where status in ('draft', 'closed') "
-        f"and issuing_date >= {p} and issuing_date < {p}", [month, next_month(month)])[0][0]
-    if pending:
+        f"and issuing_date >= {p} and issuing_date < {p}", window)[0][0]
+    pending_notes = warehouse.query(
+        f"select count(*) from marts.fct_credit_notes where status in ('draft', 'closed') "
+        f"and issuing_date >= {p} and issuing_date < {p}", window)[0][0]
+    if pending or pending_notes:
         return MonthState(month, False, None, False,
-                          f"{pending} invoice(s) issued in the month are not finalised yet")
-    return MonthState(month, False, None, True, "ended, and its invoices are finalised")
+                          f"{pending} invoice(s) and {pending_notes} credit note(s) issued in the month are not "
+                          f"finalised yet")
+    return MonthState(month, False, None, True, "ended, and its invoices and credit notes are finalised")
 
 
 def _figures_fingerprint(warehouse: Warehouse, month: date) -> str:
@@ -90,24 +97,33 @@ def close_month(settings: Settings, month: date, *, now: datetime | None = None)
     now = now or pipeline.utc_now()
     with connect(settings) as warehouse:
         ensure_ledger(warehouse)
-        state = month_state(warehouse, month, as_of)
-        if state.closed:
+        if month_state(warehouse, month, as_of).closed:
             return []
-        if not state.closable:
-            raise CloseError(f"{month:%Y-%m} cannot be closed: {state.reason}")
+        stale = _marts_behind_ledger(warehouse)
+    if stale:  # a close whose rebuild did not happen (a crash): the marts must read it first
+        pipeline.build(settings, as_of, full_refresh=False, select=REPORT_MARTS)
+    with connect(settings) as warehouse:
         p = warehouse.placeholder
         last = warehouse.query("select max(month_start) from ledger.month_closes")[0][0]
+        closed = []
+        current = next_month(last) if last else _first_month(warehouse)
+        while current <= month:
+            closed.append(current)
+            current = next_month(current)
+        closed = closed or [month]  # before any figures: it closes with nothing to lock
+        # Every month that closes now must be closable, not only the one asked for.
+        for closing in closed:
+            state = month_state(warehouse, closing, as_of)
+            if not state.closable:
+                raise CloseError(f"{closing:%Y-%m} cannot be closed: {state.reason}"
+                                 + (f" (closing {month:%Y-%m} closes it too)" if closing != month else ""))
         warehouse.execute("begin")
         try:
             for mart, columns in CLOSED_FIGURE_COLUMNS.items():
                 names = ", ".join(name for name, _ in columns)
+                # Only months after the last close: a month is locked once, whatever the marts say.
                 warehouse.execute(f"insert into ledger.closed_{mart} ({names}) select {names} from marts.fct_{mart} "
-                                  f"where not is_closed_month and month_start <= {p}", [month])
-            closed = []
-            current = next_month(last) if last else _first_month(warehouse)
-            while current <= month:
-                closed.append(current)
-                current = next_month(current)
+                                  f"where month_start >= {p} and month_start <= {p}", [closed[0], month])
             fingerprint = _figures_fingerprint(warehouse, month)
             warehouse.execute_many(
                 f"insert into ledger.month_closes values ({p}, {p}, {p}, {p})",
@@ -119,6 +135,21 @@ def close_month(settings: Settings, month: date, *, now: datetime | None = None)
     # The report marts read the closed months from the ledger from now on.
     pipeline.build(settings, as_of, full_refresh=False, select=REPORT_MARTS)
     return closed
+
+
+def _marts_behind_ledger(warehouse: Warehouse) -> bool:
+    """Whether a report mart does not read the last closed month as locked yet."""
+    last = warehouse.query("select max(month_start) from ledger.month_closes")[0][0]
+    if last is None:
+        return False
+    for mart in CLOSED_FIGURE_COLUMNS:
+        if not warehouse.table_exists("marts", f"fct_{mart}"):
+            return True
+        latest = warehouse.query(f"select max(month_start) from marts.fct_{mart} where is_closed_month")[0][0]
+        locked = warehouse.query(f"select max(month_start) from ledger.closed_{mart}")[0][0]
+        if latest != locked:
+            return True
+    return False
 
 
 def _first_month(warehouse: Warehouse) -> date:

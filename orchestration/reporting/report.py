@@ -176,7 +176,8 @@ def read_tables(warehouse: Warehouse, month: date) -> dict[str, Table]:
             warehouse, "current_usage", "Open periods: usage so far and its estimated amount (before coupons and taxes)",
             f"select usage.currency, usage.customer_id, usage.customer_name, usage.fee_kind, "
             f"coalesce(usage.metric_code, ''), min(usage.service_period_start), max(usage.service_period_end), "
-            f"sum(usage.units_to_date), sum(usage.event_count), sum(usage.estimated_amount) "
+            f"sum(usage.units_to_date), sum(usage.event_count), sum(usage.estimated_amount), "
+            f"sum(usage.estimated_amount_to_invoice) "
             f"from marts.fct_current_usage as usage "
             f"where usage.computed_as_of >= {p} and usage.computed_as_of < {p} "
             f"group by usage.currency, usage.customer_id, usage.customer_name, usage.fee_kind, "
@@ -184,8 +185,8 @@ def read_tables(warehouse: Warehouse, month: date) -> dict[str, Table]:
             f"order by usage.currency, usage.customer_id, usage.fee_kind, coalesce(usage.metric_code, '')",
             [datetime(month.year, month.month, 1), datetime(next_month(month).year, next_month(month).month, 1)],
             ["currency", "customer_id", "customer_name", "fee_kind", "metric_code", "period_start", "period_end",
-             "units_to_date", "events", "estimated_amount"],
-            {"estimated_amount"}),
+             "units_to_date", "events", "estimated_amount", "estimated_amount_to_invoice"],
+            {"estimated_amount", "estimated_amount_to_invoice"}),
     ]
     return {table.name: table for table in tables}
 
@@ -259,7 +260,7 @@ def _charts(tables: dict[str, Table], month: date, exponents: dict[str, int]) ->
         charts.append({"id": f"customers-{currency}", "title": f"Top {TOP_CUSTOMERS} customers, {month:%Y-%m} "
                                                               f"({currency})",
                        "data": [{"type": "bar", "orientation": "h", "name": "recognised",
-                                 "y": [row[2] or row[1] for row in reversed(rows)],
+                                 "y": [f"{row[2] or ''} ({row[1]})".strip() for row in reversed(rows)],
                                  "x": list(reversed(column(by_customer, "recognised_revenue", rows)))}],
                        "layout": {"margin": {"l": 180}}})
 
@@ -292,7 +293,7 @@ def render_html(month: date, state: MonthState, tables: dict[str, Table], as_of:
         generated_at=generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         plotly_js=plotly.offline.get_plotlyjs(),
         charts=[{**chart, "spec": json.dumps({"data": chart["data"], "layout": {
-            "title": {"text": chart["title"]}, "height": 380, **chart["layout"]}}).replace("</", "<\\/")}
+            "title": {"text": chart["title"]}, "height": 380, **chart["layout"]}}).replace("<", "\\u003c")}
             for chart in charts],
         tables=[{"name": table.name, "title": table.title, "columns": table.columns,
                  "money": table.money_columns, "rows": formatted_rows(table, exponents)}
