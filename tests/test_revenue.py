@@ -201,3 +201,26 @@ def test_report_command_writes_html_and_csv(home, tmp_path):
     assert (values["mrr"], values["recognised_revenue"]) == ("162.00", "224.92")
     bad = CliRunner().invoke(app, ["report", "--month", "2026-13", "--home", str(home.home)])
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
+
+
+def test_closing_a_month_refuses_while_an_earlier_month_it_would_close_has_invoices_not_final(tmp_path):
+    """c_yearly's 1 January invoice has a 300-day grace period: on 15 September it is still not
+    final, so January cannot close, and neither can May (closing May closes January too)."""
+    settings = make_home(tmp_path, CASE / "catalog")
+    customers = settings.catalog_dir / "customers.csv"
+    rows = customers.read_text().splitlines()
+    rows[0] += ",invoice_grace_period_days"
+    rows[1:] = [row + (",300" if row.startswith("c_yearly,") else ",") for row in rows[1:]]
+    customers.write_text("\n".join(rows) + "\n")
+    shutil.copy(CASE / "events.jsonl", settings.landing_dir)
+    pipeline.read_and_load_catalog(settings, settings.catalog_dir)
+    pipeline.ingest(settings, pipeline.new_landing_files(settings), loaded_at=LOADED_AT)
+    pipeline.build(settings, AS_OF, full_refresh=True)
+    pipeline.finalise(settings, accept_usage_cliffs=True)
+    with pytest.raises(CloseError, match=r"2026-01 cannot be closed: 1 invoice\(s\) .* not finalised yet "
+                                         r"\(closing 2026-05 closes it too\)"):
+        close_month(settings, date(2026, 5, 1))
+    assert not _rows(settings, "select * from ledger.month_closes")
+    # The report is written all the same, marked preliminary.
+    result = write_report(settings, "2026-05", output_dir=tmp_path / "may")
+    assert not result.state.closed and not result.closed_now

@@ -10,6 +10,7 @@ from text), never as Python floats.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -314,10 +315,16 @@ def write_report(settings: Settings, month: str | date, *, output_dir: Path | No
     closed_now: list[date] = []
     with connect(settings, read_only=settings.target == "duckdb") as warehouse:
         state = month_state(warehouse, month, as_of)
+    blocked = None
     if close and state.closable:
-        closed_now = close_month(settings, month, now=now)
+        try:
+            closed_now = close_month(settings, month, now=now)
+        except CloseError as error:  # an earlier month it would close is not ready: preliminary
+            blocked = str(error)
     with connect(settings, read_only=settings.target == "duckdb") as warehouse:
         state = month_state(warehouse, month, as_of)
+        if blocked and not state.closed:
+            state = dataclasses.replace(state, closable=False, reason=blocked)
         if month >= next_month(as_of.date().replace(day=1)):
             raise CloseError(f"{month:%Y-%m} is after the last run's as_of ({pipeline.format_as_of(as_of)})")
         tables = read_tables(warehouse, month)
