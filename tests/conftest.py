@@ -67,10 +67,12 @@ def make_home(tmp_path: Path, catalog: Path = SMALL_CATALOG) -> Settings:
     return get_settings(home)
 
 
-def run_all(settings: Settings, as_of: datetime = SMALL_AS_OF, *, full_refresh: bool | None = None):
-    """What `meterline run` does, without the printing: catalog, new landing files, dbt build, export."""
+def run_all(settings: Settings, as_of: datetime = SMALL_AS_OF, *, full_refresh: bool | None = None,
+            loaded_at: datetime | None = None):
+    """What `meterline run` does, without the printing: catalog, new landing files, dbt build, export.
+    The files are stamped `loaded_at` (default: now, as `meterline run` does)."""
     catalog = pipeline.read_and_load_catalog(settings, settings.catalog_dir)
-    report = pipeline.ingest(settings, pipeline.new_landing_files(settings), loaded_at=pipeline.utc_now())
+    report = pipeline.ingest(settings, pipeline.new_landing_files(settings), loaded_at=loaded_at or pipeline.utc_now())
     result = pipeline.build(settings, as_of, full_refresh=full_refresh)
     outputs = pipeline.export(settings)
     return catalog, report, result, outputs

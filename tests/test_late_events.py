@@ -9,6 +9,7 @@ flat + 0.001 per token).
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from datetime import datetime, timedelta
@@ -24,13 +25,17 @@ from tests.conftest import FIXTURES, SMALL_AS_OF, make_home, run_all
 from tests.test_ledger import ledger_dump
 
 LATER = datetime(2026, 11, 25)  # the corrections are found; cus_a's November invoice is still a draft
+# This file's clock, whatever the real one says: the fixture's events are loaded at its as_of,
+# and each late file an hour after the one before (all before LATER).
+LOADED_AT = SMALL_AS_OF
+_late_hours = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
 def finalised_home(tmp_path_factory) -> Path:
     settings = make_home(tmp_path_factory.mktemp("late"))
     shutil.copy(FIXTURES / "small_events" / "events.jsonl", settings.landing_dir)
-    run_all(settings)
+    run_all(settings, loaded_at=LOADED_AT)
     assert len(pipeline.finalise(settings).invoices) == 5
     return settings.home
 
@@ -43,10 +48,11 @@ def home(finalised_home: Path, tmp_path: Path):
 
 
 def arrive(settings, name: str, events: list[dict], loaded_at: datetime | None = None) -> datetime:
-    """Drop an event file in the landing folder and ingest it (stamped now, after the cut-off)."""
+    """Drop an event file in the landing folder and ingest it (stamped after the cut-off and
+    after every file before it)."""
     path = settings.landing_dir / name
     path.write_text("".join(json.dumps(event) + "\n" for event in events))
-    loaded_at = loaded_at or pipeline.utc_now()
+    loaded_at = loaded_at or LOADED_AT + timedelta(hours=next(_late_hours))
     report = pipeline.ingest(settings, [path], loaded_at=loaded_at)
     assert report.accepted == len(events)
     return loaded_at
@@ -162,7 +168,7 @@ def test_events_loaded_beyond_the_look_back_are_excluded_with_that_reason(home, 
     entity = fresh.catalog_dir / "billing_entity.yml"
     entity.write_text(entity.read_text().rstrip("\n") + "\n  late_events_lookback_days: 60\n")
     shutil.copy(FIXTURES / "small_events" / "events.jsonl", fresh.landing_dir)
-    run_all(fresh)
+    run_all(fresh, loaded_at=LOADED_AT)
     with connect(fresh, read_only=True) as warehouse:
         loaded_at = warehouse.query("select max(loaded_at) from raw.events")[0][0]
         outcomes = dict(((o, r), n) for o, r, n in warehouse.query(
@@ -179,7 +185,7 @@ def test_a_late_event_behind_a_finalised_progressive_invoice_is_billed_at_period
     settings = make_home(tmp_path, FIXTURES / "progressive_billing" / "catalog")
     shutil.copy(FIXTURES / "progressive_billing" / "events.jsonl", settings.landing_dir)
     as_of = datetime(2026, 11, 20)
-    run_all(settings, as_of=as_of)
+    run_all(settings, as_of=as_of, loaded_at=as_of)
     assert pipeline.finalise(settings).invoices
     arrive(settings, "late.jsonl", [{"transaction_id": "late-nov", "external_subscription_id": "s_twice",
                                      "code": "api_calls", "timestamp": "2026-11-02T10:00:00Z", "properties": {}}])
@@ -213,8 +219,8 @@ def test_a_late_event_credit_note_is_frozen_and_the_next_late_events_open_anothe
                 "select credit_note_id, credit_note_number, status, amount from marts.fct_credit_notes "
                 "where corrected_invoice_line_id = ? order by issued_at", [september["invoice_line_id"]])
 
-    # Loaded after the fixture's events (stamped with the real clock), so after its cut-off.
-    loaded = pipeline.utc_now().replace(microsecond=0)
+    # Loaded after the fixture's events, so after its cut-off.
+    loaded = LOADED_AT
     late_tokens("late-1", -200, loaded + timedelta(hours=1))
     pipeline.build(home, LATER)
     pipeline.finalise(home)
