@@ -41,21 +41,9 @@ subscription_fees as (
         and lines.amount <> 0
 ),
 
-bounds as (
-    select
-        cast({{ dbt.date_trunc('month', 'min(subscription_fees.service_period_start)') }} as date) as first_month,
-        cast({{ dbt.date_trunc('month', as_of_timestamp()) }} as date) as last_month
-    from subscription_fees
-),
-
 months as (
-    select
-        cast({{ dbt.dateadd('month', 'series.n', 'bounds.first_month') }} as date) as month_start,
-        cast({{ dbt.dateadd('day', -1, dbt.dateadd('month', 'series.n + 1', 'bounds.first_month')) }} as date)
-            as month_end
-    from bounds
-    cross join lateral {{ integer_series(dbt.datediff('bounds.first_month', 'bounds.last_month', 'month')) }} as series
-    where bounds.first_month is not null
+    select calendar.month_start, calendar.month_end
+    from {{ calendar_months('subscription_fees', 'subscription_fees.service_period_start') }} as calendar
 ),
 
 covering_fees as (

@@ -32,18 +32,9 @@ item_first_months as (
     from items
 ),
 
-bounds as (
-    select
-        min(item_first_months.first_month) as first_month,
-        cast({{ dbt.date_trunc('month', as_of_timestamp()) }} as date) as last_month
-    from item_first_months
-),
-
 months as (
-    select cast({{ dbt.dateadd('month', 'series.n', 'bounds.first_month') }} as date) as month_start
-    from bounds
-    cross join lateral {{ integer_series(dbt.datediff('bounds.first_month', 'bounds.last_month', 'month')) }} as series
-    where bounds.first_month is not null
+    select calendar.month_start
+    from {{ calendar_months('item_first_months', 'item_first_months.first_month') }} as calendar
 ),
 
 recognised_per_month as (
