@@ -56,23 +56,15 @@ adjustments as (
 ),
 
 final as (
+    {% for relation, closed in [('open_rows', 'false'), ('adjustments', 'false'), (locked, 'true')] -%}
+    {% if not loop.first %}union all
+    {% endif -%}
     select
         month_start, row_kind,
         {% for column in key_columns + flow_columns + balance_columns %}{{ column }},
-        {% endfor %}false as is_closed_month
-    from open_rows
-    union all
-    select
-        month_start, row_kind,
-        {% for column in key_columns + flow_columns + balance_columns %}{{ column }},
-        {% endfor %}false as is_closed_month
-    from adjustments
-    union all
-    select
-        month_start, row_kind,
-        {% for column in key_columns + flow_columns + balance_columns %}{{ column }},
-        {% endfor %}true as is_closed_month
-    from {{ locked }}
+        {% endfor %}{{ closed }} as is_closed_month
+    from {{ relation }}
+    {% endfor %}
 )
 
 select * from final

@@ -19,15 +19,15 @@ from dagster import (
     in_process_executor,
 )
 
+from orchestration.reporting.close import REPORT_MARTS
 from orchestration.resources import MeterlineSettings
 
 # Months are calendar months (UTC); the first is far enough back for any backfill of the demo.
 report_months = MonthlyPartitionsDefinition(start_date="2024-01-01", timezone="UTC")
 
-REPORT_MARTS = [AssetKey(["marts", name]) for name in ("fct_mrr", "fct_revenue_monthly", "fct_billed_vs_collected")]
 
-
-@asset(partitions_def=report_months, deps=[AssetKey("finalised_invoices"), *REPORT_MARTS], group_name="reporting")
+@asset(partitions_def=report_months, group_name="reporting",
+       deps=[AssetKey("finalised_invoices"), *(AssetKey(["marts", name]) for name in REPORT_MARTS)])
 def revenue_report(context: AssetExecutionContext, meterline: MeterlineSettings) -> MaterializeResult:
     """The month's revenue report: HTML with charts and the same tables as CSV, once the month is
     closed (its invoices all finalised); its figures are locked from then on."""

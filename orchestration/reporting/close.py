@@ -20,7 +20,7 @@ from orchestration.settings import Settings
 from orchestration.warehouse import Warehouse, connect
 
 # The marts the report reads, and what a close rebuilds so they read the locked months.
-REPORT_MARTS = "fct_revenue_monthly fct_mrr fct_billed_vs_collected"
+REPORT_MARTS = [f"fct_{mart}" for mart in CLOSED_FIGURE_COLUMNS]
 
 
 class CloseError(RuntimeError):
@@ -101,7 +101,7 @@ def close_month(settings: Settings, month: date, *, now: datetime | None = None)
             return []
         stale = _marts_behind_ledger(warehouse)
     if stale:  # a close whose rebuild did not happen (a crash): the marts must read it first
-        pipeline.build(settings, as_of, full_refresh=False, select=REPORT_MARTS)
+        pipeline.build(settings, as_of, full_refresh=False, select=" ".join(REPORT_MARTS))
     with connect(settings) as warehouse:
         p = warehouse.placeholder
         last = warehouse.query("select max(month_start) from ledger.month_closes")[0][0]
@@ -133,7 +133,7 @@ def close_month(settings: Settings, month: date, *, now: datetime | None = None)
             warehouse.execute("rollback")
             raise
     # The report marts read the closed months from the ledger from now on.
-    pipeline.build(settings, as_of, full_refresh=False, select=REPORT_MARTS)
+    pipeline.build(settings, as_of, full_refresh=False, select=" ".join(REPORT_MARTS))
     return closed
 
 

@@ -62,18 +62,15 @@ def _summary(warehouse: Warehouse, month: date) -> Table:
         rows.setdefault(currency, {}).update(mrr=mrr, arr=mrr * 12, new_mrr=new, expansion_mrr=expansion,
                                              reactivation_mrr=reactivation, contraction_mrr=contraction,
                                              churn_mrr=churn, paying_customers=customers)
-    for currency, billed, recognised in warehouse.query(
-            f"select currency, sum(billed_amount), sum(recognised_amount) from marts.fct_revenue_monthly "
-            f"where month_start = {p} group by currency", [month]):
-        rows.setdefault(currency, {}).update(billed_revenue=billed, recognised_revenue=recognised)
-    for currency, deferred, unbilled in warehouse.query(
-            f"select currency, sum(deferred_balance), sum(unbilled_balance) from marts.fct_revenue_monthly "
-            f"where month_start = {p} group by currency", [month]):
-        rows.setdefault(currency, {}).update(deferred_balance=deferred, unbilled_balance=unbilled)
-    for currency, billed, recognised in warehouse.query(
-            f"select currency, sum(billed_amount), sum(recognised_amount) from marts.fct_revenue_monthly "
-            f"where month_start <= {p} group by currency", [month]):
-        rows.setdefault(currency, {}).update(billed_to_date=billed, recognised_to_date=recognised)
+    in_month = "case when month_start = {p} then {column} else 0 end"
+    for currency, billed, recognised, deferred, unbilled, billed_to_date, recognised_to_date in warehouse.query(
+            "select currency, " + ", ".join(f"sum({in_month.format(p=p, column=column)})" for column in (
+                "billed_amount", "recognised_amount", "deferred_balance", "unbilled_balance"))
+            + f", sum(billed_amount), sum(recognised_amount) from marts.fct_revenue_monthly "
+              f"where month_start <= {p} group by currency", [month] * 5):
+        rows.setdefault(currency, {}).update(
+            billed_revenue=billed, recognised_revenue=recognised, deferred_balance=deferred,
+            unbilled_balance=unbilled, billed_to_date=billed_to_date, recognised_to_date=recognised_to_date)
     for currency, billed, collected, outstanding in warehouse.query(
             f"select currency, sum(billed_amount), sum(collected_amount), sum(outstanding_balance) "
             f"from marts.fct_billed_vs_collected where month_start = {p} group by currency", [month]):
