@@ -57,6 +57,31 @@
     ) * cast(0.000000000001 as decimal(13, 12))
 {%- endmacro %}
 
+{% macro spark__divide_exactly(numerator, denominator) -%}
+    {#- As DuckDB's, in decimal(38, 0): Spark keeps only 6 decimals of a quotient that could
+        overflow 38 digits, so the division is done on integers (spark_floor_quotient). -#}
+    {%- set n = "cast(cast(" ~ numerator ~ " as " ~ precise_money_type() ~ ") * 1000000000000 as decimal(38, 0))" -%}
+    {%- set d = "cast(cast(" ~ denominator ~ " as " ~ quantity_type() ~ ") * 1000000000 as decimal(38, 0))" -%}
+    cast(
+        {#- Spark's sign() is a double: the sign as an integer case instead. -#}
+        case when ({{ n }} < 0) = ({{ d }} < 0) then 1 else -1 end
+        * {{ spark_floor_quotient("2 * abs(" ~ n ~ ") * 1000000000 + abs(" ~ d ~ ")", "2 * abs(" ~ d ~ ")") }}
+        * cast(0.000000000001 as decimal(13, 12))
+        as {{ precise_money_type() }}
+    )
+{%- endmacro %}
+
+{#- floor(a / b) for integers a >= 0 and 0 < b < 10^25 in decimal(38, 0), exactly, on Spark.
+    Spark gives decimal(38, 0) / decimal(25, 0) 12 decimals (with allowPrecisionLoss off, as
+    orchestration/spark.py sets it), and its last digit may be rounded up to the next integer:
+    one step either way corrects that. -#}
+{% macro spark_floor_quotient(a, b) -%}
+    {%- set q = "cast(floor(cast(" ~ a ~ " as decimal(38, 0)) / cast(" ~ b ~ " as decimal(25, 0))) as decimal(38, 0))" -%}
+    ({{ q }}
+     - case when {{ q }} * cast({{ b }} as decimal(38, 0)) > cast({{ a }} as decimal(38, 0)) then 1 else 0 end
+     + case when ({{ q }} + 1) * cast({{ b }} as decimal(38, 0)) <= cast({{ a }} as decimal(38, 0)) then 1 else 0 end)
+{%- endmacro %}
+
 {#- part / whole for two precise amounts (at most 12 decimals each), rounded half-up to 12
     decimals: the ratio of a share. divide_exactly would cut the whole to 9 decimals, and a
     ratio of a rounded whole is not the exact ratio. |part| must stay under 8.5e13 (DuckDB
@@ -96,6 +121,17 @@
     ) * cast(0.000000000001 as decimal(13, 12))
 {%- endmacro %}
 
+{% macro spark__exact_ratio(part, whole) -%}
+    {%- set p = "cast(cast(" ~ part ~ " as " ~ precise_money_type() ~ ") * 1000000000000 as decimal(38, 0))" -%}
+    {%- set w = "cast(cast(" ~ whole ~ " as " ~ precise_money_type() ~ ") * 1000000000000 as decimal(38, 0))" -%}
+    cast(
+        case when ({{ p }} < 0) = ({{ w }} < 0) then 1 else -1 end
+        * {{ spark_floor_quotient("2 * abs(" ~ p ~ ") * 1000000000000 + abs(" ~ w ~ ")", "2 * abs(" ~ w ~ ")") }}
+        * cast(0.000000000001 as decimal(13, 12))
+        as {{ precise_money_type() }}
+    )
+{%- endmacro %}
+
 {#- ceil(numerator / denominator) for non-negative quantities, exactly (package counts). -#}
 {% macro ceil_divide(numerator, denominator) -%}
     {{ return(adapter.dispatch('ceil_divide', 'meterline')(numerator, denominator)) }}
@@ -113,6 +149,12 @@
         // cast(cast({{ denominator }} as {{ quantity_type() }}) * 1000000000 as hugeint)
         as decimal(38, 0)
     )
+{%- endmacro %}
+
+{% macro spark__ceil_divide(numerator, denominator) -%}
+    {%- set n = "cast(cast(" ~ numerator ~ " as " ~ quantity_type() ~ ") * 1000000000 as decimal(38, 0))" -%}
+    {%- set d = "cast(cast(" ~ denominator ~ " as " ~ quantity_type() ~ ") * 1000000000 as decimal(38, 0))" -%}
+    {{ spark_floor_quotient(n ~ " + " ~ d ~ " - 1", d) }}
 {%- endmacro %}
 
 {#- The units of a graduated tier (above lower_bound, up to to_value) when the total is `units`. -#}

@@ -411,7 +411,7 @@ def ingest_file(
                 con.execute(f"insert into raw.events {accepted_sql}", [loaded_at, str(path)])
                 con.execute(f"insert into raw.event_rejects {rejected_sql}", [str(path), loaded_at])
             warehouse.execute(
-                "insert into raw.ingest_batches values (" + ", ".join(["%s" if own else "?"] * 7) + ")",
+                "insert into raw.ingest_batches values (" + ", ".join([warehouse.placeholder] * 7) + ")",
                 [batch_id, str(path), sha, loaded_at, total, accepted, total - accepted],
             )
             warehouse.execute("commit")

@@ -208,11 +208,7 @@ def ensure_ledger(warehouse: Warehouse) -> None:
         ddl = ", ".join([f"{name} {sql_type}" for name, sql_type in columns]
                         + ([LEDGER_KEYS[table]] if table in LEDGER_KEYS else []))
         warehouse.execute(f"create table if not exists {table} ({ddl})")
-        schema, name = table.split(".")
-        p = warehouse.placeholder
-        existing = {row[0] for row in warehouse.query(
-            f"select column_name from information_schema.columns where table_schema = {p} and table_name = {p}",
-            [schema, name])}
+        existing = warehouse.column_names(*table.split("."))
         for column, sql_type in columns:
             if column not in existing:  # a ledger written by an earlier version: only ever add
                 default = f" default {ADDED_COLUMN_DEFAULTS[column]}" if column in ADDED_COLUMN_DEFAULTS else ""

@@ -75,6 +75,8 @@ def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = Non
         command += ["--vars", json.dumps(variables)]
     env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     log.info("running %s", " ".join(command))
+    if settings.target == "spark":
+        return _run_dbt_in_process(settings, command, args)
     result = subprocess.run(command, cwd=PROJECT_DIR, env=env, text=True,
                             stdout=subprocess.PIPE if capture else None,
                             stderr=subprocess.STDOUT if capture else None)
@@ -88,6 +90,27 @@ def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = Non
         summary = "\n".join(dict.fromkeys(failing[-60:])) or "\n".join(lines[-60:])
         raise DbtError(f"dbt {' '.join(args)} failed (exit {result.returncode}):\n{summary}")
     return result
+
+
+def _run_dbt_in_process(settings: Settings, command: list[str], args: list[str]) -> subprocess.CompletedProcess:
+    """dbt in this process, for the Spark target: dbt-spark's session method must share this
+    process's SparkSession with the loaders (orchestration/spark.py)."""
+    from dbt.cli.main import dbtRunner
+
+    from orchestration.settings import dbt_environment
+    from orchestration.spark import spark_session
+
+    spark_session(settings)  # created with the home's metastore before dbt-spark asks for one
+    with dbt_environment(settings):
+        result = dbtRunner().invoke(command[1:])
+    if not result.success:
+        failing = []
+        for node in getattr(result.result, "results", None) or []:
+            if str(node.status) in ("error", "fail"):
+                failing.append(f"{node.node.unique_id}: {node.message}")
+        detail = "\n".join(failing[-20:]) or str(result.exception)
+        raise DbtError(f"dbt {' '.join(args)} failed on Spark:\n{detail}")
+    return subprocess.CompletedProcess(command, 0, "", "")
 
 
 def load_catalog(settings: Settings, catalog: Catalog, *, loaded_at: datetime | None = None) -> None:
@@ -126,9 +149,7 @@ def _ensure_runs_table(warehouse: Warehouse) -> None:
     warehouse.execute("create schema if not exists raw")
     ddl = ", ".join(f"{name} {sql_type}" for name, sql_type in RUNS_TABLE_COLUMNS)
     warehouse.execute(f"create table if not exists raw.pipeline_runs ({ddl})")
-    existing = {row[0] for row in warehouse.query(
-        "select column_name from information_schema.columns "
-        "where table_schema = 'raw' and table_name = 'pipeline_runs'")}
+    existing = warehouse.column_names("raw", "pipeline_runs")
     for name, sql_type in RUNS_TABLE_COLUMNS:
         if name not in existing:  # a warehouse written by an earlier version
             warehouse.execute(f"alter table raw.pipeline_runs add column {name} {sql_type}")

@@ -17,9 +17,12 @@ class Settings:
     home: Path
     """Working folder: catalog/, landing/, output/ and the DuckDB warehouse live here."""
     target: str
-    """dbt target: duckdb (default) or postgres."""
+    """dbt target: duckdb (default), postgres or spark."""
     warehouse_path: Path
     duckdb_memory_limit: str
+    spark_master: str = "local[2]"
+    """Spark target only: the master of the in-process session (orchestration/spark.py)."""
+    spark_driver_memory: str = "2g"
 
     @property
     def catalog_dir(self) -> Path:
@@ -33,12 +36,19 @@ class Settings:
     def output_dir(self) -> Path:
         return self.home / "output"
 
+    @property
+    def spark_dir(self) -> Path:
+        """Spark target only: the local warehouse folder and Hive metastore."""
+        return self.home / "spark"
+
     def dbt_env(self) -> dict[str, str]:
         """Variables profiles.yml reads, for a dbt subprocess or an in-process dbt run."""
         return {
             "METERLINE_TARGET": self.target,
             "METERLINE_WAREHOUSE": str(self.warehouse_path),
             "METERLINE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
+            "METERLINE_SPARK_MASTER": self.spark_master,
+            "METERLINE_SPARK_DIR": str(self.spark_dir),
         }
 
 
@@ -68,4 +78,6 @@ def get_settings(home: Path | str | None = None) -> Settings:
         target=os.environ.get("METERLINE_TARGET", "duckdb"),
         warehouse_path=Path(warehouse).resolve() if warehouse else home_path / "warehouse.duckdb",
         duckdb_memory_limit=os.environ.get("METERLINE_DUCKDB_MEMORY_LIMIT", "4GB"),
+        spark_master=os.environ.get("METERLINE_SPARK_MASTER", "local[2]"),
+        spark_driver_memory=os.environ.get("METERLINE_SPARK_DRIVER_MEMORY", "2g"),
     )

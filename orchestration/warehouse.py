@@ -1,4 +1,5 @@
-"""Connections to the warehouse: the embedded DuckDB file or a PostgreSQL database.
+"""Connections to the warehouse: the embedded DuckDB file, a PostgreSQL database or Spark
+(orchestration/spark.py).
 
 Python writes only the `raw` and `catalog` schemas (docs/data-contracts.md); everything else
 is built by dbt. DuckDB allows one writer per file: open read-only wherever you only read.
@@ -61,6 +62,12 @@ class Warehouse:
             [schema, table],
         )
         return rows[0][0] > 0
+
+    def column_names(self, schema: str, table: str) -> set[str]:
+        p = self.placeholder
+        return {row[0] for row in self.query(
+            f"select column_name from information_schema.columns where table_schema = {p} and table_name = {p}",
+            [schema, table])}
 
     def replace_table(self, table: str, columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> None:
         """Drop and re-create `table` (schema.name) with exactly these rows, in one transaction."""
@@ -193,7 +200,11 @@ def open_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:
         )
     if settings.target == "postgres":
         return PostgresWarehouse(postgres_dsn_from_env())
-    raise ValueError(f"Unknown METERLINE_TARGET {settings.target!r}: expected duckdb or postgres")
+    if settings.target == "spark":
+        from orchestration.spark import SparkWarehouse  # pyspark only for this target
+
+        return SparkWarehouse(settings)
+    raise ValueError(f"Unknown METERLINE_TARGET {settings.target!r}: expected duckdb, postgres or spark")
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
+        materialized=row_replacing_materialization(),
+        incremental_strategy=row_replacing_strategy(),
         unique_key='event_id',
     )
 }}
