@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import shutil
@@ -115,10 +117,16 @@ def run(
     finalise: Annotated[bool, typer.Option(
         "--finalise/--no-finalise", help="Finalise the invoices whose grace period ended (after the checks passed).")
     ] = True,
+    events_lake: Annotated[Optional[Path], typer.Option(
+        help="Read events in place from this folder of Parquet files (e.g. partitioned by date) instead of "
+             "ingesting <home>/landing. Default: $METERLINE_EVENTS_LAKE.")] = None,
 ) -> None:
-    """Validate the catalog, ingest new files from <home>/landing, build and check the models,
-    finalise the invoices whose grace period ended, write invoices."""
+    """Validate the catalog, ingest new files from <home>/landing (or register a Parquet lake's
+    new files), build and check the models, finalise the invoices whose grace period ended,
+    write invoices."""
     settings = _settings(home)
+    if events_lake is not None:
+        settings = dataclasses.replace(settings, events_lake=events_lake.resolve())
     run_pipeline(settings, catalog or settings.catalog_dir, _parse_as_of(as_of), full_refresh, finalise=finalise)
 
 
@@ -130,9 +138,20 @@ def run_pipeline(settings: Settings, catalog_dir: Path, as_of: datetime, full_re
     except CatalogError as error:
         _fail(f"invalid catalog, nothing was built:\n  {error}", 2)
     pipeline.load_catalog(settings, catalog)
-    new_files = pipeline.new_landing_files(settings)
-    if new_files:
-        _print_ingest_report(_ingest_with_progress(settings, new_files))
+    if settings.events_lake is not None:
+        from orchestration.lake import LakeError
+
+        try:
+            with console.status(f"Registering the new files of {settings.events_lake}"):
+                report = pipeline.register_lake(settings, settings.events_lake)
+        except LakeError as error:
+            _fail(str(error), 2)
+        if report.files:
+            _print_ingest_report(report)
+    else:
+        new_files = pipeline.new_landing_files(settings)
+        if new_files:
+            _print_ingest_report(_ingest_with_progress(settings, new_files))
     with console.status("Building the models (dbt build)"):
         try:
             result = pipeline.build(settings, as_of, full_refresh=full_refresh)

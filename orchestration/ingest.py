@@ -232,8 +232,10 @@ def _stage_python(con: duckdb.DuckDBPyConnection, rows: Iterator[dict]) -> None:
         con.unregister("_chunk")
 
 
-VALIDATE_SQL = """
-create or replace temp table _validated as
+# One pass of checks over the staged records (_staged) against the loaded metrics (_metrics);
+# every record gets its first failing reason, or none. The lake's view of raw.events runs the
+# same query over the files in place (orchestration/lake.py).
+VALIDATION_QUERY = """
 with parsed as (
     select
         s.*,
@@ -304,6 +306,7 @@ select
     end as reason_detail
 from typed as t
 """
+VALIDATE_SQL = "create or replace temp table _validated as\n" + VALIDATION_QUERY
 
 
 def _reader_for(path: Path) -> Callable[[duckdb.DuckDBPyConnection], None]:
@@ -337,8 +340,12 @@ def ingest_file(
     *,
     loaded_at: datetime,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
+    keep_accepted: bool = True,
 ) -> IngestReport:
-    """Validate one file and append its rows to raw.events / raw.event_rejects atomically."""
+    """Validate one file and append its rows to raw.events / raw.event_rejects atomically.
+
+    keep_accepted=False (a lake's file, read in place by the raw.events view): only the
+    rejects and the batch are written."""
     reader = _reader_for(path)
     sha = file_sha256(path)
     # Random, not derived from the file: the same file ingested twice in one call (or in the
@@ -403,12 +410,14 @@ def ingest_file(
         warehouse.execute("begin")
         try:
             if own:
-                warehouse.append_arrow("raw.events",
-                                       con.sql(accepted_sql, params=[loaded_at, str(path)]).to_arrow_table())
+                if keep_accepted:
+                    warehouse.append_arrow("raw.events",
+                                           con.sql(accepted_sql, params=[loaded_at, str(path)]).to_arrow_table())
                 warehouse.append_arrow("raw.event_rejects",
                                        con.sql(rejected_sql, params=[str(path), loaded_at]).to_arrow_table())
             else:
-                con.execute(f"insert into raw.events {accepted_sql}", [loaded_at, str(path)])
+                if keep_accepted:
+                    con.execute(f"insert into raw.events {accepted_sql}", [loaded_at, str(path)])
                 con.execute(f"insert into raw.event_rejects {rejected_sql}", [str(path), loaded_at])
             warehouse.execute(
                 "insert into raw.ingest_batches values (" + ", ".join([warehouse.placeholder] * 7) + ")",

@@ -138,6 +138,16 @@ def ingest(settings: Settings, paths: list[Path], *, loaded_at: datetime | None 
         return ingest_paths(warehouse, paths, metrics, loaded_at=loaded_at or utc_now(), on_file=on_file)
 
 
+def register_lake(settings: Settings, lake: Path, *, loaded_at: datetime | None = None,
+                  on_file=None) -> IngestReport:
+    """The lake's new Parquet files, validated and read in place (orchestration/lake.py)."""
+    from orchestration.lake import register_lake as register
+
+    with connect(settings) as warehouse:
+        return register(warehouse, lake, loaded_metrics(warehouse), loaded_at=loaded_at or utc_now(),
+                        on_file=on_file)
+
+
 @dataclass(frozen=True)
 class BuildResult:
     as_of: datetime

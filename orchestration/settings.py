@@ -20,6 +20,8 @@ class Settings:
     """dbt target: duckdb (default), postgres or spark."""
     warehouse_path: Path
     duckdb_memory_limit: str
+    events_lake: Path | None = None
+    """A folder of Parquet event files read in place instead of <home>/landing (orchestration/lake.py)."""
     spark_master: str = "local[2]"
     """Spark target only: the master of the in-process session (orchestration/spark.py)."""
     spark_driver_memory: str = "2g"
@@ -78,6 +80,8 @@ def get_settings(home: Path | str | None = None) -> Settings:
         target=os.environ.get("METERLINE_TARGET", "duckdb"),
         warehouse_path=Path(warehouse).resolve() if warehouse else home_path / "warehouse.duckdb",
         duckdb_memory_limit=os.environ.get("METERLINE_DUCKDB_MEMORY_LIMIT", "4GB"),
+        events_lake=Path(os.environ["METERLINE_EVENTS_LAKE"]).resolve() if os.environ.get("METERLINE_EVENTS_LAKE")
+        else None,
         spark_master=os.environ.get("METERLINE_SPARK_MASTER", "local[2]"),
         spark_driver_memory=os.environ.get("METERLINE_SPARK_DRIVER_MEMORY", "2g"),
     )
