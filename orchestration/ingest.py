@@ -65,6 +65,11 @@ RAW_TABLES: dict[str, list[tuple[str, str]]] = {
     "raw.ingest_batches": [
         ("batch_id", "varchar"), ("source_file", "varchar"), ("file_sha256", "varchar"), ("loaded_at", "timestamp"),
         ("row_count", "bigint"), ("accepted_count", "bigint"), ("rejected_count", "bigint"),
+        # Lake files only (read in place, orchestration/lake.py), checked over every accepted row
+        # when the file is registered: a plain cast of the timestamp text gives the validated
+        # instant, and no value needs trimming. The raw.events view then reads the file with the
+        # cheap expressions; otherwise with the same ones as validation.
+        ("timestamps_cast_exactly", "boolean"), ("values_clean", "boolean"),
     ],
 }
 
@@ -97,6 +102,11 @@ def ensure_raw_tables(warehouse: Warehouse) -> None:
     for table, columns in RAW_TABLES.items():
         ddl = ", ".join(f"{name} {sql_type}" for name, sql_type in columns)
         warehouse.execute(f"create table if not exists {table} ({ddl})")
+        schema, name = table.split(".")
+        existing = warehouse.column_names(schema, name)
+        for column, sql_type in columns:
+            if column not in existing:  # a warehouse written by an earlier version
+                warehouse.execute(f"alter table {table} add column {column} {sql_type}")
 
 
 def file_sha256(path: Path) -> str:
@@ -232,9 +242,23 @@ def _stage_python(con: duckdb.DuckDBPyConnection, rows: Iterator[dict]) -> None:
         con.unregister("_chunk")
 
 
+# The instant of a timestamp text ($text): ISO 8601 (UTC unless it says otherwise) or unix seconds.
+PARSED_EVENT_AT = """
+        case
+            -- Unix seconds (optionally with a fraction): exact decimal, never a float. 9 to 11
+            -- digits (1973 to 5138); a shorter number like 20261005 is not taken for one. (An
+            -- ISO date has a '-': the cheap test spares almost every row the regular expression.)
+            when not contains($text, '-')
+                and regexp_full_match(trim($text), '[0-9]{9,11}(\\.[0-9]{1,6})?')
+                then make_timestamp(cast(cast(trim($text) as decimal(38, 6)) * 1000000 as bigint))
+            -- ISO 8601; a value without an offset is UTC.
+            else cast(timezone('UTC', try_cast(trim($text) as timestamptz)) as timestamp)
+        end
+"""
+
 # One pass of checks over the staged records (_staged) against the loaded metrics (_metrics);
-# every record gets its first failing reason, or none. The lake's view of raw.events runs the
-# same query over the files in place (orchestration/lake.py).
+# every record gets its first failing reason, or none. A lake's files go through it once, when
+# they are registered (orchestration/lake.py).
 VALIDATION_QUERY = """
 with parsed as (
     select
@@ -243,14 +267,7 @@ with parsed as (
         nullif(trim(s.external_subscription_id), '') as clean_subscription_id,
         nullif(trim(s.external_customer_id), '') as clean_customer_id,
         nullif(trim(s.code), '') as clean_code,
-        case
-            -- Unix seconds (optionally with a fraction): exact decimal, never a float. 9 to 11
-            -- digits (1973 to 5138); a shorter number like 20261005 is not taken for one.
-            when regexp_full_match(trim(s.timestamp_text), '[0-9]{9,11}(\\.[0-9]{1,6})?')
-                then make_timestamp(cast(cast(trim(s.timestamp_text) as decimal(38, 6)) * 1000000 as bigint))
-            -- ISO 8601; a value without an offset is UTC.
-            else cast(timezone('UTC', try_cast(trim(s.timestamp_text) as timestamptz)) as timestamp)
-        end as parsed_event_at,
+        """ + PARSED_EVENT_AT.strip().replace("$text", "s.timestamp_text") + """ as parsed_event_at,
         coalesce(nullif(trim(s.properties_text), ''), '{}') as clean_properties
     from _staged as s
 ),
@@ -308,6 +325,22 @@ from typed as t
 """
 VALIDATE_SQL = "create or replace temp table _validated as\n" + VALIDATION_QUERY
 
+# A lake file's read hints (RAW_TABLES, raw.ingest_batches), over its accepted rows: the raw.events
+# view may read it with a plain cast of the timestamp text and without trimming only when both
+# give exactly what validation accepted, row by row.
+READ_HINTS_SQL = """
+    select
+        coalesce(bool_and(try_cast(timestamp_text as timestamp) is not distinct from parsed_event_at), true),
+        coalesce(bool_and(
+            transaction_id is not distinct from clean_transaction_id
+            and external_subscription_id is not distinct from clean_subscription_id
+            and external_customer_id is not distinct from clean_customer_id
+            and code is not distinct from clean_code
+            and properties_text is not distinct from clean_properties), true)
+    from _validated
+    where reason_code is null
+"""
+
 
 def _reader_for(path: Path) -> Callable[[duckdb.DuckDBPyConnection], None]:
     kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
@@ -341,16 +374,18 @@ def ingest_file(
     loaded_at: datetime,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
     keep_accepted: bool = True,
+    batch_id: str | None = None,
 ) -> IngestReport:
     """Validate one file and append its rows to raw.events / raw.event_rejects atomically.
 
     keep_accepted=False (a lake's file, read in place by the raw.events view): only the
-    rejects and the batch are written."""
+    rejects and the batch (with its read hints) are written, under the given batch_id."""
     reader = _reader_for(path)
     sha = file_sha256(path)
     # Random, not derived from the file: the same file ingested twice in one call (or in the
-    # same second) is two batches, and event ids (batch-row) must not collide.
-    batch_id = uuid.uuid4().hex[:16]
+    # same second) is two batches, and event ids (batch-row) must not collide. A lake file is
+    # registered once per path, and its id derives from the path (orchestration/lake.py).
+    batch_id = batch_id or uuid.uuid4().hex[:16]
 
     # Validation runs in DuckDB: the warehouse itself when it is DuckDB (no copy), otherwise
     # an in-memory DuckDB whose results are then appended to the target warehouse.
@@ -403,6 +438,7 @@ def ingest_file(
         """
         counts = dict(con.execute(
             "select coalesce(reason_code, '(accepted)'), count(*) from _validated group by 1").fetchall())
+        hints = (None, None) if keep_accepted else con.execute(READ_HINTS_SQL).fetchone()
         accepted = counts.pop("(accepted)", 0)
         total = accepted + sum(counts.values())
 
@@ -419,9 +455,11 @@ def ingest_file(
                 if keep_accepted:
                     con.execute(f"insert into raw.events {accepted_sql}", [loaded_at, str(path)])
                 con.execute(f"insert into raw.event_rejects {rejected_sql}", [str(path), loaded_at])
+            names = [name for name, _ in RAW_TABLES["raw.ingest_batches"]]
             warehouse.execute(
-                "insert into raw.ingest_batches values (" + ", ".join([warehouse.placeholder] * 7) + ")",
-                [batch_id, str(path), sha, loaded_at, total, accepted, total - accepted],
+                f"insert into raw.ingest_batches ({', '.join(names)}) values ("
+                + ", ".join([warehouse.placeholder] * len(names)) + ")",
+                [batch_id, str(path), sha, loaded_at, total, accepted, total - accepted, *hints],
             )
             warehouse.execute("commit")
         except Exception:

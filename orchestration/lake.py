@@ -3,14 +3,14 @@ date (`events/date=2026-11-20/part-0.parquet`), never copied into the warehouse.
 
 Registering the lake (`meterline run --events-lake DIR`) does per new file what ingestion
 does, except copying the accepted rows: the file is validated once, its rejects are kept in
-raw.event_rejects with their reasons, and a batch row (file, sha256, counts, loaded_at) goes
-to raw.ingest_batches. `raw.events` is then a view over the registered files that applies
-the same checks (orchestration/ingest.py VALIDATION_QUERY) and keeps the accepted rows.
+raw.event_rejects with their reasons, and a batch row (file, sha256, counts, loaded_at and
+read hints) goes to raw.ingest_batches. `raw.events` is then a view over the registered files
+that leaves out the rejected rows and reads the others as validation did.
 
-The view is a union with one branch per registration, each stamped with its constant
-loaded_at: the incremental models read `loaded_at > last run`, DuckDB pushes that filter into
-every branch, and the branches of earlier registrations are dropped when the query is
-planned. A daily run reads the day's files, not the lake.
+The view is a union with one branch per registration (and kind of file), each stamped with its
+constant loaded_at: the incremental models read `loaded_at > last run`, DuckDB pushes that
+filter into every branch, and the branches of earlier registrations are dropped when the
+query is planned. A daily run reads the day's files, not the lake.
 
 A file is identified by its path: lake files are immutable (a producer writes new files, it
 does not rewrite old ones). DuckDB target only.
@@ -18,17 +18,13 @@ does not rewrite old ones). DuckDB target only.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from orchestration.ingest import (
-    DEFAULT_MAX_FUTURE,
-    IngestReport,
-    VALIDATION_QUERY,
-    ensure_raw_tables,
-    ingest_file,
-)
+from orchestration.ingest import PARSED_EVENT_AT, IngestReport, ensure_raw_tables, ingest_file
 from orchestration.warehouse import DuckDBWarehouse, Warehouse
 
 
@@ -52,6 +48,13 @@ def _events_is_view(warehouse: Warehouse) -> bool:
         "where table_schema = 'raw' and table_name = 'events' and table_type = 'VIEW'")[0][0])
 
 
+def lake_batch_id(path: str) -> str:
+    """A lake file's batch id, derived from its path: a path is registered once, and the
+    raw.events view recomputes the id from the file name it reads (md5 of a constant per file
+    costs nothing), so no per-row lookup of the batch is needed."""
+    return hashlib.md5(path.encode()).hexdigest()[:16]
+
+
 def register_lake(warehouse: Warehouse, lake: Path, metrics, *, loaded_at: datetime,
                   on_file=None) -> IngestReport:
     """Validate and register the lake's new files, then define raw.events over all of them."""
@@ -70,83 +73,86 @@ def register_lake(warehouse: Warehouse, lake: Path, metrics, *, loaded_at: datet
     for path in lake_files(lake):
         if str(path) in seen:
             continue
-        report.add(ingest_file(warehouse, path, metrics, loaded_at=loaded_at, keep_accepted=False))
+        report.add(ingest_file(warehouse, path, metrics, loaded_at=loaded_at, keep_accepted=False,
+                               batch_id=lake_batch_id(str(path))))
         if on_file:
             on_file(path)
     define_events_view(warehouse)
     return report
 
 
-def _staged_branch(warehouse: DuckDBWarehouse, files: list[str], loaded_at: datetime) -> str:
-    """The files of one registration as staged records (the ingestion's columns, as text)."""
+@dataclass(frozen=True)
+class _ReadGroup:
+    """Registered files read alike: one load (its constant loaded_at), with or without rejects
+    to leave out, and with the cheap or the validating expressions."""
+    loaded_at: datetime
+    has_rejects: bool
+    timestamps_cast_exactly: bool
+    values_clean: bool
+
+
+def _branch(warehouse: DuckDBWarehouse, group: _ReadGroup, files: list[str]) -> str:
+    """One group's accepted events, with the columns of raw.events."""
     file_list = "[" + ", ".join(_sql_text(f) for f in files) + "]"
     scan = f"read_parquet({file_list}, filename = true, file_row_number = true, union_by_name = true)"
     columns = {row[0]: row[1] for row in warehouse.query(f"describe select * from {scan}")}
 
-    def text(name: str, target: str) -> str:
+    def text(name: str) -> str:
         if name not in columns:
-            return f"cast(null as varchar) as {target}"
+            return "cast(null as varchar)"
         if name == "properties" and columns[name] != "VARCHAR":
-            return f"cast(to_json({name}) as varchar) as {target}"  # a struct or map column
-        return f"cast({name} as varchar) as {target}"
+            return f"cast(to_json({name}) as varchar)"  # a struct or map column
+        return f"cast({name} as varchar)"
 
+    def clean(name: str) -> str:
+        return text(name) if group.values_clean else f"nullif(trim({text(name)}), '')"
+
+    properties = (text("properties") if group.values_clean
+                  else f"coalesce(nullif(trim({text('properties')}), ''), '{{}}')")
+    # The same instant validation accepted (ingest.py VALIDATION_QUERY), checked per file.
+    event_at = (f"cast({text('timestamp')} as timestamp)" if group.timestamps_cast_exactly
+                else PARSED_EVENT_AT.replace("$text", text("timestamp")))
+    rejects = ("" if not group.has_rejects else """
+        where not exists (
+            select 1 from raw.event_rejects as rejects
+            where rejects.source_file = lake.filename and rejects.source_row = lake.file_row_number + 1
+        )""")
     return f"""
         select
-            cast(file_row_number + 1 as bigint) as source_row,
-            cast(null as varchar) as parse_error,
-            cast(null as varchar) as raw_record,
-            {text('transaction_id', 'transaction_id')},
-            {text('external_subscription_id', 'external_subscription_id')},
-            {text('external_customer_id', 'external_customer_id')},
-            {text('code', 'code')},
-            {text('timestamp', 'timestamp_text')},
-            {text('properties', 'properties_text')},
-            filename as source_file,
-            cast('{loaded_at:%Y-%m-%d %H:%M:%S.%f}' as timestamp) as loaded_at
-        from {scan}"""
+            substr(md5(lake.filename), 1, 16) || '-' || cast(lake.file_row_number + 1 as varchar) as event_id,
+            {clean('transaction_id')} as transaction_id,
+            {clean('external_subscription_id')} as external_subscription_id,
+            {clean('external_customer_id')} as external_customer_id,
+            {clean('code')} as metric_code,
+            {event_at} as event_at,
+            {properties} as properties,
+            cast('{group.loaded_at:%Y-%m-%d %H:%M:%S.%f}' as timestamp) as loaded_at,
+            substr(md5(lake.filename), 1, 16) as batch_id,
+            lake.filename as source_file,
+            cast(lake.file_row_number + 1 as bigint) as source_row
+        from {scan} as lake{rejects}"""
 
 
 def define_events_view(warehouse: DuckDBWarehouse) -> None:
-    """raw.lake_staged (the registered files) and raw.events (their accepted rows)."""
-    registrations: dict[datetime, list[str]] = defaultdict(list)
-    for source_file, loaded_at in warehouse.query(
-            "select source_file, loaded_at from raw.ingest_batches order by loaded_at, source_file"):
-        registrations[loaded_at].append(source_file)
-    if not registrations:
+    """raw.events over the registered files: their accepted rows, read in place.
+
+    Not the validation query again: registration kept every reject (file and row) and checked
+    which cheap expressions give exactly the validated values (the read hints), so a view read
+    costs what reading the columns costs, plus a join for the few files that had rejects."""
+    groups: dict[_ReadGroup, list[str]] = defaultdict(list)
+    for source_file, loaded_at, rejected, cast_exactly, clean in warehouse.query(
+            "select source_file, loaded_at, rejected_count, timestamps_cast_exactly, values_clean "
+            "from raw.ingest_batches order by loaded_at, source_file"):
+        groups[_ReadGroup(loaded_at, bool(rejected), bool(cast_exactly), bool(clean))].append(source_file)
+    if not groups:
         return
-    branches = "\n        union all\n".join(
-        _staged_branch(warehouse, files, loaded_at) for loaded_at, files in registrations.items())
-    hours = int(DEFAULT_MAX_FUTURE.total_seconds() // 3600)
-    validation = (VALIDATION_QUERY
-                  .replace("from _staged as s", "from raw.lake_staged as s")
-                  .replace("left join _metrics as m",
-                           "left join catalog.billable_metrics as m")
-                  .replace("$max_event_at", f"(t.loaded_at + interval {hours} hour)"))
+    branches = "\n        union all\n".join(_branch(warehouse, group, files) for group, files in groups.items())
     warehouse.execute("begin")
     try:
-        warehouse.execute(f"create or replace view raw.lake_staged as {branches}")
         if not _events_is_view(warehouse):
             warehouse.execute("drop table if exists raw.events")  # the empty table ingestion created
-        warehouse.execute(f"""
-            create or replace view raw.events as
-            with validated as ({validation})
-            select
-                batches.batch_id || '-' || cast(validated.source_row as varchar) as event_id,
-                validated.clean_transaction_id as transaction_id,
-                validated.clean_subscription_id as external_subscription_id,
-                validated.clean_customer_id as external_customer_id,
-                validated.clean_code as metric_code,
-                validated.parsed_event_at as event_at,
-                validated.clean_properties as properties,
-                validated.loaded_at,
-                batches.batch_id,
-                validated.source_file,
-                validated.source_row
-            from validated
-            inner join raw.ingest_batches as batches
-                on validated.source_file = batches.source_file
-            where validated.reason_code is null
-        """)
+        warehouse.execute("drop view if exists raw.lake_staged")  # an earlier version's staging view
+        warehouse.execute(f"create or replace view raw.events as {branches}")
         warehouse.execute("commit")
     except Exception:
         warehouse.execute("rollback")
