@@ -1,4 +1,4 @@
-{#- How the incremental models that replace rows (int_events_matched, int_usage) are kept, per
+{#- How the incremental models that replace rows (int_event_duplicates, int_events_itemised) are kept, per
     engine. DuckDB and PostgreSQL delete the rows of the changed keys and insert them again.
     Spark changes rows only in table formats that support MERGE (Delta, Iceberg, Hudi: set
     `--vars '{spark_file_format: delta}'` on Databricks or a cluster with Delta); on plain

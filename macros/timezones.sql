@@ -31,3 +31,12 @@
 {% macro seconds_between(first, second) -%}
     cast({{ dbt.datediff(first, second, 'second') }} as bigint)
 {%- endmacro %}
+
+{#- The date of the instant just before `instant` (a timestamp): its own date, or the day before
+    when it is exactly midnight. Exact where subtracting a second is not (a service that ends
+    half a second after midnight still has that half second). -#}
+{% macro date_before(instant) -%}
+    cast({{ dbt.dateadd('day',
+        'case when cast(cast(' ~ instant ~ ' as date) as timestamp) = ' ~ instant ~ ' then -1 else 0 end',
+        'cast(' ~ instant ~ ' as date)') }} as date)
+{%- endmacro %}

@@ -910,10 +910,20 @@ def check(catalog: Annotated[Path, typer.Argument(help="Catalog folder to valida
 def bench(
     events: Annotated[int, typer.Option(help="Events to generate and bill.")] = 1_000_000,
     customers: Annotated[int, typer.Option(help="Customers in the generated data.")] = 200,
-    out: Annotated[Path, typer.Option(help="Where to keep the data and write bench.json.")] = Path("bench"),
+    out: Annotated[Path, typer.Option(help="Where to keep the data and write bench-N.json.")] = Path("bench"),
+    memory_limit: Annotated[Optional[str], typer.Option(
+        help="DuckDB memory limit of every billing process (default: METERLINE_DUCKDB_MEMORY_LIMIT, else 3GB).")] = None,
+    engines: Annotated[bool, typer.Option(help="Also bill a small workload on DuckDB, PostgreSQL and Spark.")] = True,
+    engine_events: Annotated[int, typer.Option(help="Events of that small workload.")] = 100_000,
 ) -> None:
-    """Measure the pipeline against a bare DuckDB group-by floor, full and incremental."""
-    from orchestration.bench import run_benchmark
+    """Measure rating, a full rebuild and an incremental day against a bare group-by floor, with
+    peak memory, and a small workload on each engine (docs/engines.md, "Benchmark")."""
+    from orchestration.bench import BenchError, print_summary, run_benchmark
 
-    result = run_benchmark(out.resolve(), events=events, customers=customers, console=console)
-    console.print_json(json.dumps(result))
+    try:
+        result = run_benchmark(out.resolve(), events=events, customers=customers, memory_limit=memory_limit,
+                               engines=engines, engine_events=engine_events, console=console)
+    except BenchError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1)
+    print_summary(result, console)

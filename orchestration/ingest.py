@@ -70,6 +70,9 @@ RAW_TABLES: dict[str, list[tuple[str, str]]] = {
         # instant, and no value needs trimming. The raw.events view then reads the file with the
         # cheap expressions; otherwise with the same ones as validation.
         ("timestamps_cast_exactly", "boolean"), ("values_clean", "boolean"),
+        # The latest event time among the accepted rows: a run whose as_of is later holds none of
+        # the batch's events back, so int_events_itemised need not read the batch to find them.
+        ("max_event_at", "timestamp"),
     ],
 }
 
@@ -439,6 +442,8 @@ def ingest_file(
         counts = dict(con.execute(
             "select coalesce(reason_code, '(accepted)'), count(*) from _validated group by 1").fetchall())
         hints = (None, None) if keep_accepted else con.execute(READ_HINTS_SQL).fetchone()
+        [[max_event_at]] = con.execute(
+            "select max(parsed_event_at) from _validated where reason_code is null").fetchall()
         accepted = counts.pop("(accepted)", 0)
         total = accepted + sum(counts.values())
 
@@ -459,7 +464,7 @@ def ingest_file(
             warehouse.execute(
                 f"insert into raw.ingest_batches ({', '.join(names)}) values ("
                 + ", ".join([warehouse.placeholder] * len(names)) + ")",
-                [batch_id, str(path), sha, loaded_at, total, accepted, total - accepted, *hints],
+                [batch_id, str(path), sha, loaded_at, total, accepted, total - accepted, *hints, max_event_at],
             )
             warehouse.execute("commit")
         except Exception:

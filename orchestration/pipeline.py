@@ -30,8 +30,12 @@ RUNS_TABLE_COLUMNS = [
     ("code_fingerprint", "varchar"),
     # The newest loaded_at in raw.events when the build started: the events cut-off of its invoices.
     ("events_loaded_through", "timestamp"),
+    # What the hashes in the key index (int_event_keys) were computed with.
+    ("key_index_fingerprint", "varchar"),
 ]
 CODE_PATHS = ("dbt_project.yml", "models", "macros", "seeds")
+KEY_INDEX = "intermediate.int_event_keys"
+KEY_INDEX_CODE = ("macros/event_keys.sql", "models/intermediate/int_event_keys.sql")
 
 
 def code_fingerprint() -> str:
@@ -42,6 +46,24 @@ def code_fingerprint() -> str:
         for file in sorted([path] if path.is_file() else (p for p in path.rglob("*") if p.is_file())):
             digest.update(str(file.relative_to(PROJECT_DIR)).encode())
             digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def key_index_fingerprint(settings: Settings) -> str:
+    """sha256 of what the key index's hashes depend on: its SQL and the engine that hashes.
+
+    The index is kept by a full refresh (hashing every event again would be most of one), so a
+    change here is the one thing that must rebuild it: DuckDB's hash() may change between
+    versions, and old hashes would no longer find new events' duplicates."""
+    digest = hashlib.sha256()
+    for name in KEY_INDEX_CODE:
+        digest.update((PROJECT_DIR / name).read_bytes())
+    if settings.target == "duckdb":
+        import duckdb
+
+        digest.update(f"duckdb {duckdb.__version__}".encode())
+    else:
+        digest.update(settings.target.encode())
     return digest.hexdigest()
 
 
@@ -64,16 +86,23 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = None,
-            capture: bool = True, extra_vars: dict | None = None) -> subprocess.CompletedProcess:
-    """Run one dbt command against this project and the settings' warehouse."""
+def dbt_command(settings: Settings, args: list[str], *, as_of: datetime | None = None,
+                extra_vars: dict | None = None) -> tuple[list[str], dict[str, str]]:
+    """The dbt command line and environment for `args` against this project and the settings'
+    warehouse."""
     # Compiled SQL and logs go under the working folder: runs on two folders never share state.
     command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
                "--target-path", str(settings.home / "dbt" / "target"), "--log-path", str(settings.home / "dbt" / "logs")]
     variables = {**({"as_of": format_as_of(as_of)} if as_of is not None else {}), **(extra_vars or {})}
     if variables:
         command += ["--vars", json.dumps(variables)]
-    env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    return command, {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+
+
+def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = None,
+            capture: bool = True, extra_vars: dict | None = None) -> subprocess.CompletedProcess:
+    """Run one dbt command against this project and the settings' warehouse."""
+    command, env = dbt_command(settings, args, as_of=as_of, extra_vars=extra_vars)
     log.info("running %s", " ".join(command))
     if settings.target == "spark":
         return _run_dbt_in_process(settings, command, args)
@@ -165,6 +194,23 @@ def _ensure_runs_table(warehouse: Warehouse) -> None:
             warehouse.execute(f"alter table raw.pipeline_runs add column {name} {sql_type}")
 
 
+def drop_stale_key_index(settings: Settings) -> bool:
+    """Drop the key index when its hashes were made by other code or another engine version (or
+    by a build that did not record it); the build that follows indexes every event again, and
+    must be a full refresh (True)."""
+    schema, table = KEY_INDEX.split(".")
+    with connect(settings) as warehouse:
+        if not warehouse.table_exists(schema, table):
+            return False
+        _ensure_runs_table(warehouse)
+        rows = warehouse.query("select key_index_fingerprint from raw.pipeline_runs order by finished_at desc limit 1")
+        if rows and rows[0][0] == key_index_fingerprint(settings):
+            return False
+        log.warning("the key index was built by other code or another engine version: rebuilding it")
+        warehouse.execute(f"drop table {KEY_INDEX}")
+    return True
+
+
 def _previous_run(warehouse: Warehouse) -> tuple[datetime, str, str | None] | None:
     if not warehouse.table_exists("raw", "pipeline_runs"):
         return None
@@ -210,11 +256,13 @@ def build(settings: Settings, as_of: datetime, *, full_refresh: bool | None = No
         reason = "requested" if full_refresh else "incremental (requested)"
     started = utc_now()
     loaded_through = prepare_build(settings)
+    if select is None and drop_stale_key_index(settings) and not full_refresh:
+        full_refresh, reason = True, "the key index is rebuilt"
     args = ["build"] + (["--full-refresh"] if full_refresh else []) + (["--select", select] if select else [])
     run_dbt(settings, args, as_of=as_of)
     if select is None:  # a partial build (after a finalisation) is not a build of the events
         with connect(settings) as warehouse:
-            record_run(warehouse, as_of, full_refresh, started, loaded_through)
+            record_run(warehouse, as_of, full_refresh, started, loaded_through, key_index_fingerprint(settings))
     return BuildResult(as_of, full_refresh, reason)
 
 
@@ -254,7 +302,7 @@ def rebuild_from_ledger(settings: Settings, as_of: datetime | None = None) -> No
 
 
 def record_run(warehouse: Warehouse, as_of: datetime, full_refresh: bool, started: datetime,
-               loaded_through: datetime | None) -> None:
+               loaded_through: datetime | None, key_index: str | None = None) -> None:
     _ensure_runs_table(warehouse)
     fingerprint = warehouse.query("select fingerprint from catalog.price_book_versions")[0][0]
     placeholder = warehouse.placeholder
@@ -262,7 +310,7 @@ def record_run(warehouse: Warehouse, as_of: datetime, full_refresh: bool, starte
     warehouse.execute(
         f"insert into raw.pipeline_runs ({names}) values ({', '.join([placeholder] * len(RUNS_TABLE_COLUMNS))})",
         [f"{format_as_of(started)}|{format_as_of(as_of)}", as_of, fingerprint, full_refresh, started, utc_now(),
-         code_fingerprint(), loaded_through],
+         code_fingerprint(), loaded_through, key_index],
     )
 
 
@@ -383,7 +431,7 @@ def simulate(
             if source is not None:
                 shutil.copyfile(source, home / "catalog" / name)
         settings = Settings(home=home, target="duckdb", warehouse_path=home / "warehouse.duckdb",
-                            duckdb_memory_limit=os.environ.get("METERLINE_DUCKDB_MEMORY_LIMIT", "4GB"))
+                            duckdb_memory_limit=os.environ.get("METERLINE_DUCKDB_MEMORY_LIMIT", "3GB"))
         catalog = read_catalog(settings.catalog_dir)
         load_catalog(settings, catalog)
         report = ingest(settings, expand_paths(list(events)))

@@ -79,7 +79,7 @@ def get_settings(home: Path | str | None = None) -> Settings:
         home=home_path,
         target=os.environ.get("METERLINE_TARGET", "duckdb"),
         warehouse_path=Path(warehouse).resolve() if warehouse else home_path / "warehouse.duckdb",
-        duckdb_memory_limit=os.environ.get("METERLINE_DUCKDB_MEMORY_LIMIT", "4GB"),
+        duckdb_memory_limit=os.environ.get("METERLINE_DUCKDB_MEMORY_LIMIT", "3GB"),
         events_lake=Path(os.environ["METERLINE_EVENTS_LAKE"]).resolve() if os.environ.get("METERLINE_EVENTS_LAKE")
         else None,
         spark_master=os.environ.get("METERLINE_SPARK_MASTER", "local[2]"),

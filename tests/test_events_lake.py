@@ -103,9 +103,10 @@ def test_lake_input_bills_like_warehouse_input(demo, tmp_path):
         assert scans(f"loaded_at > timestamp '{FIRST_LOAD}'") == 1
         [[count]] = warehouse.query(f"select count(*) from raw.events where loaded_at > timestamp '{FIRST_LOAD}'")
         assert count == sum(duckdb.sql(f"select count(*) from read_parquet('{f}')").fetchall()[0][0] for f in late)
-    # ... and the deduplication's incremental run filters on that constant.
-    compiled = next((in_place.home / "dbt" / "target" / "compiled").rglob("int_event_arrivals.sql")).read_text()
-    assert f"loaded_at > cast('{FIRST_LOAD}' as timestamp)" in compiled
+    # ... and the deduplication's and the metering's incremental runs filter on that constant.
+    for model in ("int_event_contenders.sql", "int_usage_increments.sql"):
+        compiled = next((in_place.home / "dbt" / "target" / "compiled").rglob(model)).read_text()
+        assert f"loaded_at > cast('{FIRST_LOAD}' as timestamp)" in compiled, model
 
 
 def test_a_lake_cannot_join_a_warehouse_of_ingested_events(demo, tmp_path):

@@ -227,6 +227,9 @@ def assert_ingested_exactly(wh: DuckDBWarehouse, path: Path, placed: list[Placed
         "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "loaded_at": LOADED_AT,
         "row_count": len(placed), "accepted_count": len(accepted_items),
         "rejected_count": len(placed) - len(accepted_items),
+        # Read hints are for lake files only; a loaded file's rows are already typed.
+        "timestamps_cast_exactly": None, "values_clean": None,
+        "max_event_at": max(event["event_at"] for event in events),
     }
     batch_id = batch["batch_id"]
     assert batch_id

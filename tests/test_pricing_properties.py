@@ -50,7 +50,7 @@ INPUT_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "int_billing_periods": [("billing_period_id", "varchar"), ("plan_code", "varchar")],
     "int_usage": _UNITS_COLUMNS,
     "int_charge_units": _UNITS_COLUMNS,
-    "int_events_matched": [
+    "int_events_itemised": [
         ("invoice_line_id", "varchar"), ("billing_period_id", "varchar"), ("charge_id", "varchar"),
         ("event_id", "varchar"), ("event_at", "timestamp"), ("units", QUANTITY),
         ("group_key", "varchar"), ("unique_value", "varchar"), ("operation_type", "varchar"),
@@ -150,7 +150,7 @@ class Event:
     event_id: str
     event_at: datetime
     units: Decimal
-    group_key: str | None = None  # a pricing group, e.g. "region=eu" (int_events_matched.group_key)
+    group_key: str | None = None  # a pricing group, e.g. "region=eu" (int_events_itemised.group_key)
 
 
 class Pricing:
@@ -210,7 +210,7 @@ class Pricing:
         if self.units_table:
             self._insert(self.units_table, lines)
         self._insert_catalog(charges)
-        self._insert("int_events_matched", [
+        self._insert("int_events_itemised", [
             (line_id(period, charge), period, charge, e.event_id, e.event_at, e.units, e.group_key, None, None)
             for (period, charge), line_events in events.items() for e in line_events
         ])
@@ -237,8 +237,8 @@ class Pricing:
     def load_in_advance(self, charges: list[Charge], rows: list[tuple[str, str, Event]]) -> None:
         """Charges billed in advance and their matched events, (billing_period_id, charge_id,
         event) inserted in the given row order. Each event is an invoice line of its own, as
-        int_events_matched names it (the period, the price, the group and '|advance|' + the
-        transaction). A count's event adds 1 (int_events_matched.units)."""
+        int_events_itemised names it (the period, the price, the group and '|advance|' + the
+        transaction). A count's event adds 1 (int_events_itemised.units)."""
         assert all(c.is_pay_in_advance for c in charges)
         aggregation = {c.charge_id: c.aggregation for c in charges}
         self._clear()
@@ -246,7 +246,7 @@ class Pricing:
         def advance_line(period: str, charge: str, e: Event) -> str:
             return line_id(period, charge + (f"|{e.group_key}" if e.group_key is not None else "")
                            + "|advance|" + e.event_id)
-        self._insert("int_events_matched", [
+        self._insert("int_events_itemised", [
             (advance_line(period, charge, e), period, charge, e.event_id, e.event_at,
              Decimal(1) if aggregation[charge] == "count" else e.units, e.group_key, None, None)
             for period, charge, e in rows

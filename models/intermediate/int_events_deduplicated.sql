@@ -1,21 +1,34 @@
 {{ config(materialized='view') }}
--- One row per distinct event: the first arrival of each (subscription or customer, transaction_id).
-with arrivals as (
-    select * from {{ ref('int_event_arrivals') }}
+-- One row per distinct event: the accepted raw events but the duplicates (int_event_duplicates),
+-- so the first arrival of each (subscription or customer, transaction_id).
+with events as (
+    select * from {{ ref('stg_raw__events') }}
+),
+
+duplicates as (
+    select * from {{ ref('int_event_duplicates') }}
 ),
 
 final as (
     select
-        arrivals.event_id,
-        arrivals.transaction_id,
-        arrivals.external_subscription_id,
-        arrivals.external_customer_id,
-        arrivals.metric_code,
-        arrivals.event_at,
-        arrivals.properties,
-        arrivals.loaded_at
-    from arrivals
-    where not arrivals.is_duplicate
+        events.event_id,
+        events.transaction_id,
+        events.external_subscription_id,
+        events.external_customer_id,
+        events.metric_code,
+        events.event_at,
+        events.properties,
+        events.loaded_at,
+        events.batch_id,
+        events.source_file,
+        events.source_row
+    from events
+    where not exists (
+        select 1
+        from duplicates
+        where duplicates.batch_id = events.batch_id
+            and duplicates.source_row = events.source_row
+    )
 )
 
 select * from final

@@ -7,7 +7,7 @@
 -- period would be billed in arrears. Before the first event nothing is owed (F(0) = 0): the
 -- first tier's flat amount is paid with the first event.
 with matched_events as (
-    select * from {{ ref('int_events_matched') }}
+    select * from {{ ref('int_events_itemised') }}
     where invoice_line_id is not null
 ),
 

@@ -21,9 +21,8 @@ issued_lines as (
     select * from {{ ref('stg_ledger__invoice_lines') }}
 ),
 
-matched as (
-    select * from {{ ref('int_events_matched') }}
-    where invoice_line_id is not null
+line_event_counts as (
+    select * from {{ ref('int_line_event_counts') }}
 ),
 
 -- The lines the recomputation gives for finalised invoices. Progressive billing lines are
@@ -74,15 +73,15 @@ issued_billing as (
 
 late_events as (
     select
-        matched.invoice_line_id,
-        count(*) as late_event_count,
-        min(matched.loaded_at) as detected_at
-    from matched
+        line_event_counts.invoice_line_id,
+        sum(line_event_counts.event_count) as late_event_count,
+        min(line_event_counts.loaded_at) as detected_at
+    from line_event_counts
     inner join recomputed
-        on matched.invoice_line_id = recomputed.invoice_line_id
+        on line_event_counts.invoice_line_id = recomputed.invoice_line_id
     left join issued_billing
-        on matched.invoice_line_id = issued_billing.invoice_line_id
-    where matched.loaded_at > coalesce(issued_billing.covered_through, recomputed.issued_cutoff_at)
+        on line_event_counts.invoice_line_id = issued_billing.invoice_line_id
+    where line_event_counts.loaded_at > coalesce(issued_billing.covered_through, recomputed.issued_cutoff_at)
     group by 1
 ),
 

@@ -138,64 +138,104 @@ in_force as (
         or (ordered_coupons.frequency = 'recurring' and coupon_invoices.use_number <= ordered_coupons.frequency_duration)
 ),
 
+-- Each coupon on each invoice line it may discount: one row per line and coupon rank (a
+-- customer has one coupon per rank).
+coupon_lines as (
+    select
+        eligible_lines.invoice_line_id,
+        in_force.applied_coupon_id,
+        in_force.customer_id,
+        in_force.coupon_code,
+        in_force.coupon_name,
+        in_force.coupon_type,
+        in_force.coupon_rank,
+        in_force.use_number,
+        in_force.frequency,
+        in_force.percentage_rate,
+        in_force.coupon_amount,
+        in_force.minor_unit
+    from in_force
+    inner join eligible_lines
+        on in_force.applied_coupon_id = eligible_lines.applied_coupon_id
+        and in_force.invoice_id = eligible_lines.invoice_id
+),
+
 -- What is left of each eligible line before the first coupon.
-remaining_0 as (
+lines_0 as (
     select
         fees.invoice_line_id,
+        fees.invoice_id,
         {{ to_precise_money('fees.billable_amount') }} as remaining_amount
     from fees
     where fees.invoice_line_id in (select eligible_lines.invoice_line_id from eligible_lines)
 ),
 
+{#- Every step reads the previous one exactly once, one row per line, with window functions
+    for what spans an invoice or a coupon's invoices: Spark inlines every common table
+    expression into the statement that creates the table, so a step read twice would double
+    the plan at every step (docs/engines.md). #}
 {%- for step in range(1, steps + 1) %}
 
+-- Coupon rank {{ step }}: what is left of its eligible lines on each invoice.
 bases_{{ step }} as (
     select
-        in_force.applied_coupon_id,
-        in_force.invoice_id,
-        sum(remaining_{{ step - 1 }}.remaining_amount) as eligible_amount
-    from in_force
-    inner join eligible_lines
-        on in_force.applied_coupon_id = eligible_lines.applied_coupon_id
-        and in_force.invoice_id = eligible_lines.invoice_id
-    inner join remaining_{{ step - 1 }}
-        on eligible_lines.invoice_line_id = remaining_{{ step - 1 }}.invoice_line_id
-    where in_force.coupon_rank = {{ step }}
-    group by 1, 2
+        previous.invoice_line_id,
+        previous.invoice_id,
+        previous.remaining_amount as line_eligible_amount,
+        coupon_lines.applied_coupon_id,
+        coupon_lines.customer_id,
+        coupon_lines.coupon_code,
+        coupon_lines.coupon_name,
+        coupon_lines.coupon_type,
+        coupon_lines.coupon_rank,
+        coupon_lines.use_number,
+        coupon_lines.frequency,
+        coupon_lines.percentage_rate,
+        coupon_lines.coupon_amount,
+        coupon_lines.minor_unit,
+        sum(previous.remaining_amount) over (
+            partition by coupon_lines.applied_coupon_id, previous.invoice_id
+        ) as eligible_amount,
+        -- One line stands for its invoice in the coupon's running total below.
+        row_number() over (
+            partition by coupon_lines.applied_coupon_id, previous.invoice_id order by previous.invoice_line_id
+        ) as invoice_line_number
+    from lines_{{ step - 1 }} as previous
+    left join coupon_lines
+        on previous.invoice_line_id = coupon_lines.invoice_line_id
+        and coupon_lines.coupon_rank = {{ step }}
 ),
 
 usable_{{ step }} as (
     select
-        in_force.*,
-        bases_{{ step }}.eligible_amount,
-        {{ floor_money('bases_' ~ step ~ '.eligible_amount', 'in_force.minor_unit') }} as usable_amount,
-        {{ round_money('in_force.coupon_amount', 'in_force.minor_unit') }} as fixed_amount
+        bases_{{ step }}.*,
+        {{ floor_money('bases_' ~ step ~ '.eligible_amount', 'bases_' ~ step ~ '.minor_unit') }} as usable_amount,
+        {{ round_money('bases_' ~ step ~ '.coupon_amount', 'bases_' ~ step ~ '.minor_unit') }} as fixed_amount,
+        -- What this and the coupon's earlier invoices could take.
+        sum(case when bases_{{ step }}.invoice_line_number = 1
+            then {{ floor_money('bases_' ~ step ~ '.eligible_amount', 'bases_' ~ step ~ '.minor_unit') }} end) over (
+            partition by bases_{{ step }}.applied_coupon_id
+            order by bases_{{ step }}.use_number
+            range between unbounded preceding and current row
+        ) as usable_to_date
     from bases_{{ step }}
-    inner join in_force
-        on bases_{{ step }}.applied_coupon_id = in_force.applied_coupon_id
-        and bases_{{ step }}.invoice_id = in_force.invoice_id
 ),
 
 requested_{{ step }} as (
     select
         usable_{{ step }}.*,
         case
+            when usable_{{ step }}.applied_coupon_id is null then null
             when usable_{{ step }}.coupon_type = 'percentage' then
                 {{ round_money(percent_of('usable_' ~ step ~ '.eligible_amount', 'usable_' ~ step ~ '.percentage_rate'), 'usable_' ~ step ~ '.minor_unit') }}
             -- A fixed amount applied once: what earlier invoices did not take (all of it
             -- that they could take, since each takes as much as it can).
             when usable_{{ step }}.frequency = 'once' then
                 cast(case
-                    when usable_{{ step }}.fixed_amount - coalesce(sum(usable_{{ step }}.usable_amount) over (
-                        partition by usable_{{ step }}.applied_coupon_id
-                        order by usable_{{ step }}.use_number
-                        rows between unbounded preceding and 1 preceding
-                    ), 0) > 0
-                    then usable_{{ step }}.fixed_amount - coalesce(sum(usable_{{ step }}.usable_amount) over (
-                        partition by usable_{{ step }}.applied_coupon_id
-                        order by usable_{{ step }}.use_number
-                        rows between unbounded preceding and 1 preceding
-                    ), 0)
+                    when usable_{{ step }}.fixed_amount
+                        - (usable_{{ step }}.usable_to_date - usable_{{ step }}.usable_amount) > 0
+                    then usable_{{ step }}.fixed_amount
+                        - (usable_{{ step }}.usable_to_date - usable_{{ step }}.usable_amount)
                     else 0
                 end as {{ rounded_money_type() }})
             else usable_{{ step }}.fixed_amount
@@ -206,6 +246,7 @@ requested_{{ step }} as (
 discounts_{{ step }} as (
     select
         requested_{{ step }}.*,
+        requested_{{ step }}.requested_amount > 0 as is_discounted,
         cast(
             case
                 when requested_{{ step }}.requested_amount < requested_{{ step }}.usable_amount
@@ -215,43 +256,54 @@ discounts_{{ step }} as (
             as {{ rounded_money_type() }}
         ) as discount_amount
     from requested_{{ step }}
-    where requested_{{ step }}.requested_amount > 0
 ),
 
--- Each line's share, in proportion to what is left of it (exact: macros/money.sql).
+-- Each line's share, in proportion to what is left of it (exact: macros/money.sql). A
+-- coupon's lines on an invoice share one partition, apart from the lines it does not discount.
 shares_{{ step }} as (
     select
         discounts_{{ step }}.*,
-        eligible_lines.invoice_line_id,
-        remaining_{{ step - 1 }}.remaining_amount as line_eligible_amount,
-        {{ spread_in_proportion(
-            'discounts_' ~ step ~ '.discount_amount',
-            'remaining_' ~ (step - 1) ~ '.remaining_amount',
-            'discounts_' ~ step ~ '.eligible_amount',
-            'discounts_' ~ step ~ '.applied_coupon_id, discounts_' ~ step ~ '.invoice_id',
-            'eligible_lines.invoice_line_id') }} as line_discount_amount
+        case when discounts_{{ step }}.is_discounted then
+            {{ spread_in_proportion(
+                'discounts_' ~ step ~ '.discount_amount',
+                'discounts_' ~ step ~ '.line_eligible_amount',
+                'discounts_' ~ step ~ '.eligible_amount',
+                'discounts_' ~ step ~ '.applied_coupon_id, discounts_' ~ step ~ '.invoice_id',
+                'discounts_' ~ step ~ '.invoice_line_id') }}
+        end as line_discount_amount
     from discounts_{{ step }}
-    inner join eligible_lines
-        on discounts_{{ step }}.applied_coupon_id = eligible_lines.applied_coupon_id
-        and discounts_{{ step }}.invoice_id = eligible_lines.invoice_id
-    inner join remaining_{{ step - 1 }}
-        on eligible_lines.invoice_line_id = remaining_{{ step - 1 }}.invoice_line_id
 ),
 
-remaining_{{ step }} as (
+lines_{{ step }} as (
     select
-        remaining_{{ step - 1 }}.invoice_line_id,
-        {{ to_precise_money('remaining_' ~ (step - 1) ~ '.remaining_amount - coalesce(shares_' ~ step ~ '.line_discount_amount, 0)') }}
+        shares_{{ step }}.invoice_line_id,
+        shares_{{ step }}.invoice_id,
+        {{ to_precise_money('shares_' ~ step ~ '.line_eligible_amount - coalesce(shares_' ~ step ~ '.line_discount_amount, 0)') }}
             as remaining_amount
-    from remaining_{{ step - 1 }}
-    left join shares_{{ step }}
-        on remaining_{{ step - 1 }}.invoice_line_id = shares_{{ step }}.invoice_line_id
+    from shares_{{ step }}
 ),
 {%- endfor %}
 
 every_share as (
     {%- for step in range(1, steps + 1) %}
-    select * from shares_{{ step }}
+    select
+        shares_{{ step }}.invoice_line_id,
+        shares_{{ step }}.invoice_id,
+        shares_{{ step }}.applied_coupon_id,
+        shares_{{ step }}.customer_id,
+        shares_{{ step }}.coupon_code,
+        shares_{{ step }}.coupon_name,
+        shares_{{ step }}.coupon_type,
+        shares_{{ step }}.coupon_rank,
+        shares_{{ step }}.use_number,
+        shares_{{ step }}.frequency,
+        shares_{{ step }}.eligible_amount,
+        shares_{{ step }}.requested_amount,
+        shares_{{ step }}.discount_amount,
+        shares_{{ step }}.line_eligible_amount,
+        shares_{{ step }}.line_discount_amount
+    from shares_{{ step }}
+    where shares_{{ step }}.is_discounted
     {%- if not loop.last %}
     union all
     {%- endif %}

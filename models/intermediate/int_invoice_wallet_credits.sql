@@ -104,60 +104,78 @@ wallet_lines as (
                             'line_totals.metric_code') }}
 ),
 
-line_remaining_0 as (
-    select line_totals.invoice_line_id, line_totals.line_total as remaining_amount
+-- What is left of each line, and of its invoice, before the first wallet.
+lines_0 as (
+    select
+        line_totals.invoice_line_id,
+        line_totals.invoice_id,
+        line_totals.invoice_at,
+        line_totals.line_total as remaining_amount,
+        line_totals.invoice_total as invoice_remaining_amount
     from line_totals
 ),
 
-invoice_remaining_0 as (
-    select invoice_totals.invoice_id, invoice_totals.invoice_total as remaining_amount
-    from invoice_totals
-),
-
+{#- Every step reads the previous one exactly once, one row per line, with window functions
+    for what spans an invoice or a wallet's invoices (one line stands for its invoice): Spark
+    inlines every common table expression into the statement that creates the table, so a
+    step read twice would double the plan at every step (docs/engines.md). #}
 {%- for step in range(1, steps + 1) %}
 
-eligible_left_{{ step }} as (
+-- Wallet rank {{ step }}: what is left of each invoice and of the lines the wallet may pay.
+bases_{{ step }} as (
     select
-        wallet_lines.wallet_id,
-        wallet_lines.invoice_id,
-        sum(case when line_remaining_{{ step - 1 }}.remaining_amount > 0
-            then line_remaining_{{ step - 1 }}.remaining_amount else 0 end) as eligible_left_amount
-    from wallet_lines
-    inner join line_remaining_{{ step - 1 }}
-        on wallet_lines.invoice_line_id = line_remaining_{{ step - 1 }}.invoice_line_id
-    group by 1, 2
-),
-
-demands_{{ step }} as (
-    select
-        wallet_invoices.*,
-        invoice_remaining_{{ step - 1 }}.remaining_amount as invoice_left_amount,
+        previous.invoice_line_id,
+        previous.invoice_id,
+        previous.invoice_at,
+        previous.remaining_amount,
+        previous.invoice_remaining_amount as invoice_left_amount,
+        wallet_invoices.wallet_id,
+        wallet_invoices.wallet_rank,
+        wallet_invoices.is_limited,
+        wallet_invoices.rate_amount,
+        wallet_invoices.minor_unit,
+        wallet_invoices.credited_amount,
         issued_invoices.status as issued_status,
         issued_credits.credit_amount as issued_credit_amount,
-        -- An unlimited wallet may pay all that is left of the invoice; a limited one what is
-        -- left of its lines, rounded down.
-        case
-            when wallet_invoices.is_limited = 0 then invoice_remaining_{{ step - 1 }}.remaining_amount
-            else {{ floor_money('coalesce(eligible_left_' ~ step ~ '.eligible_left_amount, 0)', 'wallet_invoices.minor_unit') }}
-        end as eligible_amount
-    from wallet_invoices
-    inner join invoice_remaining_{{ step - 1 }}
-        on wallet_invoices.invoice_id = invoice_remaining_{{ step - 1 }}.invoice_id
-    left join eligible_left_{{ step }}
-        on wallet_invoices.wallet_id = eligible_left_{{ step }}.wallet_id
-        and wallet_invoices.invoice_id = eligible_left_{{ step }}.invoice_id
+        case when wallet_lines.invoice_line_id is null then 0 else 1 end as is_payable,
+        case when wallet_lines.invoice_line_id is not null and previous.remaining_amount > 0
+            then previous.remaining_amount else 0 end as line_left_amount,
+        sum(case when wallet_lines.invoice_line_id is not null and previous.remaining_amount > 0
+            then previous.remaining_amount else 0 end) over (partition by previous.invoice_id)
+            as lines_left_amount,
+        row_number() over (partition by previous.invoice_id order by previous.invoice_line_id)
+            as invoice_line_number
+    from lines_{{ step - 1 }} as previous
+    left join wallet_invoices
+        on previous.invoice_id = wallet_invoices.invoice_id
+        and wallet_invoices.wallet_rank = {{ step }}
+    left join wallet_lines
+        on wallet_invoices.wallet_id = wallet_lines.wallet_id
+        and previous.invoice_line_id = wallet_lines.invoice_line_id
     left join issued_invoices
         on wallet_invoices.invoice_id = issued_invoices.invoice_id
     left join issued_credits
         on wallet_invoices.invoice_id = issued_credits.invoice_id
         and wallet_invoices.wallet_id = issued_credits.wallet_id
-    where wallet_invoices.wallet_rank = {{ step }}
+),
+
+demands_{{ step }} as (
+    select
+        bases_{{ step }}.*,
+        -- An unlimited wallet may pay all that is left of the invoice; a limited one what is
+        -- left of its lines, rounded down.
+        case
+            when bases_{{ step }}.is_limited = 0 then bases_{{ step }}.invoice_left_amount
+            else {{ floor_money('bases_' ~ step ~ '.lines_left_amount', 'bases_' ~ step ~ '.minor_unit') }}
+        end as eligible_amount
+    from bases_{{ step }}
 ),
 
 bounded_{{ step }} as (
     select
         demands_{{ step }}.*,
         case
+            when demands_{{ step }}.wallet_id is null then null
             when demands_{{ step }}.issued_status = 'voided' then 0
             when demands_{{ step }}.issued_status is not null then coalesce(demands_{{ step }}.issued_credit_amount, 0)
             when demands_{{ step }}.eligible_amount < demands_{{ step }}.invoice_left_amount
@@ -170,10 +188,10 @@ bounded_{{ step }} as (
 cumulative_{{ step }} as (
     select
         bounded_{{ step }}.*,
-        sum(bounded_{{ step }}.demand_amount) over (
+        sum(case when bounded_{{ step }}.invoice_line_number = 1 then bounded_{{ step }}.demand_amount end) over (
             partition by bounded_{{ step }}.wallet_id
             order by bounded_{{ step }}.invoice_at, bounded_{{ step }}.invoice_id
-            rows between unbounded preceding and current row
+            range between unbounded preceding and current row
         ) as demanded_to_date
     from bounded_{{ step }}
 ),
@@ -185,88 +203,88 @@ spent_{{ step }} as (
             when min(cumulative_{{ step }}.credited_amount - cumulative_{{ step }}.demanded_to_date) over (
                 partition by cumulative_{{ step }}.wallet_id
                 order by cumulative_{{ step }}.invoice_at, cumulative_{{ step }}.invoice_id
-                rows between unbounded preceding and current row
+                range between unbounded preceding and current row
             ) < 0
             then min(cumulative_{{ step }}.credited_amount - cumulative_{{ step }}.demanded_to_date) over (
                 partition by cumulative_{{ step }}.wallet_id
                 order by cumulative_{{ step }}.invoice_at, cumulative_{{ step }}.invoice_id
-                rows between unbounded preceding and current row
+                range between unbounded preceding and current row
             )
             else 0
         end as spent_to_date
     from cumulative_{{ step }}
 ),
 
-paid_{{ step }} as (
+-- What the wallet had spent before the invoice, on the line that stands for it.
+spent_before_{{ step }} as (
     select
         spent_{{ step }}.*,
-        cast(
-            spent_{{ step }}.spent_to_date - coalesce(lag(spent_{{ step }}.spent_to_date) over (
-                partition by spent_{{ step }}.wallet_id
+        case when spent_{{ step }}.invoice_line_number = 1 then
+            coalesce(lag(spent_{{ step }}.spent_to_date) over (
+                partition by spent_{{ step }}.wallet_id,
+                    case when spent_{{ step }}.invoice_line_number = 1 then 1 else 0 end
                 order by spent_{{ step }}.invoice_at, spent_{{ step }}.invoice_id
             ), 0)
-            as {{ rounded_money_type() }}
-        ) as credit_amount
+        end as spent_before_amount
     from spent_{{ step }}
 ),
 
--- What is left of each line it pays (never below zero), and the wallet's total over them.
-payable_lines_{{ step }} as (
+paid_{{ step }} as (
     select
-        paid_{{ step }}.*,
-        wallet_lines.invoice_line_id,
-        case when line_remaining_{{ step - 1 }}.remaining_amount > 0
-            then line_remaining_{{ step - 1 }}.remaining_amount else 0 end as line_left_amount,
-        sum(case when line_remaining_{{ step - 1 }}.remaining_amount > 0
-            then line_remaining_{{ step - 1 }}.remaining_amount else 0 end) over (
-            partition by paid_{{ step }}.wallet_id, paid_{{ step }}.invoice_id
-        ) as lines_left_amount
-    from paid_{{ step }}
-    inner join wallet_lines
-        on paid_{{ step }}.wallet_id = wallet_lines.wallet_id
-        and paid_{{ step }}.invoice_id = wallet_lines.invoice_id
-    inner join line_remaining_{{ step - 1 }}
-        on wallet_lines.invoice_line_id = line_remaining_{{ step - 1 }}.invoice_line_id
-    where paid_{{ step }}.credit_amount > 0
+        spent_before_{{ step }}.*,
+        cast(
+            spent_before_{{ step }}.spent_to_date - max(spent_before_{{ step }}.spent_before_amount) over (
+                partition by spent_before_{{ step }}.invoice_id
+            )
+            as {{ rounded_money_type() }}
+        ) as credit_amount
+    from spent_before_{{ step }}
 ),
 
 -- Each line's share of the payment, in proportion to what is left of it, as coupons spread.
 shares_{{ step }} as (
     select
-        payable_lines_{{ step }}.*,
-        {{ spread_in_proportion(
-            'payable_lines_' ~ step ~ '.credit_amount',
-            'payable_lines_' ~ step ~ '.line_left_amount',
-            'payable_lines_' ~ step ~ '.lines_left_amount',
-            'payable_lines_' ~ step ~ '.wallet_id, payable_lines_' ~ step ~ '.invoice_id',
-            'payable_lines_' ~ step ~ '.invoice_line_id') }} as line_credit_amount
-    from payable_lines_{{ step }}
+        paid_{{ step }}.*,
+        paid_{{ step }}.is_payable = 1 and paid_{{ step }}.credit_amount > 0 as is_paid,
+        case when paid_{{ step }}.is_payable = 1 and paid_{{ step }}.credit_amount > 0 then
+            {{ spread_in_proportion(
+                'paid_' ~ step ~ '.credit_amount',
+                'paid_' ~ step ~ '.line_left_amount',
+                'paid_' ~ step ~ '.lines_left_amount',
+                'paid_' ~ step ~ '.invoice_id, paid_' ~ step ~ '.is_payable',
+                'paid_' ~ step ~ '.invoice_line_id') }}
+        end as line_credit_amount
+    from paid_{{ step }}
 ),
 
-line_remaining_{{ step }} as (
+lines_{{ step }} as (
     select
-        line_remaining_{{ step - 1 }}.invoice_line_id,
-        line_remaining_{{ step - 1 }}.remaining_amount - coalesce(shares_{{ step }}.line_credit_amount, 0)
-            as remaining_amount
-    from line_remaining_{{ step - 1 }}
-    left join shares_{{ step }}
-        on line_remaining_{{ step - 1 }}.invoice_line_id = shares_{{ step }}.invoice_line_id
-),
-
-invoice_remaining_{{ step }} as (
-    select
-        invoice_remaining_{{ step - 1 }}.invoice_id,
-        invoice_remaining_{{ step - 1 }}.remaining_amount - coalesce(paid_{{ step }}.credit_amount, 0)
-            as remaining_amount
-    from invoice_remaining_{{ step - 1 }}
-    left join paid_{{ step }}
-        on invoice_remaining_{{ step - 1 }}.invoice_id = paid_{{ step }}.invoice_id
+        shares_{{ step }}.invoice_line_id,
+        shares_{{ step }}.invoice_id,
+        shares_{{ step }}.invoice_at,
+        shares_{{ step }}.remaining_amount - coalesce(shares_{{ step }}.line_credit_amount, 0) as remaining_amount,
+        shares_{{ step }}.invoice_left_amount - coalesce(shares_{{ step }}.credit_amount, 0)
+            as invoice_remaining_amount
+    from shares_{{ step }}
 ),
 {%- endfor %}
 
 every_share as (
     {%- for step in range(1, steps + 1) %}
-    select * from shares_{{ step }}
+    select
+        shares_{{ step }}.invoice_line_id,
+        shares_{{ step }}.invoice_id,
+        shares_{{ step }}.wallet_id,
+        shares_{{ step }}.wallet_rank,
+        shares_{{ step }}.invoice_at,
+        shares_{{ step }}.demand_amount,
+        shares_{{ step }}.credited_amount,
+        shares_{{ step }}.spent_to_date,
+        shares_{{ step }}.credit_amount,
+        shares_{{ step }}.rate_amount,
+        shares_{{ step }}.line_credit_amount
+    from shares_{{ step }}
+    where shares_{{ step }}.is_paid
     {%- if not loop.last %}
     union all
     {%- endif %}

@@ -19,7 +19,7 @@ charges as (
 ),
 
 matched_events as (
-    select * from {{ ref('int_events_matched') }}
+    select * from {{ ref('int_events_itemised') }}
     where invoice_line_id is not null
 ),
 

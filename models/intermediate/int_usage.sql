@@ -1,18 +1,18 @@
-{{
-    config(
-        materialized=row_replacing_materialization(),
-        incremental_strategy=row_replacing_strategy(),
-        unique_key='invoice_line_id',
-    )
-}}
--- One row per invoice line that has events: subscription x billing period x charge, with
--- the period's aggregates from which every aggregation type derives its units
--- (int_charge_units): sum, count, max, the latest value, the values added (unique counts) and
--- the value x seconds to the end of service (time-weighted sums).
--- Incremental: only the lines that received events since the last run are re-aggregated from
--- their events; untouched periods are not read.
-with matched_events as (
-    select * from {{ ref('int_events_matched') }}
+-- One row per invoice line that has events, with the period's aggregates from which every
+-- aggregation type derives its units (int_charge_units): the events and the sum of their
+-- units (from the bulk counts, int_usage_increments), and, for the metrics aggregated one
+-- event at a time (int_events_itemised), the largest value, the latest value, the values added
+-- (unique counts) and the value x seconds to the end of service (time-weighted sums). A charge
+-- paid in advance has a line per event.
+-- A table rebuilt every run from those two: both are small next to the events (the increments
+-- hold a row per line, day and load), so this costs the same whatever the history.
+with increments as (
+    select * from {{ ref('int_usage_increments') }}
+    where invoice_line_id is not null
+),
+
+itemised as (
+    select * from {{ ref('int_events_itemised') }}
     where invoice_line_id is not null
 ),
 
@@ -20,55 +20,79 @@ billing_periods as (
     select * from {{ ref('int_billing_periods') }}
 ),
 
-{% if is_incremental() %}
-touched_lines as (
-    select distinct matched_events.invoice_line_id
-    from matched_events
-    where matched_events.matched_at > (
-        select coalesce(max(last_matched_at), cast('1900-01-01' as timestamp)) from {{ this }}
-    )
+counted as (
+    select
+        increments.invoice_line_id,
+        increments.billing_period_id,
+        increments.charge_id,
+        increments.group_key,
+        increments.subscription_id,
+        sum(increments.event_count) as event_count,
+        sum(increments.units) as units,
+        max(case when increments.event_count > 0 then increments.usage_date end) as last_usage_date
+    from increments
+    group by 1, 2, 3, 4, 5
+    -- A line whose only events were duplicates has none.
+    having sum(increments.event_count) > 0
+
+    union all
+
+    select
+        itemised.invoice_line_id,
+        itemised.billing_period_id,
+        itemised.charge_id,
+        itemised.group_key,
+        itemised.subscription_id,
+        count(*) as event_count,
+        sum(itemised.units) as units,
+        max(itemised.usage_date) as last_usage_date
+    from itemised
+    where itemised.is_pay_in_advance
+    group by 1, 2, 3, 4, 5
 ),
-{% endif %}
 
 line_events as (
     select
-        matched_events.*,
-        {{ seconds_between('matched_events.event_at', 'billing_periods.service_end_at') }}
-            as seconds_to_service_end,
-        first_value(matched_events.units) over (
-            partition by matched_events.invoice_line_id
-            order by matched_events.event_at desc, matched_events.event_id desc
-            rows between unbounded preceding and unbounded following
-        ) as latest_value
-    from matched_events
+        itemised.*,
+        {{ seconds_between('itemised.event_at', 'billing_periods.service_end_at') }} as seconds_to_service_end,
+        row_number() over (
+            partition by itemised.invoice_line_id
+            order by itemised.event_at desc, itemised.event_id desc
+        ) as recency
+    from itemised
     inner join billing_periods
-        on matched_events.billing_period_id = billing_periods.billing_period_id
-    {% if is_incremental() %}
-    inner join touched_lines
-        on matched_events.invoice_line_id = touched_lines.invoice_line_id
-    {% endif %}
+        on itemised.billing_period_id = billing_periods.billing_period_id
+),
+
+event_values as (
+    select
+        line_events.invoice_line_id,
+        max(line_events.units) as max_value,
+        max(case when line_events.recency = 1 then line_events.units end) as latest_value,
+        count(distinct case when line_events.operation_type = 'add' then line_events.unique_value end)
+            as added_value_count,
+        sum(line_events.units * line_events.seconds_to_service_end) as weighted_seconds_value
+    from line_events
+    group by 1
 ),
 
 final as (
     select
-        line_events.invoice_line_id,
-        line_events.billing_period_id,
-        line_events.charge_id,
-        line_events.group_key,
-        line_events.subscription_id,
-        cast(sum(line_events.units) as {{ quantity_type() }}) as units,
-        count(*) as event_count,
-        cast(max(line_events.units) as {{ quantity_type() }}) as max_value,
-        cast(max(line_events.latest_value) as {{ quantity_type() }}) as latest_value,
-        count(distinct case when line_events.operation_type = 'add' then line_events.unique_value end)
-            as added_value_count,
-        cast(sum(line_events.units * line_events.seconds_to_service_end) as {{ quantity_type() }})
-            as weighted_seconds_value,
-        min(line_events.event_at) as first_event_at,
-        max(line_events.event_at) as last_event_at,
-        max(line_events.matched_at) as last_matched_at
-    from line_events
-    group by 1, 2, 3, 4, 5
+        counted.invoice_line_id,
+        counted.billing_period_id,
+        counted.charge_id,
+        counted.group_key,
+        counted.subscription_id,
+        cast(counted.units as {{ quantity_type() }}) as units,
+        cast(counted.event_count as bigint) as event_count,
+        cast(event_values.max_value as {{ quantity_type() }}) as max_value,
+        cast(event_values.latest_value as {{ quantity_type() }}) as latest_value,
+        coalesce(event_values.added_value_count, 0) as added_value_count,
+        cast(event_values.weighted_seconds_value as {{ quantity_type() }}) as weighted_seconds_value,
+        counted.last_usage_date
+    from counted
+    left join event_values
+        on counted.invoice_line_id = event_values.invoice_line_id
 )
 
 select * from final

@@ -51,9 +51,15 @@ tiers as (
     select * from {{ ref('stg_catalog__charge_tiers') }}
 ),
 
-matched_events as (
-    select * from {{ ref('int_events_matched') }}
+-- The events kept one by one (the metrics aggregated or priced event by event); the others are
+-- counted and summed per local day (int_line_event_counts).
+itemised_events as (
+    select * from {{ ref('int_events_itemised') }}
     where invoice_line_id is not null
+),
+
+line_event_counts as (
+    select * from {{ ref('int_line_event_counts') }}
 ),
 
 unique_count_values as (
@@ -118,20 +124,19 @@ open_checkpoints as (
 -- Each event counts from the checkpoint that ends its local day.
 line_events as (
     select
-        matched_events.invoice_line_id,
-        matched_events.event_id,
-        matched_events.event_at,
-        matched_events.units,
-        matched_events.unique_value,
-        matched_events.operation_type,
-        {{ seconds_between('billing_periods.service_start_at', 'matched_events.event_at') }}
+        itemised_events.invoice_line_id,
+        itemised_events.event_id,
+        itemised_events.event_at,
+        itemised_events.units,
+        itemised_events.unique_value,
+        itemised_events.operation_type,
+        {{ seconds_between('billing_periods.service_start_at', 'itemised_events.event_at') }}
             as seconds_from_start,
-        {{ dbt.datediff('billing_periods.service_start_date',
-                        'cast(' ~ from_utc('matched_events.event_at', 'billing_periods.billing_timezone') ~ ' as date)',
-                        'day') }} + 1 as checkpoint_index
-    from matched_events
+        {{ dbt.datediff('billing_periods.service_start_date', 'itemised_events.usage_date', 'day') }} + 1
+            as checkpoint_index
+    from itemised_events
     inner join lines
-        on matched_events.invoice_line_id = lines.invoice_line_id
+        on itemised_events.invoice_line_id = lines.invoice_line_id
     inner join billing_periods
         on lines.billing_period_id = billing_periods.billing_period_id
 ),
@@ -146,17 +151,45 @@ day_events as (
     from line_events
 ),
 
-daily as (
+event_daily as (
     select
         day_events.invoice_line_id,
         day_events.checkpoint_index,
-        count(*) as event_count,
-        sum(day_events.units) as units,
         max(day_events.units) as max_value,
         max(case when day_events.recency = 1 then day_events.units end) as latest_value,
         sum(day_events.units * day_events.seconds_from_start) as unit_seconds
     from day_events
     group by 1, 2
+),
+
+counted_daily as (
+    select
+        line_event_counts.invoice_line_id,
+        {{ dbt.datediff('billing_periods.service_start_date', 'line_event_counts.usage_date', 'day') }} + 1
+            as checkpoint_index,
+        sum(line_event_counts.event_count) as event_count,
+        sum(line_event_counts.units) as units
+    from line_event_counts
+    inner join lines
+        on line_event_counts.invoice_line_id = lines.invoice_line_id
+    inner join billing_periods
+        on lines.billing_period_id = billing_periods.billing_period_id
+    group by 1, 2
+),
+
+daily as (
+    select
+        counted_daily.invoice_line_id,
+        counted_daily.checkpoint_index,
+        counted_daily.event_count,
+        counted_daily.units,
+        event_daily.max_value,
+        event_daily.latest_value,
+        event_daily.unit_seconds
+    from counted_daily
+    left join event_daily
+        on counted_daily.invoice_line_id = event_daily.invoice_line_id
+        and counted_daily.checkpoint_index = event_daily.checkpoint_index
 ),
 
 -- Unique counts: each value counts from the day it was first added (when recurring: from the

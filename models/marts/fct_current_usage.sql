@@ -39,7 +39,7 @@ final as (
         lines.invoice_at,
         lines.quantity as units_to_date,
         lines.event_count,
-        usage.last_event_at,
+        usage.last_usage_date,
         lines.amount as estimated_amount,
         -- What progressive billing already invoiced of it, and what is left to invoice.
         lines.progressive_billing_credit_amount,

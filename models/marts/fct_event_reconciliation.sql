@@ -1,7 +1,8 @@
 {{ config(materialized='view') }}
 -- One row per outcome and reason, with how many input records ended there. The proof that
 -- no event is lost: every accepted raw event is billed (on exactly one invoice line or credit
--- note, fct_invoice_line_events), pending (on a draft, or after the run's as_of), or excluded
+-- note: the metering counts each event once, on one line and load, and the placement of that
+-- line and load says what bills it), pending (on a draft, or after the run's as_of), or excluded
 -- with a reason (a duplicate, an unknown subscription, a voided invoice, ...); every rejected
 -- input record is counted with its reason. A view: it always shows the derived tables as they
 -- are, and tests/dbt/assert_every_event_accounted_for.sql checks its sums against the raw tables
@@ -14,13 +15,18 @@ duplicates as (
     select * from {{ ref('int_event_duplicates') }}
 ),
 
+-- Excluded and pending events, counted by the metering (int_usage_increments) by reason.
 excluded as (
-    select * from {{ ref('int_events_matched') }}
-    where invoice_line_id is null
+    select * from {{ ref('int_usage_increments') }}
+    where exclusion_reason is not null
 ),
 
-billed_events as (
-    select * from {{ ref('fct_invoice_line_events') }}
+line_event_counts as (
+    select * from {{ ref('int_line_event_counts') }}
+),
+
+placements as (
+    select * from {{ ref('int_line_event_placements') }}
 ),
 
 lines as (
@@ -33,11 +39,14 @@ credit_notes as (
 
 events_by_line as (
     select
-        billed_events.invoice_line_id,
-        billed_events.billed_on,
-        billed_events.is_late,
-        count(*) as event_count
-    from billed_events
+        placements.invoice_line_id,
+        placements.billed_on,
+        placements.is_late,
+        sum(line_event_counts.event_count) as event_count
+    from line_event_counts
+    inner join placements
+        on line_event_counts.invoice_line_id = placements.rated_on_invoice_line_id
+        and line_event_counts.loaded_at = placements.loaded_at
     group by 1, 2, 3
 ),
 
@@ -79,7 +88,7 @@ outcomes as (
     select
         case when excluded.exclusion_reason = 'after_cutoff' then 'pending' else 'excluded' end as outcome,
         excluded.exclusion_reason as reason,
-        count(*) as event_count
+        sum(excluded.event_count) as event_count
     from excluded
     group by 1, 2
 
@@ -113,6 +122,7 @@ final as (
         cast(sum(outcomes.event_count) as bigint) as event_count
     from outcomes
     group by 1, 2
+    having sum(outcomes.event_count) <> 0
 )
 
 select * from final

@@ -4,19 +4,23 @@
 -- Each day takes the difference of the amount recognised to date, rounded once with
 -- round_money: a schedule's days add up to its item's amount exactly, in whole minor units.
 -- - ratably: day k of n (inclusive service dates) recognises amount x k / n to date;
--- - consumption: to date, amount x the line's events up to that day / all its events (the
---   lineage bridge, fct_invoice_line_events); ratably over its service days without events;
+-- - consumption: to date, amount x the line's events up to that day / all its events (counted
+--   by the metering per line, day and load, placed on what bills them as the lineage bridge
+--   places them); ratably over its service days without events;
 -- - point_in_time: the whole amount on its day.
 with items as (
     select * from {{ ref('int_revenue_items') }}
 ),
 
 line_events as (
-    select * from {{ ref('fct_invoice_line_events') }}
-),
-
-customers as (
-    select * from {{ ref('stg_catalog__customers') }}
+    select
+        placements.invoice_line_id,
+        counts.usage_date,
+        counts.event_count
+    from {{ ref('int_line_event_counts') }} as counts
+    inner join {{ ref('int_line_event_placements') }} as placements
+        on counts.invoice_line_id = placements.rated_on_invoice_line_id
+        and counts.loaded_at = placements.loaded_at
 ),
 
 currencies as (
@@ -31,13 +35,11 @@ consumption_items as (
 events_per_day as (
     select
         consumption_items.revenue_item_id,
-        cast({{ from_utc('line_events.event_at', 'customers.billing_timezone') }} as date) as recognised_on,
-        count(*) as event_count
+        line_events.usage_date as recognised_on,
+        sum(line_events.event_count) as event_count
     from line_events
     inner join consumption_items
         on line_events.invoice_line_id = consumption_items.invoice_line_id
-    inner join customers
-        on consumption_items.customer_id = customers.customer_id
     group by 1, 2
 ),
 

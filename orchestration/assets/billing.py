@@ -59,6 +59,8 @@ def build_dbt_assets():
         settings = meterline.settings()
         as_of = run_as_of(context)
         full_refresh, reason = pipeline.needs_full_refresh(settings, as_of)
+        if pipeline.drop_stale_key_index(settings):
+            full_refresh, reason = True, "the key index is rebuilt"
         context.log.info(f"as_of {pipeline.format_as_of(as_of)}; {'full refresh' if full_refresh else 'incremental'}: {reason}")
         started = pipeline.utc_now()
         loaded_through = pipeline.prepare_build(settings)
@@ -70,6 +72,7 @@ def build_dbt_assets():
         from orchestration.warehouse import connect
 
         with connect(settings) as warehouse:
-            pipeline.record_run(warehouse, as_of, full_refresh, started, loaded_through)
+            pipeline.record_run(warehouse, as_of, full_refresh, started, loaded_through,
+                                pipeline.key_index_fingerprint(settings))
 
     return meterline_models

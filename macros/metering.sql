@@ -1,0 +1,391 @@
+{#- Metering: matching events to what bills them, shared by the models that meter in bulk
+    (int_usage_increments), one event at a time (int_events_itemised) and on demand
+    (int_events_matched, the lineage view). One definition, so the three agree event for event.
+
+    The SQL is written with the loaded catalog in hand (run_query when the model runs): which
+    properties each metric's events are read for, the filter values that price them, the
+    pricing-group keys, and which metrics are aggregated or priced one event at a time. Reading
+    a JSON property is most of the cost of metering 100M events, so each event's properties
+    are parsed once, for exactly the keys its metric needs, with constant paths. -#}
+
+{#- The catalog as the metering SQL needs it:
+    metrics        [{code, aggregation, field}] of every billable metric
+    keys           {metric: [property keys its events are read for]}
+    filter_keys    [every filter key], filter_values {key: [values some filter accepts]},
+                   filter_metrics {key: [metrics with a filter on it]}
+    group_keys     [every pricing-group key], group_metrics {key: [metrics grouped by it]}
+    itemised       [metrics whose events are aggregated or priced one at a time: max, latest,
+                   unique_count and weighted_sum, and those with a percentage or in-advance charge] -#}
+{% macro metering_catalog() -%}
+    {%- set catalog = {'metrics': [], 'keys': {}, 'filter_keys': [], 'filter_values': {}, 'filter_metrics': {},
+                       'group_keys': [], 'group_metrics': {}, 'itemised': []} -%}
+    {%- if not execute -%}
+        {{ return(catalog) }}
+    {%- endif -%}
+    {%- set metric_rows = run_query("select metric_code, aggregation, field_name from "
+                                    ~ source('catalog', 'billable_metrics') ~ " order by metric_code").rows -%}
+    {%- set charge_rows = run_query(
+        "select metric_code, max(case when charge_model = 'percentage' or coalesce(is_pay_in_advance, false)"
+        ~ " then 1 else 0 end) from " ~ source('catalog', 'charges') ~ " group by 1").rows -%}
+    {%- set filter_rows = run_query(
+        "select distinct charges.metric_code, filter_values.filter_key, filter_values.filter_value from "
+        ~ source('catalog', 'charge_filter_values') ~ " as filter_values inner join "
+        ~ source('catalog', 'charges') ~ " as charges on filter_values.charge_id = charges.charge_id"
+        ~ " order by 2, 3, 1").rows -%}
+    {%- set group_rows = run_query(
+        "select distinct metric_code, group_key from ("
+        ~ " select metric_code, group_key_1 as group_key from " ~ source('catalog', 'charges')
+        ~ " union all select metric_code, group_key_2 from " ~ source('catalog', 'charges')
+        ~ " union all select metric_code, group_key_3 from " ~ source('catalog', 'charges')
+        ~ ") as grouped where group_key is not null order by 2, 1").rows -%}
+    {%- set priced_one_by_one = [] -%}
+    {%- for row in charge_rows if row[1] == 1 -%}{%- do priced_one_by_one.append(row[0]) -%}{%- endfor -%}
+    {%- for row in metric_rows -%}
+        {%- do catalog['metrics'].append({'code': row[0], 'aggregation': row[1], 'field': row[2]}) -%}
+        {%- do catalog['keys'].update({row[0]: ([row[2]] if row[2] and row[1] != 'count' else [])}) -%}
+        {%- if row[1] in ('max', 'latest', 'unique_count', 'weighted_sum') or row[0] in priced_one_by_one -%}
+            {%- do catalog['itemised'].append(row[0]) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- for metric, key, value in filter_rows -%}
+        {%- if key not in catalog['filter_keys'] -%}
+            {%- do catalog['filter_keys'].append(key) -%}
+            {%- do catalog['filter_values'].update({key: []}) -%}
+            {%- do catalog['filter_metrics'].update({key: []}) -%}
+        {%- endif -%}
+        {%- if value not in catalog['filter_values'][key] -%}{%- do catalog['filter_values'][key].append(value) -%}{%- endif -%}
+        {%- if metric not in catalog['filter_metrics'][key] -%}{%- do catalog['filter_metrics'][key].append(metric) -%}{%- endif -%}
+        {%- if metric in catalog['keys'] and key not in catalog['keys'][metric] -%}
+            {%- do catalog['keys'][metric].append(key) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- for metric, key in group_rows -%}
+        {%- if key not in catalog['group_keys'] -%}
+            {%- do catalog['group_keys'].append(key) -%}
+            {%- do catalog['group_metrics'].update({key: []}) -%}
+        {%- endif -%}
+        {%- do catalog['group_metrics'][key].append(metric) -%}
+        {%- if metric in catalog['keys'] and key not in catalog['keys'][metric] -%}
+            {%- do catalog['keys'][metric].append(key) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- for metric in catalog['metrics'] if metric['aggregation'] == 'unique_count' -%}
+        {%- do catalog['keys'][metric['code']].append('operation_type') -%}
+    {%- endfor -%}
+    {{ return(catalog) }}
+{%- endmacro %}
+
+{% macro sql_text(value) -%}
+    '{{ value | replace("'", "''") }}'
+{%- endmacro %}
+
+{% macro sql_text_list(values) -%}
+    {%- for value in values %}{{ sql_text(value) }}{{ ', ' if not loop.last }}{% endfor -%}
+{%- endmacro %}
+
+{#- The properties an event's metric needs, parsed once: a column `_properties` of `relation`'s
+    rows that event_property reads. Engines without list-valued JSON extraction read each
+    property where it is used (event_property), which is just as correct. -#}
+{% macro with_event_properties(relation, catalog) -%}
+    {{ return(adapter.dispatch('with_event_properties', 'meterline')(relation, catalog)) }}
+{%- endmacro %}
+
+{% macro default__with_event_properties(relation, catalog) -%}
+    select {{ relation }}.* from {{ relation }}
+{%- endmacro %}
+
+{% macro duckdb__with_event_properties(relation, catalog) -%}
+    select
+        {{ relation }}.*,
+        case {{ relation }}.metric_code
+            when '' then cast(null as varchar[])
+            {%- for metric, keys in catalog['keys'].items() if keys %}
+            when {{ sql_text(metric) }} then json_extract_string({{ relation }}.properties, [
+                {%- for key in keys %}{{ sql_text('$."' ~ key ~ '"') }}{{ ', ' if not loop.last }}{% endfor -%}
+            ])
+            {%- endfor %}
+        end as _properties
+    from {{ relation }}
+{%- endmacro %}
+
+{#- Property `key` of an event of one of `metrics`, as text (null for the other metrics). -#}
+{% macro event_property(relation, catalog, key, metrics) -%}
+    {{ return(adapter.dispatch('event_property', 'meterline')(relation, catalog, key, metrics)) }}
+{%- endmacro %}
+
+{% macro default__event_property(relation, catalog, key, metrics) -%}
+    {%- if metrics | length == 0 -%}
+        cast(null as {{ dbt.type_string() }})
+    {%- else -%}
+        case when {{ relation }}.metric_code in ({{ sql_text_list(metrics) }})
+            then {{ json_property_text(relation ~ '.properties', sql_text(key)) }} end
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro duckdb__event_property(relation, catalog, key, metrics) -%}
+    {%- set branches = [] -%}
+    {%- for metric in metrics if key in catalog['keys'].get(metric, []) -%}
+        {%- do branches.append("when " ~ sql_text(metric) ~ " then " ~ relation ~ "._properties["
+                               ~ (catalog['keys'][metric].index(key) + 1) ~ "]") -%}
+    {%- endfor -%}
+    {%- if branches -%}
+        case {{ relation }}.metric_code {{ branches | join(' ') }} end
+    {%- else -%}
+        cast(null as varchar)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The per-event columns every metering model derives, over `relation` (a CTE of events with
+    the columns of int_events_deduplicated) joined to the calendar piece and the charge:
+      units          what the event adds: 1 for count and unique_count, the field otherwise
+      unique_value, operation_type   for unique counts
+      filter_value_N the event's value of the N-th filter key of the catalog when some filter
+                     accepts it (else null): the price is resolved from them (resolve_prices)
+      group_value_N  its value of the N-th pricing-group key
+      exclusion_reason   after_cutoff (held back: it happens after the run's as_of),
+                     unmatched (no billing period of its owner covers it: the owner decides
+                     the reason, classify_unmatched), metric_not_in_plan, beyond_lookback -#}
+{% macro match_events(relation, catalog) -%}
+with events_read as (
+    {{ with_event_properties(relation, catalog) }}
+),
+
+pieces as (
+    select * from {{ ref('int_metering_calendar') }}
+),
+
+default_prices as (
+    select * from {{ ref('stg_catalog__charges') }}
+    where filter_position is null
+)
+
+select
+    events_read.event_id,
+    events_read.transaction_id,
+    events_read.external_subscription_id,
+    events_read.external_customer_id,
+    events_read.metric_code,
+    events_read.event_at,
+    events_read.loaded_at,
+    events_read.properties,
+    events_read.batch_id,
+    events_read.source_file,
+    events_read.source_row,
+    case when events_read.external_subscription_id is null then 'customer' else 'subscription' end as owner_kind,
+    coalesce(events_read.external_subscription_id, events_read.external_customer_id) as owner_id,
+    pieces.billing_period_id,
+    pieces.subscription_id,
+    pieces.customer_id,
+    pieces.usage_date,
+    default_prices.charge_id,
+    default_prices.is_pay_in_advance,
+    case
+        when 1 = 0 then cast(null as {{ quantity_type() }})
+        {%- for metric in catalog['metrics'] %}
+        when events_read.metric_code = {{ sql_text(metric['code']) }} then
+            {%- if metric['aggregation'] in ('count', 'unique_count') %} cast(1 as {{ quantity_type() }})
+            {%- else %} cast({{ event_property('events_read', catalog, metric['field'], [metric['code']]) }} as {{ quantity_type() }})
+            {%- endif %}
+        {%- endfor %}
+    end as units,
+    {%- set unique_metrics = catalog['metrics'] | selectattr('aggregation', 'equalto', 'unique_count') | list %}
+    {%- if unique_metrics %}
+    case
+        {%- for metric in unique_metrics %}
+        when events_read.metric_code = {{ sql_text(metric['code']) }}
+            then {{ event_property('events_read', catalog, metric['field'], [metric['code']]) }}
+        {%- endfor %}
+    end as unique_value,
+    case
+        {%- for metric in unique_metrics %}
+        when events_read.metric_code = {{ sql_text(metric['code']) }}
+            then coalesce({{ event_property('events_read', catalog, 'operation_type', [metric['code']]) }}, 'add')
+        {%- endfor %}
+    end as operation_type,
+    {%- else %}
+    cast(null as {{ dbt.type_string() }}) as unique_value,
+    cast(null as {{ dbt.type_string() }}) as operation_type,
+    {%- endif %}
+    {%- for key in catalog['filter_keys'] %}
+    case when {{ event_property('events_read', catalog, key, catalog['filter_metrics'][key]) }}
+            in ({{ sql_text_list(catalog['filter_values'][key]) }})
+        then {{ event_property('events_read', catalog, key, catalog['filter_metrics'][key]) }}
+    end as filter_value_{{ loop.index }},
+    {%- endfor %}
+    {%- for key in catalog['group_keys'] %}
+    {{ event_property('events_read', catalog, key, catalog['group_metrics'][key]) }} as group_value_{{ loop.index }},
+    {%- endfor %}
+    case
+        when events_read.event_at >= {{ as_of_timestamp() }} then 'after_cutoff'
+        when pieces.billing_period_id is null then 'unmatched'
+        when default_prices.charge_id is null then 'metric_not_in_plan'
+        -- Loaded more than the billing entity's look-back after it happened: too late to bill.
+        when pieces.late_events_lookback_days is not null
+            and events_read.event_at < {{ dbt.dateadd('day', '0 - pieces.late_events_lookback_days', 'events_read.loaded_at') }}
+            then 'beyond_lookback'
+    end as exclusion_reason
+from events_read
+left join pieces
+    on pieces.owner_kind = case when events_read.external_subscription_id is null then 'customer' else 'subscription' end
+    and pieces.owner_id = coalesce(events_read.external_subscription_id, events_read.external_customer_id)
+    and pieces.utc_date = cast(events_read.event_at as date)
+    and events_read.event_at >= pieces.piece_start_at
+    and events_read.event_at < pieces.piece_end_at
+left join default_prices
+    on pieces.plan_code = default_prices.plan_code
+    and events_read.metric_code = default_prices.metric_code
+{%- endmacro %}
+
+{#- The grouping columns match_events adds for filters and pricing groups. -#}
+{% macro metering_value_columns(relation, catalog) -%}
+    {%- for key in catalog['filter_keys'] %}{{ relation }}.filter_value_{{ loop.index }}, {% endfor -%}
+    {%- for key in catalog['group_keys'] %}{{ relation }}.group_value_{{ loop.index }}, {% endfor -%}
+{%- endmacro %}
+
+{#- For the rows of `relation` (matched events, or their aggregates) with a default charge_id
+    and filter_value_N / group_value_N columns: the price that bills them (the filter with the
+    most keys all of whose keys accept the values, then the first declared; else the charge's
+    default price) and the pricing group (group_key). A select over `relation`'s distinct
+    combinations: join it back on charge_id and the value columns. -#}
+{% macro resolve_prices(relation, catalog) -%}
+with combinations as (
+    select distinct
+        {{ relation }}.charge_id,
+        {%- for key in catalog['filter_keys'] %}
+        {{ relation }}.filter_value_{{ loop.index }},
+        {%- endfor %}
+        {%- for key in catalog['group_keys'] %}
+        {{ relation }}.group_value_{{ loop.index }},
+        {%- endfor %}
+        1 as present
+    from {{ relation }}
+    where {{ relation }}.charge_id is not null
+),
+
+{%- set value_columns = [] %}
+{%- for key in catalog['filter_keys'] %}{% do value_columns.append('filter_value_' ~ loop.index) %}{% endfor %}
+{%- for key in catalog['group_keys'] %}{% do value_columns.append('group_value_' ~ loop.index) %}{% endfor %}
+
+filter_matches as (
+    select
+        combinations.charge_id,
+        {%- for column in value_columns %}
+        combinations.{{ column }},
+        {%- endfor %}
+        filter_values.charge_id as filter_charge_id,
+        filter_values.filter_key_count,
+        filter_values.filter_position
+    from combinations
+    inner join {{ ref('stg_catalog__charge_filter_values') }} as filter_values
+        on combinations.charge_id = filter_values.parent_charge_id
+        and filter_values.filter_value =
+            {%- if catalog['filter_keys'] %} case filter_values.filter_key
+            {%- for key in catalog['filter_keys'] %}
+            when {{ sql_text(key) }} then combinations.filter_value_{{ loop.index }}
+            {%- endfor %}
+        end
+            {%- else %} cast(null as {{ dbt.type_string() }})
+            {%- endif %}
+    group by
+        combinations.charge_id,
+        {%- for column in value_columns %}
+        combinations.{{ column }},
+        {%- endfor %}
+        filter_values.charge_id, filter_values.filter_key_count, filter_values.filter_position
+    having count(*) = filter_values.filter_key_count
+),
+
+best_filters as (
+    select ranked.*
+    from (
+        select
+            filter_matches.*,
+            row_number() over (
+                partition by filter_matches.charge_id
+                    {%- for column in value_columns %}, filter_matches.{{ column }}{% endfor %}
+                order by filter_matches.filter_key_count desc, filter_matches.filter_position
+            ) as specificity_rank
+        from filter_matches
+    ) as ranked
+    where ranked.specificity_rank = 1
+)
+
+select
+    combinations.charge_id,
+    {%- for column in value_columns %}
+    combinations.{{ column }},
+    {%- endfor %}
+    coalesce(best_filters.filter_charge_id, combinations.charge_id) as price_charge_id,
+    -- Pricing groups: the event's values of the charge's group keys, e.g. "region=eu".
+    case when charges.group_key_1 is not null then
+        charges.group_key_1 || '=' || coalesce({{ group_value_of('combinations', catalog, 'charges.group_key_1') }}, '')
+        || case when charges.group_key_2 is not null then
+            '|' || charges.group_key_2 || '=' || coalesce({{ group_value_of('combinations', catalog, 'charges.group_key_2') }}, '')
+            else '' end
+        || case when charges.group_key_3 is not null then
+            '|' || charges.group_key_3 || '=' || coalesce({{ group_value_of('combinations', catalog, 'charges.group_key_3') }}, '')
+            else '' end
+    end as group_key
+from combinations
+left join best_filters
+    on combinations.charge_id = best_filters.charge_id
+    {%- for column in value_columns %}
+    and {{ null_safe_equal('combinations.' ~ column, 'best_filters.' ~ column) }}
+    {%- endfor %}
+left join {{ ref('stg_catalog__charges') }} as charges
+    on combinations.charge_id = charges.charge_id
+{%- endmacro %}
+
+{% macro group_value_of(relation, catalog, key_expression) -%}
+    {%- if catalog['group_keys'] -%}
+    case {{ key_expression }}
+        {%- for key in catalog['group_keys'] %}
+        when {{ sql_text(key) }} then {{ relation }}.group_value_{{ loop.index }}
+        {%- endfor %}
+    end
+    {%- else -%}
+    cast(null as {{ dbt.type_string() }})
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Equality that holds between two nulls: the value columns are null where a metric has no
+    such key, and a join on them must still pair the rows. -#}
+{% macro null_safe_equal(left, right) -%}
+    ({{ left }} = {{ right }} or ({{ left }} is null and {{ right }} is null))
+{%- endmacro %}
+
+{#- The join of `relation` (rows with charge_id and the value columns) to resolve_prices' rows
+    (aliased `prices`). -#}
+{% macro join_resolved_prices(relation, catalog) -%}
+    left join prices
+        on {{ relation }}.charge_id = prices.charge_id
+        {%- for key in catalog['filter_keys'] %}
+        and {{ null_safe_equal(relation ~ '.filter_value_' ~ loop.index, 'prices.filter_value_' ~ loop.index) }}
+        {%- endfor %}
+        {%- for key in catalog['group_keys'] %}
+        and {{ null_safe_equal(relation ~ '.group_value_' ~ loop.index, 'prices.group_value_' ~ loop.index) }}
+        {%- endfor %}
+{%- endmacro %}
+
+{#- An invoice line's id: a hash of its grain (billing period, price, pricing group), and for a
+    charge paid in advance also the event's transaction id (each such event is a line). -#}
+{% macro invoice_line_id(billing_period_id, price_charge_id, group_key, is_pay_in_advance, transaction_id) -%}
+    {{ dbt.hash(billing_period_id ~ " || '|' || " ~ price_charge_id
+                ~ " || coalesce('|' || " ~ group_key ~ ", '')"
+                ~ " || case when " ~ is_pay_in_advance ~ " then '|advance|' || " ~ transaction_id ~ " else '' end") }}
+{%- endmacro %}
+
+{#- The reason an event that no billing period covers is not billed, from its owner alone:
+    a subscription that does not exist, or exists but does not cover the instant; a customer
+    that does not exist, or has no subscription then (a subscription's periods cover it from its
+    start until the run's as_of, so a customer's active subscription always has one). -#}
+{% macro classify_unmatched(owner_kind, owner_id) -%}
+    case
+        when {{ owner_kind }} = 'subscription' then
+            case when {{ owner_id }} in (select external_subscription_id from {{ ref('int_subscriptions') }})
+                then 'outside_subscription_period' else 'unknown_subscription' end
+        else
+            case when {{ owner_id }} in (select customer_id from {{ ref('stg_catalog__customers') }})
+                then 'no_active_subscription' else 'unknown_customer' end
+    end
+{%- endmacro %}

@@ -1,0 +1,34 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        full_refresh=false,
+    )
+}}
+-- depends_on: {{ ref('int_event_duplicates') }}
+-- One row per accepted raw event: the hash of its deduplication key (macros/event_keys.sql) and
+-- where it came from. The index that int_event_contenders looks new events up in. It takes the
+-- new loads after the deduplication has judged them, so both read the same loads.
+-- Append-only, and kept by a full refresh: its rows depend on nothing but the raw events, which
+-- never change, and hashing every event again would be most of a full rebuild's deduplication.
+-- The pipeline drops it when the hash would differ (a new engine version or key definition).
+{%- set indexed_through = event_key_index_through() if is_incremental() else '' %}
+
+with events as (
+    select * from {{ ref('stg_raw__events') }}
+    {%- if indexed_through %}
+    where loaded_at > cast('{{ indexed_through }}' as timestamp)
+    {%- endif %}
+),
+
+final as (
+    select
+        events.batch_id,
+        events.source_row,
+        events.loaded_at,
+        {{ event_key_hash('events.external_subscription_id', 'events.external_customer_id', 'events.transaction_id') }}
+            as key_hash
+    from events
+)
+
+select * from final
