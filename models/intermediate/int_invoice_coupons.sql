@@ -225,7 +225,6 @@ requested_{{ step }} as (
     select
         usable_{{ step }}.*,
         case
-            when usable_{{ step }}.applied_coupon_id is null then null
             when usable_{{ step }}.coupon_type = 'percentage' then
                 {{ round_money(percent_of('usable_' ~ step ~ '.eligible_amount', 'usable_' ~ step ~ '.percentage_rate'), 'usable_' ~ step ~ '.minor_unit') }}
             -- A fixed amount applied once: what earlier invoices did not take (all of it
