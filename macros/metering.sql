@@ -389,3 +389,29 @@ left join {{ ref('stg_catalog__charges') }} as charges
                 then 'no_active_subscription' else 'unknown_customer' end
     end
 {%- endmacro %}
+
+{#- What an event matched by match_events (`matched`) is billed on, joined to its resolved
+    price (`prices`, join_resolved_prices): its line and the units it counts there, or why it
+    is excluded. One projection for the per-event models (int_events_itemised,
+    int_events_matched), so they agree column for column. -#}
+{% macro billed_event_columns(matched='matched', prices='prices') -%}
+        case when {{ matched }}.exclusion_reason is null then {{ matched }}.billing_period_id end as billing_period_id,
+        case when {{ matched }}.exclusion_reason is null then {{ matched }}.subscription_id end as subscription_id,
+        case when {{ matched }}.exclusion_reason is null then {{ matched }}.customer_id end as customer_id,
+        case when {{ matched }}.exclusion_reason is null then {{ matched }}.usage_date end as usage_date,
+        -- The price the event is billed at: the charge's default, or the filter it matched.
+        case when {{ matched }}.exclusion_reason is null then {{ prices }}.price_charge_id end as charge_id,
+        case when {{ matched }}.exclusion_reason is null then {{ prices }}.group_key end as group_key,
+        case when {{ matched }}.exclusion_reason is null then
+            {{ invoice_line_id(matched ~ '.billing_period_id', prices ~ '.price_charge_id', prices ~ '.group_key',
+                               matched ~ '.is_pay_in_advance', matched ~ '.transaction_id') }}
+        end as invoice_line_id,
+        coalesce({{ matched }}.is_pay_in_advance, false) as is_pay_in_advance,
+        case when {{ matched }}.exclusion_reason is null then {{ matched }}.units end as units,
+        case when {{ matched }}.exclusion_reason is null then {{ matched }}.unique_value end as unique_value,
+        case when {{ matched }}.exclusion_reason is null then {{ matched }}.operation_type end as operation_type,
+        case when {{ matched }}.exclusion_reason = 'unmatched'
+            then {{ classify_unmatched(matched ~ '.owner_kind', matched ~ '.owner_id') }}
+            else {{ matched }}.exclusion_reason
+        end as exclusion_reason
+{%- endmacro %}

@@ -91,24 +91,7 @@ final as (
         matched.batch_id,
         matched.source_file,
         matched.source_row,
-        case when matched.exclusion_reason is null then matched.billing_period_id end as billing_period_id,
-        case when matched.exclusion_reason is null then matched.subscription_id end as subscription_id,
-        case when matched.exclusion_reason is null then matched.customer_id end as customer_id,
-        case when matched.exclusion_reason is null then matched.usage_date end as usage_date,
-        case when matched.exclusion_reason is null then prices.price_charge_id end as charge_id,
-        case when matched.exclusion_reason is null then prices.group_key end as group_key,
-        case when matched.exclusion_reason is null then
-            {{ invoice_line_id('matched.billing_period_id', 'prices.price_charge_id', 'prices.group_key',
-                               'matched.is_pay_in_advance', 'matched.transaction_id') }}
-        end as invoice_line_id,
-        coalesce(matched.is_pay_in_advance, false) as is_pay_in_advance,
-        case when matched.exclusion_reason is null then matched.units end as units,
-        case when matched.exclusion_reason is null then matched.unique_value end as unique_value,
-        case when matched.exclusion_reason is null then matched.operation_type end as operation_type,
-        case when matched.exclusion_reason = 'unmatched'
-            then {{ classify_unmatched('matched.owner_kind', 'matched.owner_id') }}
-            else matched.exclusion_reason
-        end as exclusion_reason,
+        {{ billed_event_columns() }},
         -- Held back by an earlier run, no longer: the run that released it.
         case when held_flags.was_held_back and matched.exclusion_reason is distinct from 'after_cutoff'
             then cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)

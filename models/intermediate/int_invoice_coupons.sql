@@ -12,8 +12,8 @@
 -- takes at most what earlier coupons left of its eligible fees (rounded down to the minor
 -- unit), so an invoice never goes below zero, and is spread over those fees in proportion to
 -- what is left of them. Portable SQL has no loop: the steps are unrolled, one per coupon rank,
--- up to var('max_coupons_per_customer'), which the catalog enforces.
-{%- set steps = var('max_coupons_per_customer') %}
+-- as many as the customer with the most coupons holds (macros/unrolled_steps.sql).
+{%- set steps = unrolled_steps(ref('stg_catalog__applied_coupons'), 'customer_id', 'max_coupons_per_customer') %}
 
 with fees as (
     select * from {{ ref('int_invoice_fees') }}

@@ -12,9 +12,9 @@
 --   spent_k = min(spent_{k-1} + demand_k, credited_k)
 -- which has the closed form spent_k = S_k + min(0, min_{i<=k}(credited_i - S_i)), where S_k is
 -- the running sum of demands: running sums and a running minimum, no recursion. The wallets
--- of a customer are unrolled in var('max_wallets_per_customer') steps, which the catalog
--- enforces.
-{%- set steps = var('max_wallets_per_customer') %}
+-- of a customer are unrolled in steps, as many as the customer with the most wallets holds
+-- (macros/unrolled_steps.sql).
+{%- set steps = unrolled_steps(ref('stg_catalog__wallets'), 'customer_id', 'max_wallets_per_customer') %}
 
 with line_totals as (
     select * from {{ ref('int_invoice_line_amounts_due') }}
