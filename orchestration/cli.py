@@ -22,7 +22,7 @@ from rich.table import Table
 
 from orchestration import pipeline
 from orchestration.catalog import CatalogError, known_currencies, read_catalog
-from orchestration.settings import Settings, get_settings
+from orchestration.settings import Settings, get_settings, lake_location
 from orchestration.warehouse import connect
 
 app = typer.Typer(help="Meterline: usage metering and billing computed in your warehouse.",
@@ -117,16 +117,17 @@ def run(
     finalise: Annotated[bool, typer.Option(
         "--finalise/--no-finalise", help="Finalise the invoices whose grace period ended (after the checks passed).")
     ] = True,
-    events_lake: Annotated[Optional[Path], typer.Option(
-        help="Read events in place from this folder of Parquet files (e.g. partitioned by date) instead of "
-             "ingesting <home>/landing. Default: $METERLINE_EVENTS_LAKE.")] = None,
+    events_lake: Annotated[Optional[str], typer.Option(
+        help="Read events in place from this folder of Parquet files (e.g. partitioned by date), local or an "
+             "object-store URI such as s3://bucket/events, instead of ingesting <home>/landing. "
+             "Default: $METERLINE_EVENTS_LAKE.")] = None,
 ) -> None:
     """Validate the catalog, ingest new files from <home>/landing (or register a Parquet lake's
     new files), build and check the models, finalise the invoices whose grace period ended,
     write invoices."""
     settings = _settings(home)
     if events_lake is not None:
-        settings = dataclasses.replace(settings, events_lake=events_lake.resolve())
+        settings = dataclasses.replace(settings, events_lake=lake_location(events_lake))
     run_pipeline(settings, catalog or settings.catalog_dir, _parse_as_of(as_of), full_refresh, finalise=finalise)
 
 

@@ -24,7 +24,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from orchestration import object_store
 from orchestration.catalog import BillableMetric
+from orchestration.object_store import Location
 from orchestration.warehouse import DuckDBWarehouse, Warehouse
 
 log = logging.getLogger(__name__)
@@ -112,9 +114,9 @@ def ensure_raw_tables(warehouse: Warehouse) -> None:
                 warehouse.execute(f"alter table {table} add column {column} {sql_type}")
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Location) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with object_store.open_binary(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -206,7 +208,7 @@ def _csv_rows(path: Path) -> Iterator[dict]:
             yield _staged_from_mapping(number, json.dumps(record), record)
 
 
-def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Location) -> None:
     """A Parquet file read in place; columns it lacks become NULL and fail per row."""
     columns = {row[0] for row in con.execute("select name from parquet_schema(?)", [str(path)]).fetchall()}
 
@@ -345,15 +347,16 @@ READ_HINTS_SQL = """
 """
 
 
-def _reader_for(path: Path) -> Callable[[duckdb.DuckDBPyConnection], None]:
-    kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
+def _reader_for(path: Location) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    kind = SUPPORTED_SUFFIXES.get(object_store.suffix(path).lower())
     if kind == "parquet":
         return lambda con: _stage_parquet(con, path)
     if kind == "jsonl":
         return lambda con: _stage_python(con, _jsonl_rows(path))
     if kind == "csv":
         return lambda con: _stage_python(con, _csv_rows(path))
-    raise ValueError(f"{path}: unsupported file type {path.suffix!r} (expected .parquet, .jsonl or .csv)")
+    raise ValueError(f"{path}: unsupported file type {object_store.suffix(path)!r} "
+                     "(expected .parquet, .jsonl or .csv)")
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
@@ -371,7 +374,7 @@ def expand_paths(paths: list[Path]) -> list[Path]:
 
 def ingest_file(
     warehouse: Warehouse,
-    path: Path,
+    path: Location,
     metrics: Mapping[str, BillableMetric],
     *,
     loaded_at: datetime,

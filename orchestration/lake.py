@@ -13,7 +13,8 @@ filter into every branch, and the branches of earlier registrations are dropped 
 query is planned. A daily run reads the day's files, not the lake.
 
 A file is identified by its path: lake files are immutable (a producer writes new files, it
-does not rewrite old ones). DuckDB target only.
+does not rewrite old ones). The folder may be local or an object-store prefix (`s3://bucket/events`,
+orchestration/object_store.py). DuckDB target only.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from orchestration import object_store
 from orchestration.ingest import PARSED_EVENT_AT, IngestReport, ensure_raw_tables, ingest_file
+from orchestration.object_store import Location
 from orchestration.warehouse import DuckDBWarehouse, Warehouse
 
 
@@ -32,7 +35,15 @@ class LakeError(ValueError):
     """The lake cannot be registered in this warehouse."""
 
 
-def lake_files(lake: Path) -> list[Path]:
+def lake_files(lake: Location) -> list[Location]:
+    """The lake's Parquet files: paths under a local folder, or URIs under an object-store
+    prefix (orchestration/object_store.py)."""
+    if object_store.protocol(lake):
+        try:
+            return object_store.list_files(str(lake), ".parquet")
+        except FileNotFoundError as error:
+            raise LakeError(str(error)) from error
+    lake = Path(lake)
     if not lake.is_dir():
         raise LakeError(f"{lake}: the events lake must be a folder of Parquet files")
     return sorted(path for path in lake.rglob("*.parquet") if path.is_file())
@@ -55,7 +66,7 @@ def lake_batch_id(path: str) -> str:
     return hashlib.md5(path.encode()).hexdigest()[:16]
 
 
-def register_lake(warehouse: Warehouse, lake: Path, metrics, *, loaded_at: datetime,
+def register_lake(warehouse: Warehouse, lake: Location, metrics, *, loaded_at: datetime,
                   on_file=None) -> IngestReport:
     """Validate and register the lake's new files, then define raw.events over all of them."""
     if not isinstance(warehouse, DuckDBWarehouse):
@@ -68,6 +79,8 @@ def register_lake(warehouse: Warehouse, lake: Path, metrics, *, loaded_at: datet
         if copied:
             raise LakeError(f"raw.events already holds {copied} ingested events: a warehouse reads its events "
                             "either from ingested files or from a lake, not both")
+    if object_store.protocol(lake):  # this connection reads the store from now on
+        object_store.register(warehouse.connection, [object_store.protocol(lake)])
     seen = {row[0] for row in warehouse.query("select source_file from raw.ingest_batches")}
     report = IngestReport()
     for path in lake_files(lake):

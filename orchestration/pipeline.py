@@ -167,7 +167,7 @@ def ingest(settings: Settings, paths: list[Path], *, loaded_at: datetime | None 
         return ingest_paths(warehouse, paths, metrics, loaded_at=loaded_at or utc_now(), on_file=on_file)
 
 
-def register_lake(settings: Settings, lake: Path, *, loaded_at: datetime | None = None,
+def register_lake(settings: Settings, lake: Path | str, *, loaded_at: datetime | None = None,
                   on_file=None) -> IngestReport:
     """The lake's new Parquet files, validated and read in place (orchestration/lake.py)."""
     from orchestration.lake import register_lake as register

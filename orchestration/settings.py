@@ -20,8 +20,9 @@ class Settings:
     """dbt target: duckdb (default), postgres or spark."""
     warehouse_path: Path
     duckdb_memory_limit: str
-    events_lake: Path | None = None
-    """A folder of Parquet event files read in place instead of <home>/landing (orchestration/lake.py)."""
+    events_lake: Path | str | None = None
+    """A folder (or object-store URI) of Parquet event files read in place instead of
+    <home>/landing (orchestration/lake.py)."""
     spark_master: str = "local[2]"
     """Spark target only: the master of the in-process session (orchestration/spark.py)."""
     spark_driver_memory: str = "2g"
@@ -80,8 +81,16 @@ def get_settings(home: Path | str | None = None) -> Settings:
         target=os.environ.get("METERLINE_TARGET", "duckdb"),
         warehouse_path=Path(warehouse).resolve() if warehouse else home_path / "warehouse.duckdb",
         duckdb_memory_limit=os.environ.get("METERLINE_DUCKDB_MEMORY_LIMIT", "3GB"),
-        events_lake=Path(os.environ["METERLINE_EVENTS_LAKE"]).resolve() if os.environ.get("METERLINE_EVENTS_LAKE")
+        events_lake=lake_location(os.environ["METERLINE_EVENTS_LAKE"]) if os.environ.get("METERLINE_EVENTS_LAKE")
         else None,
         spark_master=os.environ.get("METERLINE_SPARK_MASTER", "local[2]"),
         spark_driver_memory=os.environ.get("METERLINE_SPARK_DRIVER_MEMORY", "2g"),
     )
+
+
+def lake_location(text: str) -> Path | str:
+    """An events lake as given: an object-store URI (`s3://bucket/events`) as is, else a local
+    folder, resolved."""
+    from orchestration.object_store import as_location
+
+    return as_location(text)

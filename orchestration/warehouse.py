@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from orchestration import object_store
 from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ class DuckDBWarehouse(Warehouse):
         self.connection.execute("set TimeZone = 'UTC'")
         if memory_limit:
             self.connection.execute(f"set memory_limit = '{memory_limit}'")
+        # An events lake in an object store: raw.events reads its URIs (orchestration/object_store.py).
+        object_store.register_for_lake(self.connection)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         self.connection.execute(sql, params)

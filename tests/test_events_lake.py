@@ -46,19 +46,24 @@ def demo(tmp_path_factory):
     return home, days
 
 
-def test_lake_input_bills_like_warehouse_input(demo, tmp_path):
+@pytest.fixture(scope="module")
+def ingested(demo, tmp_path_factory):
+    """Warehouse input: the demo's files ingested (copied) in two loads; its results."""
     home, days = demo
-    early, late = days[:-LATE_DAYS], days[-LATE_DAYS:]
-
-    # Warehouse input: the files ingested (copied) in two loads.
-    copied = get_settings(tmp_path / "copied")
+    copied = get_settings(tmp_path_factory.mktemp("copied") / "home")
     shutil.copytree(home / "catalog", copied.catalog_dir)
     copied.landing_dir.mkdir()
     pipeline.read_and_load_catalog(copied, copied.catalog_dir)
-    pipeline.ingest(copied, early, loaded_at=FIRST_LOAD)
+    pipeline.ingest(copied, days[:-LATE_DAYS], loaded_at=FIRST_LOAD)
     pipeline.build(copied, FIRST_LOAD)
-    pipeline.ingest(copied, late, loaded_at=SECOND_LOAD)
+    pipeline.ingest(copied, days[-LATE_DAYS:], loaded_at=SECOND_LOAD)
     assert not pipeline.build(copied, AS_OF).full_refresh
+    return _results(copied)
+
+
+def test_lake_input_bills_like_warehouse_input(demo, ingested, tmp_path):
+    home, days = demo
+    early, late = days[:-LATE_DAYS], days[-LATE_DAYS:]
 
     # Lake input: the same files under date partitions, registered as they arrive.
     lake = tmp_path / "lake"
@@ -85,7 +90,7 @@ def test_lake_input_bills_like_warehouse_input(demo, tmp_path):
     invoices, outcomes, rejects = _results(in_place)
     assert len(invoices) > 20
     assert rejects == [("missing_timestamp", 1)]
-    assert _results(copied) == (invoices, outcomes, rejects)
+    assert ingested == (invoices, outcomes, rejects)
 
     with connect(in_place, read_only=True) as warehouse:
         # Nothing was copied: raw.events is a view over the lake's files.
@@ -121,3 +126,64 @@ def test_a_lake_cannot_join_a_warehouse_of_ingested_events(demo, tmp_path):
     shutil.copy(days[-1], lake / "part-0.parquet")
     with pytest.raises(LakeError, match="either from ingested files or from a lake"):
         pipeline.register_lake(settings, lake.parent, loaded_at=SECOND_LOAD)
+
+
+@pytest.fixture(scope="module")
+def object_store():
+    """A local S3 (moto's server), reached through the standard AWS variables, as s3fs (and
+    dbt's subprocess) read them."""
+    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    patch = pytest.MonkeyPatch()
+    for name, value in {"AWS_ACCESS_KEY_ID": "meterline", "AWS_SECRET_ACCESS_KEY": "meterline",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
+        patch.setenv(name, value)
+    import fsspec
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir("events-lake")
+    yield fs
+    patch.undo()
+    server.stop()
+
+
+def test_object_store_lake_bills_like_warehouse_input(demo, ingested, object_store, tmp_path):
+    """The same lake in an S3 bucket (s3://…): listed, validated and read in place through
+    fsspec, by the loaders and by dbt alike (orchestration/object_store.py)."""
+    home, days = demo
+    settings = get_settings(tmp_path / "s3")
+    shutil.copytree(home / "catalog", settings.catalog_dir)
+    settings.landing_dir.mkdir()
+    pipeline.read_and_load_catalog(settings, settings.catalog_dir)
+    lake = "s3://events-lake/usage"
+
+    def arrive(files):
+        for file in files:
+            object_store.put(str(file), f"events-lake/usage/date={file.stem.removeprefix('events-')}/part-0.parquet")
+
+    arrive(days[:-LATE_DAYS])
+    first = pipeline.register_lake(settings, lake, loaded_at=FIRST_LOAD)
+    assert first.rejected_by_reason == {"missing_timestamp": 1}
+    assert all(file.startswith(f"{lake}/date=") for file in first.files)
+    pipeline.build(settings, FIRST_LOAD)
+    arrive(days[-LATE_DAYS:])
+    second = pipeline.register_lake(settings, lake, loaded_at=SECOND_LOAD)
+    assert len(second.files) == LATE_DAYS, "only the new objects are read"
+    assert not pipeline.build(settings, AS_OF).full_refresh
+
+    assert _results(settings) == ingested
+    with connect(settings, read_only=True) as warehouse:  # a new connection reads the bucket too
+        [[stored]] = warehouse.query("select count(distinct source_file) from raw.events")
+    assert stored == len(days)
+
+
+def test_object_store_lake_names_a_missing_prefix(object_store, tmp_path, demo):
+    home, _ = demo
+    settings = get_settings(tmp_path / "missing")
+    shutil.copytree(home / "catalog", settings.catalog_dir)
+    pipeline.read_and_load_catalog(settings, settings.catalog_dir)
+    with pytest.raises(LakeError, match="s3://events-lake/nothing-here"):
+        pipeline.register_lake(settings, "s3://events-lake/nothing-here", loaded_at=FIRST_LOAD)

@@ -80,7 +80,7 @@ def _sort_key(row: tuple) -> tuple:
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory):
     """Two identical working folders: a small generated demo (12 customers: the smallest with a
-    wallet, coupons and an upgrade) plus the hand-computed fixture."""
+    wallet, so coupons, wallets and taxes all apply) plus the hand-computed fixture."""
     made = {}
     for target in ("duckdb", "spark"):
         home = tmp_path_factory.mktemp(target) / "home"

@@ -22,13 +22,8 @@ with new_events as (
     {%- endif %}
 ),
 
-{% if index is not none %}
-indexed as (
-    select index.batch_id, index.source_row, index.loaded_at, index.key_hash
-    from {{ index }} as index
-),
-{% endif %}
-
+{#- The index is read where it is used, not as a CTE: DuckDB materialises a CTE read twice, and
+    copying 100M index rows to scan them twice cost several times the lookups themselves. #}
 shared_hashes as (
     {%- if new_only %}
     select new_events.key_hash
@@ -40,7 +35,7 @@ shared_hashes as (
 
     select distinct new_events.key_hash
     from new_events
-    inner join indexed
+    inner join {{ index }} as indexed
         on new_events.key_hash = indexed.key_hash
     {%- else %}
     select every_key.key_hash
@@ -48,7 +43,7 @@ shared_hashes as (
         select new_events.key_hash from new_events
         {%- if index is not none %}
         union all
-        select indexed.key_hash from indexed
+        select indexed.key_hash from {{ index }} as indexed
         {%- endif %}
     ) as every_key
     group by 1
@@ -66,7 +61,7 @@ final as (
     union all
 
     select indexed.batch_id, indexed.source_row, indexed.loaded_at, indexed.key_hash
-    from indexed
+    from {{ index }} as indexed
     inner join shared_hashes
         on indexed.key_hash = shared_hashes.key_hash
     {%- endif %}

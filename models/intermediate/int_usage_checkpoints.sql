@@ -1,3 +1,9 @@
+{{
+    config(
+        pre_hook="{{ adaptive_execution(false) }}",
+        post_hook="{{ adaptive_execution(true) }}",
+    )
+}}
 -- One row per charge line and checkpoint of a plan with usage thresholds (progressive billing)
 -- or of a customer whose wallet tops up under a threshold: the line's usage to date and what it
 -- costs (docs/invoice-amounts.md).

@@ -68,7 +68,7 @@ line_tax_totals as (
         line_taxes.invoice_line_id,
         sum(line_taxes.tax_rate) as tax_rate,
         -- Which taxes, for the accounting systems' tax types (orchestration/accounting/mappings.py).
-        {{ dbt.listagg('line_taxes.tax_code', "'+'", 'order by line_taxes.tax_code') }} as tax_codes,
+        {{ sorted_list('line_taxes.tax_code', "'+'") }} as tax_codes,
         sum(line_taxes.tax_amount) as tax_amount
     from line_taxes
     group by 1
