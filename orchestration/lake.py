@@ -41,7 +41,7 @@ def lake_files(lake: Location) -> list[Location]:
     if object_store.protocol(lake):
         try:
             return object_store.list_files(str(lake), ".parquet")
-        except FileNotFoundError as error:
+        except (FileNotFoundError, RuntimeError) as error:  # no such prefix, or no fsspec package
             raise LakeError(str(error)) from error
     lake = Path(lake)
     if not lake.is_dir():

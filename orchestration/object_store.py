@@ -18,6 +18,8 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+import duckdb
+
 _URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 Location = str | Path
@@ -84,7 +86,7 @@ def register_for_lake(con) -> None:
         rows = con.execute(
             "select distinct lower(regexp_extract(source_file, '^([A-Za-z][A-Za-z0-9+.-]*)://', 1)) "
             "from raw.ingest_batches where source_file like '%://%'").fetchall()
-    except Exception:  # no raw.ingest_batches yet
+    except duckdb.CatalogException:  # no raw.ingest_batches yet
         return
     schemes = [row[0] for row in rows if row[0] and row[0] != "file"]
     if schemes:
