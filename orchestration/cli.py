@@ -22,7 +22,8 @@ from rich.table import Table
 
 from orchestration import pipeline
 from orchestration.catalog import CatalogError, known_currencies, read_catalog
-from orchestration.settings import Settings, get_settings, lake_location
+from orchestration.object_store import as_location
+from orchestration.settings import Settings, get_settings
 from orchestration.warehouse import connect
 
 app = typer.Typer(help="Meterline: usage metering and billing computed in your warehouse.",
@@ -127,7 +128,7 @@ def run(
     write invoices."""
     settings = _settings(home)
     if events_lake is not None:
-        settings = dataclasses.replace(settings, events_lake=lake_location(events_lake))
+        settings = dataclasses.replace(settings, events_lake=as_location(events_lake))
     run_pipeline(settings, catalog or settings.catalog_dir, _parse_as_of(as_of), full_refresh, finalise=finalise)
 
 

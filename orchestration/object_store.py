@@ -53,10 +53,8 @@ def filesystem(scheme: str):
 
 def list_files(root: str, extension: str) -> list[str]:
     """Every file under a URI whose name ends with `extension`, as URIs, sorted."""
-    import fsspec
-
-    filesystem(protocol(root))  # a clear error when the store's package is missing
-    fs, path = fsspec.core.url_to_fs(root)
+    fs = filesystem(protocol(root))
+    path = fs._strip_protocol(root)
     if not fs.exists(path):
         raise FileNotFoundError(f"{root}: no such bucket or prefix")
     return sorted(fs.unstrip_protocol(found) for found in fs.find(path) if found.endswith(extension))
@@ -84,8 +82,8 @@ def register_for_lake(con) -> None:
     and nothing to do on a warehouse without batches yet)."""
     try:
         rows = con.execute(
-            "select distinct lower(regexp_extract(source_file, '^([A-Za-z][A-Za-z0-9+.-]*)://', 1)) "
-            "from raw.ingest_batches where source_file like '%://%'").fetchall()
+            "select distinct lower(regexp_extract(source_file, ?, 1)) "
+            "from raw.ingest_batches where source_file like '%://%'", [_URI.pattern]).fetchall()
     except duckdb.CatalogException:  # no raw.ingest_batches yet
         return
     schemes = [row[0] for row in rows if row[0] and row[0] != "file"]

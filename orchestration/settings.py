@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestration.object_store import as_location
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 """The dbt project root (dbt_project.yml, profiles.yml, models/)."""
 
@@ -81,16 +83,8 @@ def get_settings(home: Path | str | None = None) -> Settings:
         target=os.environ.get("METERLINE_TARGET", "duckdb"),
         warehouse_path=Path(warehouse).resolve() if warehouse else home_path / "warehouse.duckdb",
         duckdb_memory_limit=os.environ.get("METERLINE_DUCKDB_MEMORY_LIMIT", "3GB"),
-        events_lake=lake_location(os.environ["METERLINE_EVENTS_LAKE"]) if os.environ.get("METERLINE_EVENTS_LAKE")
+        events_lake=as_location(os.environ["METERLINE_EVENTS_LAKE"]) if os.environ.get("METERLINE_EVENTS_LAKE")
         else None,
         spark_master=os.environ.get("METERLINE_SPARK_MASTER", "local[2]"),
         spark_driver_memory=os.environ.get("METERLINE_SPARK_DRIVER_MEMORY", "2g"),
     )
-
-
-def lake_location(text: str) -> Path | str:
-    """An events lake as given: an object-store URI (`s3://bucket/events`) as is, else a local
-    folder, resolved."""
-    from orchestration.object_store import as_location
-
-    return as_location(text)

@@ -67,8 +67,8 @@ def _bill(home, monkeypatch, target: str) -> dict[str, list[tuple]]:
             schema, name = table.split(".")
             columns = sorted(warehouse.column_names(schema, name) - IGNORED)
             rows = warehouse.query(f"select {', '.join(columns)} from {table}")
-            tables[table] = sorted((tuple(map(_normalised, row)) for row in rows), key=_sort_key)
-            tables[table] = [dict(zip(columns, row)) for row in tables[table]]
+            ordered = sorted((tuple(map(_normalised, row)) for row in rows), key=_sort_key)
+            tables[table] = [dict(zip(columns, row)) for row in ordered]
     return tables
 
 
