@@ -42,3 +42,28 @@
     {%- set newest = run_query('select max(loaded_at) from ' ~ index).columns[0].values()[0] -%}
     {{ return('' if newest is none else newest | string) }}
 {%- endmacro %}
+
+{#- The key hashes that occur more than once among `key_hashes` (a subquery with a key_hash
+    column), each once. A full rebuild asks this of every event's hash. -#}
+{% macro repeated_key_hashes(key_hashes) -%}
+    {{ return(adapter.dispatch('repeated_key_hashes', 'meterline')(key_hashes)) }}
+{%- endmacro %}
+
+{% macro default__repeated_key_hashes(key_hashes) -%}
+    select every_key.key_hash
+    from {{ key_hashes }} as every_key
+    group by 1
+    having count(*) > 1
+{%- endmacro %}
+
+{#- DuckDB: sorted, a hash that equals the next one repeats. 100M distinct hashes do not fit a
+    hash table under a few GB, and its grouping spills; the sort measured about 1.5x faster at
+    100M under a 3 GB limit. (Spark keeps the grouping: it distributes, a global sort does not.) -#}
+{% macro duckdb__repeated_key_hashes(key_hashes) -%}
+    select distinct ordered.key_hash
+    from (
+        select every_key.key_hash, lead(every_key.key_hash) over (order by every_key.key_hash) as next_key_hash
+        from {{ key_hashes }} as every_key
+    ) as ordered
+    where ordered.key_hash = ordered.next_key_hash
+{%- endmacro %}

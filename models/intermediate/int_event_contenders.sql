@@ -3,7 +3,7 @@
 -- hash only nominates; int_event_duplicates compares the keys themselves.
 -- A daily run groups the new events' hashes and looks them up in the index, so its cost
 -- follows the new events (plus one scan of the index's hashes); a full refresh, or a first
--- build, groups every hash.
+-- build, finds the repeated hashes among all of them (repeated_key_hashes).
 {%- set index = event_key_index() %}
 {%- set indexed_through = event_key_index_through() %}
 {%- set new_only = index is not none and not flags.FULL_REFRESH
@@ -22,10 +22,15 @@ with new_events as (
     {%- endif %}
 ),
 
-{#- The index is read where it is used, not as a CTE: DuckDB materialises a CTE read twice, and
-    copying 100M index rows to scan them twice cost several times the lookups themselves. #}
+{%- if new_only %}
+-- A daily run: one pass over the index's hashes finds the indexed events a new one repeats.
+indexed_repeated as (
+    select indexed.batch_id, indexed.source_row, indexed.loaded_at, indexed.key_hash
+    from {{ index }} as indexed
+    where indexed.key_hash in (select new_events.key_hash from new_events)
+),
+
 shared_hashes as (
-    {%- if new_only %}
     select new_events.key_hash
     from new_events
     group by 1
@@ -33,22 +38,32 @@ shared_hashes as (
 
     union
 
-    select distinct new_events.key_hash
+    select indexed_repeated.key_hash
+    from indexed_repeated
+),
+
+final as (
+    select new_events.batch_id, new_events.source_row, new_events.loaded_at, new_events.key_hash
     from new_events
-    inner join {{ index }} as indexed
-        on new_events.key_hash = indexed.key_hash
-    {%- else %}
-    select every_key.key_hash
-    from (
-        select new_events.key_hash from new_events
-        {%- if index is not none %}
-        union all
-        select indexed.key_hash from {{ index }} as indexed
-        {%- endif %}
-    ) as every_key
-    group by 1
-    having count(*) > 1
+    inner join shared_hashes
+        on new_events.key_hash = shared_hashes.key_hash
+
+    union all
+
+    select * from indexed_repeated
+)
+{%- else %}
+{#- The index is read where it is used, not as a CTE: DuckDB materialises a CTE read twice, and
+    copying 100M index rows to scan them twice cost several times the lookups themselves. #}
+{%- set every_key %}(
+    select new_events.key_hash from new_events
+    {%- if index is not none %}
+    union all
+    select indexed.key_hash from {{ index }} as indexed
     {%- endif %}
+){%- endset %}
+shared_hashes as (
+    {{ repeated_key_hashes(every_key) }}
 ),
 
 final as (
@@ -66,5 +81,6 @@ final as (
         on indexed.key_hash = shared_hashes.key_hash
     {%- endif %}
 )
+{%- endif %}
 
 select * from final
