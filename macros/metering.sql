@@ -173,7 +173,6 @@ select
     events_read.source_row,
     case when events_read.external_subscription_id is null then 'customer' else 'subscription' end as owner_kind,
     coalesce(events_read.external_subscription_id, events_read.external_customer_id) as owner_id,
-    pieces.piece_key,
     pieces.billing_period_id,
     pieces.subscription_id,
     pieces.customer_id,

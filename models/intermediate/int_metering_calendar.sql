@@ -79,9 +79,6 @@ owners as (
 
 final as (
     select
-        -- A narrow key for the piece: the bulk metering groups events by it (int_usage_increments).
-        -- Numbered afresh each run; nothing stores it.
-        row_number() over (order by owners.owner_kind, owners.owner_id, owners.piece_start_at) as piece_key,
         owners.owner_kind,
         owners.owner_id,
         owners.utc_date,

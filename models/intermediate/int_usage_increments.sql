@@ -67,10 +67,7 @@ signed as (
     select 1 as sign, metered_released.* from metered_released
 ),
 
--- Excluded events are counted by reason (and metric and load); billed ones by calendar piece
--- (one owner's part of a local day in one UTC day). The piece is a narrow integer key: grouping
--- 100M events by it costs about half of grouping by the line's columns, which it determines
--- and which are joined to the groups afterwards (attributed).
+-- Excluded events are counted by reason (and metric and load); billed ones by line and day.
 grouped as (
     select
         signed.sign,
@@ -80,7 +77,12 @@ grouped as (
         signed.exclusion_reason,
         case when signed.exclusion_reason = 'unmatched' then signed.owner_kind end as owner_kind,
         case when signed.exclusion_reason = 'unmatched' then signed.owner_id end as owner_id,
-        case when signed.exclusion_reason is null then signed.piece_key end as piece_key,
+        case when signed.exclusion_reason is null then signed.billing_period_id end as billing_period_id,
+        case when signed.exclusion_reason is null then signed.subscription_id end as subscription_id,
+        case when signed.exclusion_reason is null then signed.customer_id end as customer_id,
+        case when signed.exclusion_reason is null then signed.usage_date end as usage_date,
+        case when signed.exclusion_reason is null then signed.charge_id end as charge_id,
+        case when signed.exclusion_reason is null then signed.is_pay_in_advance end as is_pay_in_advance,
         {%- for key in catalog['filter_keys'] %}
         case when signed.exclusion_reason is null then signed.filter_value_{{ loop.index }} end as filter_value_{{ loop.index }},
         {%- endfor %}
@@ -96,75 +98,38 @@ grouped as (
     select
         -1 as sign, released.metric_code, released.loaded_at, cast(null as {{ quantity_type() }}) as units,
         'after_cutoff' as exclusion_reason,
-        cast(null as {{ dbt.type_string() }}), cast(null as {{ dbt.type_string() }}), cast(null as bigint),
+        cast(null as {{ dbt.type_string() }}), cast(null as {{ dbt.type_string() }}),
+        cast(null as {{ dbt.type_string() }}), cast(null as {{ dbt.type_string() }}),
+        cast(null as {{ dbt.type_string() }}), cast(null as date), cast(null as {{ dbt.type_string() }}),
+        cast(null as boolean),
         {%- for key in catalog['filter_keys'] %}cast(null as {{ dbt.type_string() }}), {% endfor %}
         {%- for key in catalog['group_keys'] %}cast(null as {{ dbt.type_string() }}), {% endfor %}
         1 as present
     from released
 ),
 
-by_piece as (
+aggregated as (
     select
         grouped.metric_code,
         grouped.loaded_at,
         grouped.exclusion_reason,
         grouped.owner_kind,
         grouped.owner_id,
-        grouped.piece_key,
+        grouped.billing_period_id,
+        grouped.subscription_id,
+        grouped.customer_id,
+        grouped.usage_date,
+        grouped.charge_id,
+        grouped.is_pay_in_advance,
         {{ metering_value_columns('grouped', catalog) }}
         sum(grouped.sign) as event_count,
         sum(case when grouped.exclusion_reason is null then grouped.sign * grouped.units end) as units
     from grouped
     group by
         grouped.metric_code, grouped.loaded_at, grouped.exclusion_reason, grouped.owner_kind, grouped.owner_id,
+        grouped.billing_period_id, grouped.subscription_id, grouped.customer_id, grouped.usage_date,
         {{ metering_value_columns('grouped', catalog) }}
-        grouped.piece_key
-),
-
--- The billed groups' period, subscription, customer, local day and default charge: what
--- match_events read from the same piece and plan.
-attributed as (
-    select
-        by_piece.*,
-        pieces.billing_period_id,
-        pieces.subscription_id,
-        pieces.customer_id,
-        pieces.usage_date,
-        default_prices.charge_id,
-        default_prices.is_pay_in_advance
-    from by_piece
-    left join {{ ref('int_metering_calendar') }} as pieces
-        on by_piece.piece_key = pieces.piece_key
-    left join {{ ref('stg_catalog__charges') }} as default_prices
-        on pieces.plan_code = default_prices.plan_code
-        and by_piece.metric_code = default_prices.metric_code
-        and default_prices.filter_position is null
-),
-
--- Two pieces of one local day (it spans two UTC days) bill the same line and day.
-aggregated as (
-    select
-        attributed.metric_code,
-        attributed.loaded_at,
-        attributed.exclusion_reason,
-        attributed.owner_kind,
-        attributed.owner_id,
-        attributed.billing_period_id,
-        attributed.subscription_id,
-        attributed.customer_id,
-        attributed.usage_date,
-        attributed.charge_id,
-        attributed.is_pay_in_advance,
-        {{ metering_value_columns('attributed', catalog) }}
-        sum(attributed.event_count) as event_count,
-        sum(attributed.units) as units
-    from attributed
-    group by
-        attributed.metric_code, attributed.loaded_at, attributed.exclusion_reason, attributed.owner_kind,
-        attributed.owner_id, attributed.billing_period_id, attributed.subscription_id, attributed.customer_id,
-        attributed.usage_date,
-        {{ metering_value_columns('attributed', catalog) }}
-        attributed.charge_id, attributed.is_pay_in_advance
+        grouped.charge_id, grouped.is_pay_in_advance
 ),
 
 prices as (
