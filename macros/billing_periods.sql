@@ -60,3 +60,45 @@
                                     period_index_bound(anchor_local, step_months, local_instant)) }}
                  > {{ local_instant }} then 1 else 0 end)
 {%- endmacro %}
+
+{#- The billing periods int_metering_calendar spells out, each with its customer's look-back and
+    a fingerprint of everything its pieces are computed from: a select whose rows are aliased
+    `calendar_periods`. -#}
+{% macro calendar_periods() -%}
+    select calendar_periods.*
+    from (
+        select
+            periods.billing_period_id,
+            periods.subscription_id,
+            periods.external_subscription_id,
+            periods.customer_id,
+            periods.plan_code,
+            periods.service_start_at,
+            periods.service_end_at,
+            periods.service_start_date,
+            periods.billing_timezone,
+            customers.late_events_lookback_days,
+            {{ dbt.hash(dbt.concat([
+                "periods.billing_period_id", "'|'", "periods.subscription_id", "'|'",
+                "coalesce(periods.external_subscription_id, '')", "'|'", "periods.customer_id", "'|'",
+                "periods.plan_code", "'|'", "cast(periods.service_start_at as " ~ dbt.type_string() ~ ")", "'|'",
+                "cast(periods.service_end_at as " ~ dbt.type_string() ~ ")", "'|'",
+                "cast(periods.service_start_date as " ~ dbt.type_string() ~ ")", "'|'", "periods.billing_timezone", "'|'",
+                "coalesce(cast(customers.late_events_lookback_days as " ~ dbt.type_string() ~ "), '')"])) }}
+                as period_fingerprint
+        from {{ ref('int_billing_periods') }} as periods
+        inner join {{ ref('stg_catalog__customers') }} as customers
+            on periods.customer_id = customers.customer_id
+    ) as calendar_periods
+{%- endmacro %}
+
+{#- int_metering_calendar's pre-hook on an incremental run: the pieces of periods that changed
+    or no longer exist go, so the run adds them again (changed) or not at all (gone). -#}
+{% macro stale_calendar_pieces_deletion() -%}
+    delete from {{ this }}
+    where not exists (
+        select 1 from ({{ calendar_periods() }}) as current_periods
+        where current_periods.billing_period_id = {{ this }}.billing_period_id
+            and current_periods.period_fingerprint = {{ this }}.period_fingerprint
+    )
+{%- endmacro %}
