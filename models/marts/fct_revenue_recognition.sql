@@ -3,6 +3,8 @@
 -- `scheduled` (an in-advance yearly fee's coming months) and the others `recognised`.
 -- Each day takes the difference of the amount recognised to date, rounded once with
 -- round_money: a schedule's days add up to its item's amount exactly, in whole minor units.
+-- Each row carries its own share before the day (the previous day's share to date, computed
+-- from the same row), so no window has to order millions of schedule rows to find it.
 -- - ratably: day k of n (inclusive service dates) recognises amount x k / n to date;
 -- - consumption: to date, amount x the line's events up to that day / all its events (counted
 --   by the metering per line, day and load, placed on what bills them as the lineage bridge
@@ -47,6 +49,7 @@ consumed_to_date as (
     select
         events_per_day.revenue_item_id,
         events_per_day.recognised_on,
+        events_per_day.event_count,
         sum(events_per_day.event_count) over (
             partition by events_per_day.revenue_item_id order by events_per_day.recognised_on
             rows between unbounded preceding and current row
@@ -75,7 +78,8 @@ ratable_days as (
     select
         ratable_items.revenue_item_id,
         cast({{ dbt.dateadd('day', 'series.n', 'ratable_items.recognition_start') }} as date) as recognised_on,
-        {{ exact_ratio('series.n + 1', 'ratable_items.days_in_service') }} as share_to_date
+        {{ day_share('series.n + 1', 'ratable_items.days_in_service') }} as share_to_date,
+        {{ day_share('series.n', 'ratable_items.days_in_service') }} as share_before
     from ratable_items
     cross join lateral {{ integer_series('ratable_items.days_in_service - 1') }} as series
     where ratable_items.days_in_service >= 1
@@ -85,7 +89,9 @@ shares_to_date as (
     select
         consumed_to_date.revenue_item_id,
         consumed_to_date.recognised_on,
-        {{ exact_ratio('consumed_to_date.events_to_date', 'consumed_to_date.events_total') }} as share_to_date
+        {{ exact_ratio('consumed_to_date.events_to_date', 'consumed_to_date.events_total') }} as share_to_date,
+        {{ exact_ratio('consumed_to_date.events_to_date - consumed_to_date.event_count',
+                       'consumed_to_date.events_total') }} as share_before
     from consumed_to_date
     union all
     select * from ratable_days
@@ -94,7 +100,8 @@ shares_to_date as (
     select
         items.revenue_item_id,
         items.recognition_start as recognised_on,
-        cast(1 as {{ precise_money_type() }}) as share_to_date
+        cast(1 as {{ precise_money_type() }}) as share_to_date,
+        cast(0 as {{ precise_money_type() }}) as share_before
     from items
     left join ratable_items
         on items.revenue_item_id = ratable_items.revenue_item_id
@@ -107,7 +114,9 @@ amounts_to_date as (
         items.revenue_item_id,
         shares_to_date.recognised_on,
         {{ round_money('items.amount * shares_to_date.share_to_date', 'currencies.minor_unit') }}
-            as amount_to_date
+            as amount_to_date,
+        {{ round_money('items.amount * shares_to_date.share_before', 'currencies.minor_unit') }}
+            as amount_before
     from shares_to_date
     inner join items
         on shares_to_date.revenue_item_id = items.revenue_item_id
@@ -132,9 +141,8 @@ final as (
         amounts_to_date.recognised_on,
         case when amounts_to_date.recognised_on <= cast({{ as_of_timestamp() }} as date) then 'recognised'
             else 'scheduled' end as status,
-        cast(amounts_to_date.amount_to_date - coalesce(lag(amounts_to_date.amount_to_date) over (
-            partition by amounts_to_date.revenue_item_id order by amounts_to_date.recognised_on
-        ), 0) as {{ rounded_money_type() }}) as amount
+        cast(amounts_to_date.amount_to_date - amounts_to_date.amount_before as {{ rounded_money_type() }})
+            as amount
     from amounts_to_date
     inner join items
         on amounts_to_date.revenue_item_id = items.revenue_item_id
