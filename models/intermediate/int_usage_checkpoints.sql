@@ -233,37 +233,74 @@ first_additions as (
     group by 1, 2
 ),
 
+-- Most lines have no usage at any checkpoint (at 5,000 customers, 92,000 of 118,000 lines and
+-- 2.5M of their 3.2M checkpoints): their running totals are zero. The windows run over the
+-- lines with usage only, narrow; every line's checkpoints take them afterwards.
+active_lines as (
+    select daily.invoice_line_id from daily
+    union
+    select first_additions.invoice_line_id from first_additions
+),
+
+running_totals as (
+    select
+        to_date_totals.*,
+        latest.latest_value
+    from (
+        select
+            lines.invoice_line_id,
+            open_checkpoints.checkpoint_index,
+            sum(daily.event_count) over to_date as event_count,
+            sum(daily.units) over to_date as period_sum,
+            sum(daily.unit_seconds) over to_date as unit_seconds,
+            max(daily.max_value) over to_date as max_value,
+            sum(first_additions.added_value_count) over to_date as added_value_count,
+            max(case when daily.event_count > 0 then daily.checkpoint_index end) over to_date as latest_day
+        from lines
+        inner join active_lines
+            on lines.invoice_line_id = active_lines.invoice_line_id
+        inner join open_checkpoints
+            on lines.billing_period_id = open_checkpoints.billing_period_id
+        left join daily
+            on lines.invoice_line_id = daily.invoice_line_id
+            and open_checkpoints.checkpoint_index = daily.checkpoint_index
+        left join first_additions
+            on lines.invoice_line_id = first_additions.invoice_line_id
+            and open_checkpoints.checkpoint_index = first_additions.checkpoint_index
+        window to_date as (
+            partition by lines.invoice_line_id
+            order by open_checkpoints.checkpoint_index
+            rows between unbounded preceding and current row
+        )
+    ) as to_date_totals
+    left join daily as latest
+        on to_date_totals.invoice_line_id = latest.invoice_line_id
+        and to_date_totals.latest_day = latest.checkpoint_index
+),
+
 running as (
     select
         lines.*,
         open_checkpoints.checkpoint_index,
         open_checkpoints.checkpoint_at,
-        coalesce(sum(daily.event_count) over to_date, 0) as event_count,
-        coalesce(sum(daily.units) over to_date, 0) as period_sum,
-        coalesce(sum(daily.unit_seconds) over to_date, 0) as unit_seconds,
+        coalesce(running_totals.event_count, 0) as event_count,
+        coalesce(running_totals.period_sum, 0) as period_sum,
+        coalesce(running_totals.unit_seconds, 0) as unit_seconds,
         {{ seconds_between('lines.service_start_at', 'open_checkpoints.checkpoint_at') }} as elapsed_seconds,
-        coalesce(max(daily.max_value) over to_date, 0) as max_value,
-        coalesce(sum(first_additions.added_value_count) over to_date, 0) as added_value_count,
-        max(case when daily.event_count > 0 then daily.checkpoint_index end) over to_date as latest_day
+        coalesce(running_totals.max_value, 0) as max_value,
+        coalesce(running_totals.added_value_count, 0) as added_value_count,
+        running_totals.latest_value
     from lines
     inner join open_checkpoints
         on lines.billing_period_id = open_checkpoints.billing_period_id
-    left join daily
-        on lines.invoice_line_id = daily.invoice_line_id
-        and open_checkpoints.checkpoint_index = daily.checkpoint_index
-    left join first_additions
-        on lines.invoice_line_id = first_additions.invoice_line_id
-        and open_checkpoints.checkpoint_index = first_additions.checkpoint_index
-    window to_date as (
-        partition by lines.invoice_line_id
-        order by open_checkpoints.checkpoint_index
-        rows between unbounded preceding and current row
-    )
+    left join running_totals
+        on lines.invoice_line_id = running_totals.invoice_line_id
+        and open_checkpoints.checkpoint_index = running_totals.checkpoint_index
 ),
 
 -- Every branch at the quantity scale before the metric's rounding, as int_charge_units (a
 -- CASE would otherwise take one branch's scale for all on some engines).
-aggregated as (
+aggregated as {{ materialized_cte() }} (
     select
         running.*,
         {{ rounded_units(
@@ -272,7 +309,7 @@ aggregated as (
             ~ " when 'sum' then case when running.is_recurring then running.level_before + running.period_sum"
             ~ " else running.period_sum end"
             ~ " when 'max' then running.max_value"
-            ~ " when 'latest' then case when latest.latest_value > 0 then latest.latest_value else 0 end"
+            ~ " when 'latest' then case when running.latest_value > 0 then running.latest_value else 0 end"
             ~ " when 'unique_count' then running.added_value_count"
             ~ " when 'weighted_sum' then case when running.service_seconds > 0 then "
             ~ divide_exactly("case when running.is_recurring then running.level_before else 0 end"
@@ -282,23 +319,30 @@ aggregated as (
             ~ " end as " ~ quantity_type() ~ ")",
             'running.rounding_function', 'running.rounding_step') }} as units
     from running
-    left join daily as latest
-        on running.invoice_line_id = latest.invoice_line_id
-        and running.latest_day = latest.checkpoint_index
 ),
 
--- Tiered charges: the units to date over the charge's tiers (percentage charges have none).
+-- Tiered charges: the units to date over the charge's tiers (percentage charges have none),
+-- once per charge and quantity: most checkpoints repeat one (47,000 quantities for 3.2M
+-- checkpoints at 5,000 customers).
 rated as (
     select
-        aggregated.invoice_line_id,
-        aggregated.checkpoint_index,
-        sum({{ tier_amount('aggregated.charge_model',
-                           tier_units('aggregated.charge_model', 'aggregated.units', 'aggregated.free_units', 'tiers'),
-                           tier_is_reached('aggregated.charge_model', 'aggregated.units', 'tiers'),
-                           'aggregated.package_size', 'tiers') }}) as amount_to_date
-    from aggregated
+        rating_inputs.charge_id,
+        rating_inputs.units,
+        sum({{ tier_amount('rating_inputs.charge_model',
+                           tier_units('rating_inputs.charge_model', 'rating_inputs.units', 'rating_inputs.free_units', 'tiers'),
+                           tier_is_reached('rating_inputs.charge_model', 'rating_inputs.units', 'tiers'),
+                           'rating_inputs.package_size', 'tiers') }}) as amount_to_date
+    from (
+        select distinct
+            aggregated.charge_id,
+            aggregated.charge_model,
+            aggregated.package_size,
+            aggregated.free_units,
+            aggregated.units
+        from aggregated
+    ) as rating_inputs
     inner join tiers
-        on aggregated.charge_id = tiers.charge_id
+        on rating_inputs.charge_id = tiers.charge_id
     group by 1, 2
 ),
 
@@ -401,8 +445,8 @@ final as (
         {{ to_precise_money('rated.amount_to_date') }} as precise_amount_to_date
     from aggregated
     inner join rated
-        on aggregated.invoice_line_id = rated.invoice_line_id
-        and aggregated.checkpoint_index = rated.checkpoint_index
+        on aggregated.charge_id = rated.charge_id
+        and aggregated.units = rated.units
 
     union all
 
