@@ -19,3 +19,23 @@
         set spark.sql.adaptive.enabled = false
     {%- endif -%}
 {%- endmacro %}
+
+{#- Spark's constraint propagation off for one model, the same way. Why: the optimiser infers
+    filters from every join and alias, and in int_usage_checkpoints the tiers are priced once
+    per charge and quantity and joined back on that quantity, an alias of the long rounding
+    expression; inferring constraints over it exhausted a 2g driver heap on the 12-customer demo
+    (1g with it off is enough). Results are the same: it only adds redundant filters. -#}
+{% macro constraint_propagation(enabled) -%}
+    {{ return(adapter.dispatch('constraint_propagation', 'meterline')(enabled)) }}
+{%- endmacro %}
+
+{% macro default__constraint_propagation(enabled) -%}
+{%- endmacro %}
+
+{% macro spark__constraint_propagation(enabled) -%}
+    {%- if enabled -%}
+        reset spark.sql.constraintPropagation.enabled
+    {%- else -%}
+        set spark.sql.constraintPropagation.enabled = false
+    {%- endif -%}
+{%- endmacro %}

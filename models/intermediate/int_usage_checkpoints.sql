@@ -1,7 +1,7 @@
 {{
     config(
-        pre_hook="{{ adaptive_execution(false) }}",
-        post_hook="{{ adaptive_execution(true) }}",
+        pre_hook=["{{ adaptive_execution(false) }}", "{{ constraint_propagation(false) }}"],
+        post_hook=["{{ adaptive_execution(true) }}", "{{ constraint_propagation(true) }}"],
     )
 }}
 -- One row per charge line and checkpoint of a plan with usage thresholds (progressive billing)
