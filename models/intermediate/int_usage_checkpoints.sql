@@ -1,7 +1,9 @@
 {{
     config(
-        pre_hook=["{{ adaptive_execution(false) }}", "{{ constraint_propagation(false) }}"],
-        post_hook=["{{ adaptive_execution(true) }}", "{{ constraint_propagation(true) }}"],
+        pre_hook=["{{ spark_planner_switch('spark.sql.adaptive.enabled', false) }}",
+                  "{{ spark_planner_switch('spark.sql.constraintPropagation.enabled', false) }}"],
+        post_hook=["{{ spark_planner_switch('spark.sql.adaptive.enabled', true) }}",
+                   "{{ spark_planner_switch('spark.sql.constraintPropagation.enabled', true) }}"],
     )
 }}
 -- One row per charge line and checkpoint of a plan with usage thresholds (progressive billing)
