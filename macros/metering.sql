@@ -136,27 +136,16 @@
 {%- endmacro %}
 
 {#- The per-event columns every metering model derives, over `relation` (a CTE of events with
-    the columns of int_events_deduplicated) joined to the calendar piece and the charge:
+    the columns of int_events_deduplicated), before any join:
+      owner_kind, owner_id   who the event names: its subscription, else its customer
       units          what the event adds: 1 for count and unique_count, the field otherwise
       unique_value, operation_type   for unique counts
       filter_value_N the event's value of the N-th filter key of the catalog when some filter
                      accepts it (else null): the price is resolved from them (resolve_prices)
-      group_value_N  its value of the N-th pricing-group key
-      exclusion_reason   after_cutoff (held back: it happens after the run's as_of),
-                     unmatched (no billing period of its owner covers it: the owner decides
-                     the reason, classify_unmatched), metric_not_in_plan, beyond_lookback -#}
-{% macro match_events(relation, catalog) -%}
+      group_value_N  its value of the N-th pricing-group key -#}
+{% macro event_values(relation, catalog) -%}
 with events_read as (
     {{ with_event_properties(relation, catalog) }}
-),
-
-pieces as (
-    select * from {{ ref('int_metering_calendar') }}
-),
-
-default_prices as (
-    select * from {{ ref('stg_catalog__charges') }}
-    where filter_position is null
 )
 
 select
@@ -173,12 +162,15 @@ select
     events_read.source_row,
     case when events_read.external_subscription_id is null then 'customer' else 'subscription' end as owner_kind,
     coalesce(events_read.external_subscription_id, events_read.external_customer_id) as owner_id,
-    pieces.billing_period_id,
-    pieces.subscription_id,
-    pieces.customer_id,
-    pieces.usage_date,
-    default_prices.charge_id,
-    default_prices.is_pay_in_advance,
+    {%- for key in catalog['filter_keys'] %}
+    case when {{ event_property('events_read', catalog, key, catalog['filter_metrics'][key]) }}
+            in ({{ sql_text_list(catalog['filter_values'][key]) }})
+        then {{ event_property('events_read', catalog, key, catalog['filter_metrics'][key]) }}
+    end as filter_value_{{ loop.index }},
+    {%- endfor %}
+    {%- for key in catalog['group_keys'] %}
+    {{ event_property('events_read', catalog, key, catalog['group_metrics'][key]) }} as group_value_{{ loop.index }},
+    {%- endfor %}
     case
         when 1 = 0 then cast(null as {{ quantity_type() }})
         {%- for metric in catalog['metrics'] %}
@@ -201,39 +193,181 @@ select
         when events_read.metric_code = {{ sql_text(metric['code']) }}
             then coalesce({{ event_property('events_read', catalog, 'operation_type', [metric['code']]) }}, 'add')
         {%- endfor %}
-    end as operation_type,
+    end as operation_type
     {%- else %}
     cast(null as {{ dbt.type_string() }}) as unique_value,
-    cast(null as {{ dbt.type_string() }}) as operation_type,
+    cast(null as {{ dbt.type_string() }}) as operation_type
     {%- endif %}
-    {%- for key in catalog['filter_keys'] %}
-    case when {{ event_property('events_read', catalog, key, catalog['filter_metrics'][key]) }}
-            in ({{ sql_text_list(catalog['filter_values'][key]) }})
-        then {{ event_property('events_read', catalog, key, catalog['filter_metrics'][key]) }}
-    end as filter_value_{{ loop.index }},
-    {%- endfor %}
-    {%- for key in catalog['group_keys'] %}
-    {{ event_property('events_read', catalog, key, catalog['group_metrics'][key]) }} as group_value_{{ loop.index }},
-    {%- endfor %}
+from events_read
+{%- endmacro %}
+
+{#- What matching reads besides the events: the calendar's pieces and the plans' default prices
+    (CTEs `pieces` and `default_prices`). -#}
+{% macro metering_lookups() -%}
+pieces as (
+    select * from {{ ref('int_metering_calendar') }}
+),
+
+default_prices as (
+    select * from {{ ref('stg_catalog__charges') }}
+    where filter_position is null
+)
+{%- endmacro %}
+
+{#- The join of `relation` (rows with owner_kind, owner_id, metric_code and event_at) to the
+    piece of the calendar its time falls in and to the plan's default price for its metric. -#}
+{% macro join_pieces_and_prices(relation) -%}
+left join pieces
+    on pieces.owner_kind = {{ relation }}.owner_kind
+    and pieces.owner_id = {{ relation }}.owner_id
+    and pieces.utc_date = cast({{ relation }}.event_at as date)
+    and {{ relation }}.event_at >= pieces.piece_start_at
+    and {{ relation }}.event_at < pieces.piece_end_at
+left join default_prices
+    on pieces.plan_code = default_prices.plan_code
+    and {{ relation }}.metric_code = default_prices.metric_code
+{%- endmacro %}
+
+{#- Why a row of `relation` (joined by join_pieces_and_prices) is not billed, or null:
+    after_cutoff (held back: it happens after the run's as_of), unmatched (no billing period of
+    its owner covers it: the owner decides the reason, classify_unmatched), metric_not_in_plan,
+    beyond_lookback. -#}
+{% macro exclusion_reason(relation) -%}
     case
-        when events_read.event_at >= {{ as_of_timestamp() }} then 'after_cutoff'
+        when {{ relation }}.event_at >= {{ as_of_timestamp() }} then 'after_cutoff'
         when pieces.billing_period_id is null then 'unmatched'
         when default_prices.charge_id is null then 'metric_not_in_plan'
         -- Loaded more than the billing entity's look-back after it happened: too late to bill.
         when pieces.late_events_lookback_days is not null
-            and events_read.event_at < {{ dbt.dateadd('day', '0 - pieces.late_events_lookback_days', 'events_read.loaded_at') }}
+            and {{ relation }}.event_at < {{ dbt.dateadd('day', '0 - pieces.late_events_lookback_days', relation ~ '.loaded_at') }}
             then 'beyond_lookback'
-    end as exclusion_reason
-from events_read
-left join pieces
-    on pieces.owner_kind = case when events_read.external_subscription_id is null then 'customer' else 'subscription' end
-    and pieces.owner_id = coalesce(events_read.external_subscription_id, events_read.external_customer_id)
-    and pieces.utc_date = cast(events_read.event_at as date)
-    and events_read.event_at >= pieces.piece_start_at
-    and events_read.event_at < pieces.piece_end_at
-left join default_prices
-    on pieces.plan_code = default_prices.plan_code
-    and events_read.metric_code = default_prices.metric_code
+    end
+{%- endmacro %}
+
+{#- Each event of `relation` with its values (event_values), the calendar piece and the charge
+    that bill it (billing_period_id, subscription_id, customer_id, usage_date, charge_id,
+    is_pay_in_advance) and its exclusion_reason (exclusion_reason). -#}
+{% macro match_events(relation, catalog) -%}
+with valued as (
+    {{ event_values(relation, catalog) }}
+),
+
+{{ metering_lookups() }}
+
+select
+    valued.event_id,
+    valued.transaction_id,
+    valued.external_subscription_id,
+    valued.external_customer_id,
+    valued.metric_code,
+    valued.event_at,
+    valued.loaded_at,
+    valued.properties,
+    valued.batch_id,
+    valued.source_file,
+    valued.source_row,
+    valued.owner_kind,
+    valued.owner_id,
+    pieces.billing_period_id,
+    pieces.subscription_id,
+    pieces.customer_id,
+    pieces.usage_date,
+    default_prices.charge_id,
+    default_prices.is_pay_in_advance,
+    valued.units,
+    valued.unique_value,
+    valued.operation_type,
+    {%- for key in catalog['filter_keys'] %}
+    valued.filter_value_{{ loop.index }},
+    {%- endfor %}
+    {%- for key in catalog['group_keys'] %}
+    valued.group_value_{{ loop.index }},
+    {%- endfor %}
+    {{ exclusion_reason('valued') }} as exclusion_reason
+from valued
+{{ join_pieces_and_prices('valued') }}
+{%- endmacro %}
+
+{#- The events of `relation` metered in bulk, counted and summed before they are matched: one
+    row per owner, metric, load, hour of the events and their values (filter and group values),
+    with event_count, units (their sum) and event_at (the first event's time), joined to the
+    piece and price that bill them and classified like single events (match_events).
+    Exact, because every event of such an hour is matched alike: an hour holding anything that
+    may split it (a piece's start or end that is not on the hour, the as_of, the look-back
+    limit of the load) is metered by the events' exact times instead. Matching 100M events one
+    by one to the calendar cost more than reading and parsing them; their hours are 30 times
+    fewer. -#}
+{% macro match_event_hours(relation, catalog) -%}
+{%- set lookback_days = [] %}
+{%- if execute %}
+    {%- for row in run_query("select distinct late_events_lookback_days from " ~ ref('int_metering_calendar')
+                             ~ " where late_events_lookback_days is not null").rows %}
+        {%- do lookback_days.append(row[0] | int) %}
+    {%- endfor %}
+{%- endif %}
+with valued as (
+    {{ event_values(relation, catalog) }}
+),
+
+{{ metering_lookups() }},
+
+-- The hours some piece starts or ends within (rare: subscriptions start and end on the hour,
+-- local days too, except in time zones offset by a fraction of an hour).
+split_hours as (
+    select distinct pieces.owner_kind, pieces.owner_id, {{ dbt.date_trunc('hour', 'pieces.piece_start_at') }} as hour_at
+    from pieces
+    where pieces.piece_start_at <> {{ dbt.date_trunc('hour', 'pieces.piece_start_at') }}
+    union
+    select distinct pieces.owner_kind, pieces.owner_id, {{ dbt.date_trunc('hour', 'pieces.piece_end_at') }}
+    from pieces
+    where pieces.piece_end_at <> {{ dbt.date_trunc('hour', 'pieces.piece_end_at') }}
+),
+
+hourly as (
+    select
+        valued.owner_kind,
+        valued.owner_id,
+        valued.metric_code,
+        valued.loaded_at,
+        case
+            when split_hours.hour_at is not null
+                or {{ dbt.date_trunc('hour', 'valued.event_at') }} = {{ dbt.date_trunc('hour', as_of_timestamp()) }}
+                {%- for days in lookback_days %}
+                or {{ dbt.date_trunc('hour', 'valued.event_at') }}
+                    = {{ dbt.date_trunc('hour', dbt.dateadd('day', 0 - days, 'valued.loaded_at')) }}
+                {%- endfor %}
+                then valued.event_at
+            else {{ dbt.date_trunc('hour', 'valued.event_at') }}
+        end as time_bucket,
+        {{ metering_value_columns('valued', catalog) }}
+        count(*) as event_count,
+        sum(valued.units) as units,
+        min(valued.event_at) as event_at
+    from valued
+    left join split_hours
+        on split_hours.owner_kind = valued.owner_kind
+        and split_hours.owner_id = valued.owner_id
+        and split_hours.hour_at = {{ dbt.date_trunc('hour', 'valued.event_at') }}
+    group by 1, 2, 3, 4, 5{% for key in catalog['filter_keys'] + catalog['group_keys'] %}, {{ loop.index + 5 }}{% endfor %}
+)
+
+select
+    hourly.metric_code,
+    hourly.loaded_at,
+    hourly.owner_kind,
+    hourly.owner_id,
+    pieces.billing_period_id,
+    pieces.subscription_id,
+    pieces.customer_id,
+    pieces.usage_date,
+    default_prices.charge_id,
+    default_prices.is_pay_in_advance,
+    {{ metering_value_columns('hourly', catalog) }}
+    hourly.event_count,
+    hourly.units,
+    {{ exclusion_reason('hourly') }} as exclusion_reason
+from hourly
+{{ join_pieces_and_prices('hourly') }}
 {%- endmacro %}
 
 {#- The grouping columns match_events adds for filters and pricing groups. -#}

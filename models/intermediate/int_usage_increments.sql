@@ -7,7 +7,8 @@
 -- One row per invoice line (or reason an event is not billed), local day of the events, load
 -- and metering run: how many events the run metered there and the sum of their units. The
 -- bulk of metering: every event is read once, in the run after it is loaded, and only counted
--- and summed; what is aggregated or priced event by event (max, latest, unique counts,
+-- and summed, by the hour before it is matched to the calendar (match_event_hours); what is
+-- aggregated or priced event by event (max, latest, unique counts,
 -- time-weighted sums, percentage and in-advance charges) is in int_events_itemised.
 -- Append-only deltas that the models downstream add up:
 --   - each run meters the loads newer than the newest here, duplicates included (no per-event
@@ -48,15 +49,15 @@ released as (
 ),
 
 metered_new as (
-    {{ match_events('new_events', catalog) }}
+    {{ match_event_hours('new_events', catalog) }}
 ),
 
 metered_duplicates as (
-    {{ match_events('new_duplicates', catalog) }}
+    {{ match_event_hours('new_duplicates', catalog) }}
 ),
 
 metered_released as (
-    {{ match_events('released', catalog) }}
+    {{ match_event_hours('released', catalog) }}
 ),
 
 signed as (
@@ -70,10 +71,10 @@ signed as (
 -- Excluded events are counted by reason (and metric and load); billed ones by line and day.
 grouped as (
     select
-        signed.sign,
         signed.metric_code,
         signed.loaded_at,
-        signed.units,
+        signed.sign * signed.event_count as event_count,
+        signed.sign * signed.units as units,
         signed.exclusion_reason,
         case when signed.exclusion_reason = 'unmatched' then signed.owner_kind end as owner_kind,
         case when signed.exclusion_reason = 'unmatched' then signed.owner_id end as owner_id,
@@ -96,7 +97,8 @@ grouped as (
 
     -- Released events leave their load's pending count.
     select
-        -1 as sign, released.metric_code, released.loaded_at, cast(null as {{ quantity_type() }}) as units,
+        released.metric_code, released.loaded_at, -1 as event_count,
+        cast(null as {{ quantity_type() }}) as units,
         'after_cutoff' as exclusion_reason,
         cast(null as {{ dbt.type_string() }}), cast(null as {{ dbt.type_string() }}),
         cast(null as {{ dbt.type_string() }}), cast(null as {{ dbt.type_string() }}),
@@ -122,8 +124,8 @@ aggregated as (
         grouped.charge_id,
         grouped.is_pay_in_advance,
         {{ metering_value_columns('grouped', catalog) }}
-        sum(grouped.sign) as event_count,
-        sum(case when grouped.exclusion_reason is null then grouped.sign * grouped.units end) as units
+        sum(grouped.event_count) as event_count,
+        sum(case when grouped.exclusion_reason is null then grouped.units end) as units
     from grouped
     group by
         grouped.metric_code, grouped.loaded_at, grouped.exclusion_reason, grouped.owner_kind, grouped.owner_id,
