@@ -23,6 +23,13 @@
     xxhash64(coalesce(concat('s', {{ subscription_id }}), concat('c', {{ customer_id }})), {{ transaction_id }})
 {%- endmacro %}
 
+{#- A raw event's id from its batch and row: "<batch_id>-<row>", as the loaders name it
+    (orchestration/ingest.py for ingested files, orchestration/lake.py for a lake's). For the
+    rows a model reads back by batch and row, without computing the id of every raw event. -#}
+{% macro event_id(batch_id, source_row) -%}
+    {{ dbt.concat([batch_id, "'-'", "cast(" ~ source_row ~ " as " ~ dbt.type_string() ~ ")"]) }}
+{%- endmacro %}
+
 {#- The index of keys built by earlier runs (int_event_keys), when it exists. The deduplication
     runs before the index takes the new loads (so both read the same new loads: those after the
     index's newest), which is why it finds the index by name rather than by ref: a ref would

@@ -130,6 +130,7 @@ def _branch(warehouse: DuckDBWarehouse, group: _ReadGroup, files: list[str]) -> 
             select 1 from raw.event_rejects as rejects
             where rejects.source_file = lake.filename and rejects.source_row = lake.file_row_number + 1
         )""")
+    # event_id is "<batch_id>-<row>", as ingest.py names events: macro event_id relies on it.
     return f"""
         select
             substr(md5(lake.filename), 1, 16) || '-' || cast(lake.file_row_number + 1 as varchar) as event_id,

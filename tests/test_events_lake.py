@@ -26,6 +26,14 @@ def _results(settings):
     with connect(settings, read_only=True) as warehouse:
         invoices = [{k: v for k, v in i.items() if k != "computed_as_of"} for i in fetch_invoices(warehouse)]
         rejects = warehouse.query("select reason_code, count(*) from raw.event_rejects group by 1 order by 1")
+        # A duplicate's event_id is its raw event's, though int_event_duplicates computes it
+        # from the batch and row (macro event_id) rather than reading it.
+        [(duplicates, misnamed)] = warehouse.query(
+            "select count(*), count(*) filter (where events.event_id is null)"
+            " from intermediate.int_event_duplicates as duplicates left join raw.events as events"
+            " on events.event_id = duplicates.event_id and events.batch_id = duplicates.batch_id"
+            " and events.source_row = duplicates.source_row")
+        assert duplicates > 0 and misnamed == 0
         return invoices, sorted(reconciliation(warehouse)), rejects
 
 

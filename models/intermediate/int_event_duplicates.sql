@@ -23,10 +23,12 @@ with contenders as (
     select * from {{ ref('int_event_contenders') }}
 ),
 
+-- The event_id is the contender's (macro event_id), not read from the raw events: a lake
+-- computes it from the file name, for every event it scans (all 100M on a full rebuild).
 contender_events as (
     select
-        events.event_id,
-        events.batch_id,
+        {{ event_id('contenders.batch_id', 'contenders.source_row') }} as event_id,
+        contenders.batch_id,
         events.source_file,
         events.source_row,
         events.loaded_at,
