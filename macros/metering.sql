@@ -228,6 +228,17 @@ left join default_prices
     and {{ relation }}.metric_code = default_prices.metric_code
 {%- endmacro %}
 
+{#- The columns join_pieces_and_prices adds: the period, subscription, customer and local date
+    of the piece, and the plan's default charge. -#}
+{% macro piece_and_price_columns() -%}
+    pieces.billing_period_id,
+    pieces.subscription_id,
+    pieces.customer_id,
+    pieces.usage_date,
+    default_prices.charge_id,
+    default_prices.is_pay_in_advance,
+{%- endmacro %}
+
 {#- Why a row of `relation` (joined by join_pieces_and_prices) is not billed, or null:
     after_cutoff (held back: it happens after the run's as_of), unmatched (no billing period of
     its owner covers it: the owner decides the reason, classify_unmatched), metric_not_in_plan,
@@ -268,12 +279,7 @@ select
     valued.source_row,
     valued.owner_kind,
     valued.owner_id,
-    pieces.billing_period_id,
-    pieces.subscription_id,
-    pieces.customer_id,
-    pieces.usage_date,
-    default_prices.charge_id,
-    default_prices.is_pay_in_advance,
+    {{ piece_and_price_columns() }}
     valued.units,
     valued.unique_value,
     valued.operation_type,
@@ -288,23 +294,30 @@ from valued
 {{ join_pieces_and_prices('valued') }}
 {%- endmacro %}
 
+{#- The look-back limits (days) of the billing entities in the calendar, for match_event_hours:
+    read once per model, which may meter several sets of events. -#}
+{% macro calendar_lookback_days() -%}
+    {%- set days = [] %}
+    {%- if execute %}
+        {%- for row in run_query("select distinct late_events_lookback_days from " ~ ref('int_metering_calendar')
+                                 ~ " where late_events_lookback_days is not null").rows %}
+            {%- do days.append(row[0] | int) %}
+        {%- endfor %}
+    {%- endif %}
+    {{ return(days) }}
+{%- endmacro %}
+
 {#- The events of `relation` metered in bulk, counted and summed before they are matched: one
     row per owner, metric, load, hour of the events and their values (filter and group values),
     with event_count, units (their sum) and event_at (the first event's time), joined to the
     piece and price that bill them and classified like single events (match_events).
+    lookback_days: calendar_lookback_days().
     Exact, because every event of such an hour is matched alike: an hour holding anything that
     may split it (a piece's start or end that is not on the hour, the as_of, the look-back
     limit of the load) is metered by the events' exact times instead. Matching 100M events one
     by one to the calendar cost more than reading and parsing them; their hours are 30 times
     fewer. -#}
-{% macro match_event_hours(relation, catalog) -%}
-{%- set lookback_days = [] %}
-{%- if execute %}
-    {%- for row in run_query("select distinct late_events_lookback_days from " ~ ref('int_metering_calendar')
-                             ~ " where late_events_lookback_days is not null").rows %}
-        {%- do lookback_days.append(row[0] | int) %}
-    {%- endfor %}
-{%- endif %}
+{% macro match_event_hours(relation, catalog, lookback_days) -%}
 with valued as (
     {{ event_values(relation, catalog) }}
 ),
@@ -356,12 +369,7 @@ select
     hourly.loaded_at,
     hourly.owner_kind,
     hourly.owner_id,
-    pieces.billing_period_id,
-    pieces.subscription_id,
-    pieces.customer_id,
-    pieces.usage_date,
-    default_prices.charge_id,
-    default_prices.is_pay_in_advance,
+    {{ piece_and_price_columns() }}
     {{ metering_value_columns('hourly', catalog) }}
     hourly.event_count,
     hourly.units,

@@ -18,6 +18,7 @@
 --     them: -1 there, +1 on their line.
 -- A full refresh meters every load again at once; the sums are the same.
 {%- set catalog = metering_catalog() %}
+{%- set lookback_days = calendar_lookback_days() %}
 {%- set watermarks = metering_watermarks() if is_incremental() else {'loaded_through': '', 'metered_through': ''} %}
 {%- set event_columns = 'event_id, transaction_id, external_subscription_id, external_customer_id, metric_code, '
                         ~ 'event_at, loaded_at, properties, batch_id, source_file, source_row' %}
@@ -49,15 +50,15 @@ released as (
 ),
 
 metered_new as (
-    {{ match_event_hours('new_events', catalog) }}
+    {{ match_event_hours('new_events', catalog, lookback_days) }}
 ),
 
 metered_duplicates as (
-    {{ match_event_hours('new_duplicates', catalog) }}
+    {{ match_event_hours('new_duplicates', catalog, lookback_days) }}
 ),
 
 metered_released as (
-    {{ match_event_hours('released', catalog) }}
+    {{ match_event_hours('released', catalog, lookback_days) }}
 ),
 
 signed as (
