@@ -73,10 +73,10 @@ event_values as (
 
 -- Only a metric aggregated by its latest value needs its events in order: the window sorts
 -- those alone, not every event kept one by one (whose number grows with the history).
-latest_metrics as (
-    select metrics.metric_code
-    from {{ source('catalog', 'billable_metrics') }} as metrics
-    where metrics.aggregation = 'latest'
+latest_charges as (
+    select charges.charge_id
+    from {{ ref('stg_catalog__charges') }} as charges
+    where charges.aggregation = 'latest'
 ),
 
 latest_events as (
@@ -88,8 +88,8 @@ latest_events as (
             order by itemised.event_at desc, itemised.event_id desc
         ) as recency
     from itemised
-    inner join latest_metrics
-        on itemised.metric_code = latest_metrics.metric_code
+    inner join latest_charges
+        on itemised.charge_id = latest_charges.charge_id
 ),
 
 latest_values as (
