@@ -240,7 +240,7 @@ def run_benchmark(out: Path, *, events: int, customers: int = 200, seed: int = 7
     stages["incremental_day"] = dbt_stage(settings, "incremental day (metering and rating)",
                                           ["run", "--select", *METERING_SELECT], next_as_of, console)
     stages["daily_build"] = dbt_stage(settings, "the rest of the daily build: invoices, taxes, revenue, tests",
-                                      ["build"], next_as_of, console)
+                                      [*pipeline.BUILD_COMMAND], next_as_of, console)
 
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         raw_events = con.execute("select count(*) from raw.events").fetchone()[0]

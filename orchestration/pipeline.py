@@ -19,7 +19,7 @@ from pathlib import Path
 
 from orchestration.catalog import Catalog, read_catalog, write_catalog
 from orchestration.ingest import IngestReport, ensure_raw_tables, expand_paths, file_sha256, ingest_paths
-from orchestration.settings import PROJECT_DIR, Settings
+from orchestration.settings import AS_OF_VARIABLE, PROJECT_DIR, Settings
 from orchestration.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,12 @@ def dbt_command(settings: Settings, args: list[str], *, as_of: datetime | None =
     # Compiled SQL and logs go under the working folder: runs on two folders never share state.
     command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
                "--target-path", str(settings.home / "dbt" / "target"), "--log-path", str(settings.home / "dbt" / "logs")]
-    variables = {**({"as_of": format_as_of(as_of)} if as_of is not None else {}), **(extra_vars or {})}
-    if variables:
-        command += ["--vars", json.dumps(variables)]
-    return command, {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    if extra_vars:
+        command += ["--vars", json.dumps(extra_vars)]
+    # The clock goes in the environment, not in --vars: a changed var makes dbt parse the whole
+    # project again (macros/as_of.sql).
+    clock = {AS_OF_VARIABLE: format_as_of(as_of)} if as_of is not None else {}
+    return command, {**os.environ, **settings.dbt_env(), **clock, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 
 
 def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = None,
@@ -105,7 +107,7 @@ def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = Non
     command, env = dbt_command(settings, args, as_of=as_of, extra_vars=extra_vars)
     log.info("running %s", " ".join(command))
     if settings.target == "spark":
-        return _run_dbt_in_process(settings, command, args)
+        return _run_dbt_in_process(settings, command, args, format_as_of(as_of) if as_of is not None else None)
     result = subprocess.run(command, cwd=PROJECT_DIR, env=env, text=True,
                             stdout=subprocess.PIPE if capture else None,
                             stderr=subprocess.STDOUT if capture else None)
@@ -121,7 +123,8 @@ def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = Non
     return result
 
 
-def _run_dbt_in_process(settings: Settings, command: list[str], args: list[str]) -> subprocess.CompletedProcess:
+def _run_dbt_in_process(settings: Settings, command: list[str], args: list[str],
+                        as_of: str | None) -> subprocess.CompletedProcess:
     """dbt in this process, for the Spark target: dbt-spark's session method must share this
     process's SparkSession with the loaders (orchestration/spark.py)."""
     from dbt.cli.main import dbtRunner
@@ -130,7 +133,7 @@ def _run_dbt_in_process(settings: Settings, command: list[str], args: list[str])
     from orchestration.spark import spark_session
 
     spark_session(settings)  # created with the home's metastore before dbt-spark asks for one
-    with dbt_environment(settings):
+    with dbt_environment(settings, as_of):
         result = dbtRunner().invoke(command[1:])
     if not result.success:
         failing = []
@@ -246,6 +249,13 @@ def needs_full_refresh(settings: Settings, as_of: datetime) -> tuple[bool, str]:
     return False, "incremental"
 
 
+# A billing build: seeds, models and data tests. Not the dbt unit tests: they check the models'
+# SQL on fixed inputs, so they cannot fail on new data; they run in `make test`
+# (tests/test_dbt_unit_tests.py) and in the engines' parity tests, not in every daily build
+# (17 of them took 6 s of a 35 s daily build at 100M events).
+BUILD_COMMAND = ("build", "--exclude-resource-type", "unit_test")
+
+
 def build(settings: Settings, as_of: datetime, *, full_refresh: bool | None = None,
           select: str | None = None) -> BuildResult:
     """`dbt build` (seeds, models, tests) as of `as_of`; full refresh when it is needed."""
@@ -258,7 +268,7 @@ def build(settings: Settings, as_of: datetime, *, full_refresh: bool | None = No
     loaded_through = prepare_build(settings)
     if select is None and drop_stale_key_index(settings) and not full_refresh:
         full_refresh, reason = True, "the key index is rebuilt"
-    args = ["build"] + (["--full-refresh"] if full_refresh else []) + (["--select", select] if select else [])
+    args = [*BUILD_COMMAND] + (["--full-refresh"] if full_refresh else []) + (["--select", select] if select else [])
     run_dbt(settings, args, as_of=as_of)
     if select is None:  # a partial build (after a finalisation) is not a build of the events
         with connect(settings) as warehouse:

@@ -57,13 +57,18 @@ class Settings:
         }
 
 
+# The billing run's clock for dbt (macros/as_of.sql): an environment variable, not a dbt var,
+# because a changed var makes dbt parse the whole project again.
+AS_OF_VARIABLE = "METERLINE_AS_OF"
+
+
 @contextmanager
-def dbt_environment(settings: Settings) -> Iterator[None]:
-    """The settings' dbt variables in this process's environment for the duration of a block,
-    then the previous values back: an in-process dbt run (Dagster) must not leave its warehouse
-    location behind for whatever runs next in the same process."""
-    saved = {name: os.environ.get(name) for name in settings.dbt_env()}
-    os.environ.update(settings.dbt_env())
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    """`variables` in this process's environment for the duration of a block, then the previous
+    values back: an in-process dbt run (Dagster, Spark) must not leave its warehouse location or
+    clock behind for whatever runs next in the same process."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
     try:
         yield
     finally:
@@ -72,6 +77,12 @@ def dbt_environment(settings: Settings) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def dbt_environment(settings: Settings, as_of: str | None = None):
+    """The settings' dbt variables (and the run's clock, 'YYYY-MM-DD HH:MM:SS') in this process's
+    environment for the duration of a block."""
+    return environment({**settings.dbt_env(), **({AS_OF_VARIABLE: as_of} if as_of else {})})
 
 
 def get_settings(home: Path | str | None = None) -> Settings:

@@ -2,7 +2,6 @@
 the step, so nothing downstream (invoice files) is produced from numbers that failed a check."""
 
 
-import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -64,10 +63,11 @@ def build_dbt_assets():
         context.log.info(f"as_of {pipeline.format_as_of(as_of)}; {'full refresh' if full_refresh else 'incremental'}: {reason}")
         started = pipeline.utc_now()
         loaded_through = pipeline.prepare_build(settings)
-        args = ["build", "--vars", json.dumps({"as_of": pipeline.format_as_of(as_of)})]
+        args = [*pipeline.BUILD_COMMAND]
         if full_refresh:
             args.append("--full-refresh")
-        with dbt_environment(settings):  # profiles.yml reads the warehouse location from it
+        # profiles.yml reads the warehouse location from it, the models the clock (macros/as_of.sql)
+        with dbt_environment(settings, pipeline.format_as_of(as_of)):
             yield from dbt.cli(args, context=context).stream()
         from orchestration.warehouse import connect
 

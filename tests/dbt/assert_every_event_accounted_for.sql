@@ -19,7 +19,10 @@ accounted as (
 
 raw_counts as (
     select
-        (select count(*) from {{ source('raw', 'events') }}) as accepted_raw,
+        -- count(loaded_at), never null, rather than count(*): over an events lake's view (a
+        -- union of Parquet scans) DuckDB keeps the view's first column for a count(*), the
+        -- event id, and computes it for every event (2.3 s at 100M events, 0.03 s this way).
+        (select count(loaded_at) from {{ source('raw', 'events') }}) as accepted_raw,
         (select count(*) from {{ source('raw', 'event_rejects') }}) as rejected_raw,
         (select count(*) from {{ ref('int_event_keys') }}) as indexed
 )
