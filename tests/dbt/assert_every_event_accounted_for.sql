@@ -21,7 +21,8 @@ raw_counts as (
     select
         -- count(loaded_at), never null, rather than count(*): over an events lake's view (a
         -- union of Parquet scans) DuckDB keeps the view's first column for a count(*), the
-        -- event id, and computes it for every event (2.3 s at 100M events, 0.03 s this way).
+        -- event id, and computes it for every event (the count alone: 2.3 s at 100M events, 0.03 s
+        -- this way; the whole check: 3.6 s and 0.1 s).
         (select count(loaded_at) from {{ source('raw', 'events') }}) as accepted_raw,
         (select count(*) from {{ source('raw', 'event_rejects') }}) as rejected_raw,
         (select count(*) from {{ ref('int_event_keys') }}) as indexed

@@ -1,6 +1,6 @@
-{{ config(tags=['blocking'], severity=('error' if var('finalising', false) else 'warn'), meta={'dagster': {'ref': {'name': 'fct_invoice_lines'}}}) }}
+{{ config(tags=['blocking'], severity='warn', meta={'dagster': {'ref': {'name': 'fct_invoice_lines'}}}) }}
 -- A usage cliff on an invoice about to be finalised. A warning in a build; finalisation runs it
--- as an error (var finalising), so it stops finalisation, not billing. A failure means a subscription's usage of a
+-- with test warnings as errors (ledger.run_blocking_checks), so it stops finalisation, not billing. A failure means a subscription's usage of a
 -- metric in a closed period fell below var('usage_cliff_ratio') (10%) of its rate over the
 -- three periods before, per second of service (a short last period is not a cliff by itself),
 -- where those periods averaged at least var('usage_cliff_min_units') (100) units: an ingestion
