@@ -13,11 +13,9 @@
     parses, so partial parsing does not depend on it: the clock changes no parsed node. -#}
 {% macro billing_as_of() -%}
     {%- set explicit = var('as_of', none) -%}
+    {%- set every_period_open = '2100-01-01 00:00:00' -%}
     {%- if explicit is not none -%}
         {{ return(explicit | string) }}
-    {%- elif execute -%}
-        {{ return(env_var('METERLINE_AS_OF', '2100-01-01 00:00:00')) }}
-    {%- else -%}
-        {{ return('2100-01-01 00:00:00') }}
     {%- endif -%}
+    {{ return(env_var('METERLINE_AS_OF', every_period_open) if execute else every_period_open) }}
 {%- endmacro %}

@@ -86,15 +86,13 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def dbt_command(settings: Settings, args: list[str], *, as_of: datetime | None = None,
-                extra_vars: dict | None = None) -> tuple[list[str], dict[str, str]]:
+def dbt_command(settings: Settings, args: list[str], *,
+                as_of: datetime | None = None) -> tuple[list[str], dict[str, str]]:
     """The dbt command line and environment for `args` against this project and the settings'
     warehouse."""
     # Compiled SQL and logs go under the working folder: runs on two folders never share state.
     command = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
                "--target-path", str(settings.home / "dbt" / "target"), "--log-path", str(settings.home / "dbt" / "logs")]
-    if extra_vars:
-        command += ["--vars", json.dumps(extra_vars)]
     # The clock goes in the environment, not in --vars: a changed var makes dbt parse the whole
     # project again (macros/as_of.sql).
     clock = {AS_OF_VARIABLE: format_as_of(as_of)} if as_of is not None else {}
@@ -102,12 +100,12 @@ def dbt_command(settings: Settings, args: list[str], *, as_of: datetime | None =
 
 
 def run_dbt(settings: Settings, args: list[str], *, as_of: datetime | None = None,
-            capture: bool = True, extra_vars: dict | None = None) -> subprocess.CompletedProcess:
+            capture: bool = True) -> subprocess.CompletedProcess:
     """Run one dbt command against this project and the settings' warehouse."""
-    command, env = dbt_command(settings, args, as_of=as_of, extra_vars=extra_vars)
+    command, env = dbt_command(settings, args, as_of=as_of)
     log.info("running %s", " ".join(command))
     if settings.target == "spark":
-        return _run_dbt_in_process(settings, command, args, format_as_of(as_of) if as_of is not None else None)
+        return _run_dbt_in_process(settings, command, args, env.get(AS_OF_VARIABLE))
     result = subprocess.run(command, cwd=PROJECT_DIR, env=env, text=True,
                             stdout=subprocess.PIPE if capture else None,
                             stderr=subprocess.STDOUT if capture else None)
