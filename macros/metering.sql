@@ -491,9 +491,25 @@ left join {{ ref('stg_catalog__charges') }} as charges
 {%- endmacro %}
 
 {#- Equality that holds between two nulls: the value columns are null where a metric has no
-    such key, and a join on them must still pair the rows. -#}
+    such key, and a join on them must still pair the rows. Dispatched because the engines that
+    hash on the null-safe operator (DuckDB's `is not distinct from`, Spark's `<=>`) keep the
+    join a hash join; with the portable `or` spelling DuckDB checks it row by row after hashing
+    on the charge alone (0.6 s of int_events_itemised's 4.7 s at 100M events). PostgreSQL hashes
+    neither spelling, so it keeps the portable one. -#}
 {% macro null_safe_equal(left, right) -%}
+    {{ return(adapter.dispatch('null_safe_equal', 'meterline')(left, right)) }}
+{%- endmacro %}
+
+{% macro default__null_safe_equal(left, right) -%}
     ({{ left }} = {{ right }} or ({{ left }} is null and {{ right }} is null))
+{%- endmacro %}
+
+{% macro duckdb__null_safe_equal(left, right) -%}
+    {{ left }} is not distinct from {{ right }}
+{%- endmacro %}
+
+{% macro spark__null_safe_equal(left, right) -%}
+    {{ left }} <=> {{ right }}
 {%- endmacro %}
 
 {#- The join of `relation` (rows with charge_id and the value columns) to resolve_prices' rows
