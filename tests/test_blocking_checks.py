@@ -41,6 +41,25 @@ def test_a_usage_cliff_stops_finalisation_until_accepted(tmp_path):
     assert done.invoices
 
 
+def test_usage_in_one_of_the_periods_before_is_no_baseline_for_a_cliff(tmp_path):
+    """300 requests in August after two empty months, none in September: the three periods
+    before average 100, but only a steady usage can fall off a cliff (each period at least
+    100). The demo's generator made this pattern on some days, and `make run` then stopped."""
+    settings = make_home(tmp_path)
+    subscriptions = settings.catalog_dir / "subscriptions.csv"
+    subscriptions.write_text(subscriptions.read_text().replace("sub_a,cus_a,starter,2026-09-01",
+                                                               "sub_a,cus_a,starter,2026-06-01"))
+    write_events(settings, requests("sub_a", "2026-08", 300, "august"))
+    run_all(settings)
+    with connect(settings, read_only=True) as warehouse:
+        september = warehouse.query(
+            "select sum(quantity) from marts.fct_invoice_lines where subscription_id = 'sub_a' "
+            "and fee_kind = 'charge' and metric_code = 'api_requests' and status = 'closed' "
+            "and service_start_at >= '2026-09-01'")[0][0]
+    assert september == 0  # the empty month is billed, and closed
+    assert pipeline.finalise(settings).invoices
+
+
 def test_too_many_events_for_unknown_subscriptions_stop_finalisation(tmp_path):
     settings = make_home(tmp_path)
     # 1,000 events, 2% of them for a subscription the catalog does not know (the limit is 1%).

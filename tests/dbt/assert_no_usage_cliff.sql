@@ -3,8 +3,10 @@
 -- with test warnings as errors (ledger.run_blocking_checks), so it stops finalisation, not billing. A failure means a subscription's usage of a
 -- metric in a closed period fell below var('usage_cliff_ratio') (10%) of its rate over the
 -- three periods before, per second of service (a short last period is not a cliff by itself),
--- where those periods averaged at least var('usage_cliff_min_units') (100) units: an ingestion
--- gap or a broken meter is far likelier than a customer who stopped overnight. Check the
+-- where each of those periods had at least var('usage_cliff_min_units') (100) units: an
+-- ingestion gap or a broken meter is far likelier than a customer who stopped overnight. Each,
+-- not on average: one large event in three otherwise empty periods is no steady usage to fall
+-- from (the demo's generator made such a "cliff" on some days). Check the
 -- events, load what is missing, then re-run; a genuine drop is accepted with
 -- `meterline finalise --accept-usage-cliffs` (docs/invoice-lifecycle.md).
 with lines as (
@@ -37,7 +39,10 @@ with_history as (
             as units_before,
         sum(per_period.service_seconds) over (partition by per_period.subscription_id, per_period.metric_code
                                               order by per_period.service_start_at
-                                              rows between 3 preceding and 1 preceding) as seconds_before
+                                              rows between 3 preceding and 1 preceding) as seconds_before,
+        min(per_period.units) over (partition by per_period.subscription_id, per_period.metric_code
+                                    order by per_period.service_start_at
+                                    rows between 3 preceding and 1 preceding) as least_units_before
     from per_period
 )
 
@@ -45,7 +50,7 @@ select *
 from with_history
 where with_history.status = 'closed'
     and with_history.periods_before = 3
-    and with_history.units_before >= 3 * {{ var('usage_cliff_min_units', 100) }}
+    and with_history.least_units_before >= {{ var('usage_cliff_min_units', 100) }}
     and with_history.service_seconds > 0
     and with_history.units * with_history.seconds_before
         < {{ var('usage_cliff_ratio', 0.1) }} * with_history.units_before * with_history.service_seconds
