@@ -159,6 +159,12 @@ def run_pipeline(settings: Settings, catalog_dir: Path, as_of: datetime, full_re
             result = pipeline.build(settings, as_of, full_refresh=full_refresh)
         except pipeline.DbtError as error:
             _fail(str(error))
+    from orchestration.ledger import ledger_writes_supported
+
+    if finalise and not ledger_writes_supported(settings):
+        console.print(f"Finalisation skipped: the ledger is not kept on the {settings.target} target "
+                      "(docs/engines.md); the invoices stay drafts.")
+        finalise = False
     finalised = _finalise(settings) if finalise else None
     with console.status("Writing invoices"):
         outputs = pipeline.export(settings)
@@ -566,7 +572,9 @@ def _print_summary(settings: Settings, result, outputs: dict[str, Path]) -> None
     console.print("  ".join(f"[bold]{k}[/bold] {v:,}" for k, v in sorted(totals.items())))
     console.print(f"Invoices written to {outputs['json']} and {outputs['csv']} "
                   f"(one file per invoice in {outputs['per_invoice']}/)")
-    console.print(f"Warehouse: {settings.warehouse_path}   Try: meterline invoices --format table"
+    location = {"duckdb": str(settings.warehouse_path), "spark": f"Spark, {settings.spark_dir}",
+                "postgres": "PostgreSQL (METERLINE_PG_*)"}.get(settings.target, settings.target)
+    console.print(f"Warehouse: {location}   Try: meterline invoices --format table"
                   + (f"; one invoice step by step: meterline invoice {example[0][0][:12]}" if example else ""))
 
 

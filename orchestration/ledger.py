@@ -176,6 +176,24 @@ class FinalisationError(RuntimeError):
     """Finalisation refused: the warehouse is not in a state whose drafts may be frozen."""
 
 
+# The targets whose ledger writes are multi-statement transactions. Spark's plain Parquet tables
+# have none (SparkWarehouse ignores begin and commit): a finalisation that stopped halfway
+# would leave numbered invoices without their lines, so the ledger refuses rather than try.
+LEDGER_TARGETS = ("duckdb", "postgres")
+
+
+def ledger_writes_supported(settings: Settings) -> bool:
+    return settings.target in LEDGER_TARGETS
+
+
+def _require_ledger_writes(settings: Settings, operation: str) -> None:
+    if not ledger_writes_supported(settings):
+        raise FinalisationError(
+            f"{operation} is not available on the {settings.target} target: the ledger's writes are "
+            "multi-statement transactions, which its tables do not have. Bill there with "
+            "`meterline run --no-finalise`; keep the ledger on DuckDB or PostgreSQL (docs/engines.md).")
+
+
 def _crash_point(step: str) -> None:
     if os.environ.get(CRASH_VARIABLE) == step:
         log.error("simulated crash after %s", step)
@@ -355,6 +373,7 @@ def finalise(settings: Settings, *, now: datetime | None = None, accept_usage_cl
     blocking check fails on the tables as they are: what is frozen must have passed them. Numbers continue each billing
     entity's sequence for the invoice's issuing month, in invoice date order.
     """
+    _require_ledger_writes(settings, "finalisation")
     with connect(settings) as warehouse:
         ensure_ledger(warehouse)
         as_of, price_book, _, cutoff = _check_build_is_current(warehouse)
@@ -493,6 +512,7 @@ def void(settings: Settings, invoice: str, reason: str, *, now: datetime | None 
     ledger and in the marts with status `voided`; nothing is deleted. Returns (id, number)."""
     from orchestration.pipeline import utc_now
 
+    _require_ledger_writes(settings, "voiding")
     if not reason.strip():
         raise FinalisationError("a void needs a reason")
     with connect(settings) as warehouse:
@@ -562,6 +582,7 @@ def issue_credit_note(settings: Settings, invoice: str, *, reason: str, method: 
 
     from orchestration.pipeline import utc_now
 
+    _require_ledger_writes(settings, "issuing a credit note")
     if reason not in MANUAL_REASONS:
         raise FinalisationError(f"unknown credit note reason {reason!r}: one of {', '.join(MANUAL_REASONS)}")
     if method not in CREDIT_METHODS:
@@ -725,6 +746,7 @@ def record_payment(settings: Settings, invoice: str, amount: Decimal, *, paid_on
     from orchestration.catalog import known_currencies
     from orchestration.pipeline import utc_now
 
+    _require_ledger_writes(settings, "recording a payment")
     with connect(settings) as warehouse:
         ensure_ledger(warehouse)
         p = warehouse.placeholder

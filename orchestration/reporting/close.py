@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from orchestration import pipeline
-from orchestration.ledger import CLOSED_FIGURE_COLUMNS, ensure_ledger
+from orchestration.ledger import CLOSED_FIGURE_COLUMNS, ensure_ledger, ledger_writes_supported
 from orchestration.settings import Settings
 from orchestration.warehouse import Warehouse, connect
 
@@ -93,6 +93,9 @@ def close_month(settings: Settings, month: date, *, now: datetime | None = None)
     """Lock `month` and every earlier month still open; returns the months closed now.
 
     Raises CloseError when the month cannot close yet (the reason says why)."""
+    if not ledger_writes_supported(settings):
+        raise CloseError(f"months are closed in the ledger, which is not kept on the {settings.target} target "
+                         "(docs/engines.md)")
     as_of = pipeline.last_as_of(settings)
     now = now or pipeline.utc_now()
     with connect(settings) as warehouse:
