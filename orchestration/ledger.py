@@ -190,8 +190,8 @@ def _require_ledger_writes(settings: Settings, operation: str) -> None:
     if not ledger_writes_supported(settings):
         raise FinalisationError(
             f"{operation} is not available on the {settings.target} target: the ledger's writes are "
-            "multi-statement transactions, which its tables do not have. Bill there with "
-            "`meterline run --no-finalise`; keep the ledger on DuckDB or PostgreSQL (docs/engines.md).")
+            "multi-statement transactions, which its tables do not have. `meterline run` bills there "
+            "and leaves the invoices as drafts; keep the ledger on DuckDB or PostgreSQL (docs/engines.md).")
 
 
 def _crash_point(step: str) -> None:

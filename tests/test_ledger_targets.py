@@ -1,6 +1,7 @@
 """The ledger's writes (finalisation, voids, credit notes, payments, month closes) are
 multi-statement transactions. On a target whose tables have none (Spark's Parquet tables) they
-are refused before anything is read or written, and `meterline run` bills without finalising."""
+are refused before anything is read or written. (`meterline run` there skips finalisation and
+writes drafts: a whole Spark run, checked by hand, not here.)"""
 
 from __future__ import annotations
 
