@@ -19,7 +19,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,spark,s3]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,spark,s3,gcs]"
 	touch $(STAMP)
 
 # dagster-dbt reads target/manifest.json when the definitions load: prepare it explicitly.

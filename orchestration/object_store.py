@@ -9,7 +9,7 @@ a dbt-duckdb plugin named in profiles.yml). So the view over the lake works from
 Credentials and endpoints come from the environment, as each store's library reads them
 (s3fs: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ~/.aws; gcsfs:
 GOOGLE_APPLICATION_CREDENTIALS; adlfs: AZURE_STORAGE_*). Install the store's package
-(`pip install "meterline[s3]"` for s3fs).
+(`pip install "meterline[s3]"` for s3fs, `"meterline[gcs]"` for gcsfs, adlfs by hand).
 """
 
 from __future__ import annotations

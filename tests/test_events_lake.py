@@ -136,8 +136,7 @@ def test_a_lake_cannot_join_a_warehouse_of_ingested_events(demo, tmp_path):
         pipeline.register_lake(settings, lake.parent, loaded_at=SECOND_LOAD)
 
 
-@pytest.fixture(scope="module")
-def object_store():
+def _s3_server(patch):
     """A local S3 (moto's server), reached through the standard AWS variables, as s3fs (and
     dbt's subprocess) read them."""
     moto_server = pytest.importorskip("moto.server")
@@ -145,7 +144,6 @@ def object_store():
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    patch = pytest.MonkeyPatch()
     for name, value in {"AWS_ACCESS_KEY_ID": "meterline", "AWS_SECRET_ACCESS_KEY": "meterline",
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
         patch.setenv(name, value)
@@ -153,24 +151,51 @@ def object_store():
 
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
     fs.mkdir("events-lake")
-    yield fs
+    return fs, server.stop
+
+
+def _gcs_server(patch):
+    """A local Google Cloud Storage (gcp-storage-emulator), reached through
+    STORAGE_EMULATOR_HOST, as gcsfs reads it. gcsfs first asks the bucket's type over gRPC,
+    which the emulator does not serve: GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false keeps it on the
+    JSON API (real buckets need neither variable)."""
+    emulator = pytest.importorskip("gcp_storage_emulator.server")
+    pytest.importorskip("gcsfs")
+    server = emulator.create_server("127.0.0.1", 0, in_memory=True, default_bucket="events-lake")
+    server.start()
+    port = server._api._httpd.server_address[1]
+    patch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    patch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    import fsspec
+
+    return fsspec.filesystem("gs", skip_instance_cache=True), server.stop
+
+
+@pytest.fixture(scope="module", params=["s3", "gs"])
+def object_store(request):
+    """An object store on this machine with a bucket `events-lake`: its scheme and its fsspec
+    file system."""
+    patch = pytest.MonkeyPatch()
+    fs, stop = {"s3": _s3_server, "gs": _gcs_server}[request.param](patch)
+    yield request.param, fs
     patch.undo()
-    server.stop()
+    stop()
 
 
 def test_object_store_lake_bills_like_warehouse_input(demo, ingested, object_store, tmp_path):
-    """The same lake in an S3 bucket (s3://…): listed, validated and read in place through
+    """The same lake in a bucket (s3://…, gs://…): listed, validated and read in place through
     fsspec, by the loaders and by dbt alike (orchestration/object_store.py)."""
     home, days = demo
-    settings = get_settings(tmp_path / "s3")
+    scheme, store = object_store
+    settings = get_settings(tmp_path / scheme)
     shutil.copytree(home / "catalog", settings.catalog_dir)
     settings.landing_dir.mkdir()
     pipeline.read_and_load_catalog(settings, settings.catalog_dir)
-    lake = "s3://events-lake/usage"
+    lake = f"{scheme}://events-lake/usage"
 
     def arrive(files):
         for file in files:
-            object_store.put(str(file), f"events-lake/usage/date={file.stem.removeprefix('events-')}/part-0.parquet")
+            store.put(str(file), f"events-lake/usage/date={file.stem.removeprefix('events-')}/part-0.parquet")
 
     arrive(days[:-LATE_DAYS])
     first = pipeline.register_lake(settings, lake, loaded_at=FIRST_LOAD)
@@ -193,5 +218,6 @@ def test_object_store_lake_names_a_missing_prefix(object_store, tmp_path, demo):
     settings = get_settings(tmp_path / "missing")
     shutil.copytree(home / "catalog", settings.catalog_dir)
     pipeline.read_and_load_catalog(settings, settings.catalog_dir)
-    with pytest.raises(LakeError, match="s3://events-lake/nothing-here"):
-        pipeline.register_lake(settings, "s3://events-lake/nothing-here", loaded_at=FIRST_LOAD)
+    missing = f"{object_store[0]}://events-lake/nothing-here"
+    with pytest.raises(LakeError, match=missing):
+        pipeline.register_lake(settings, missing, loaded_at=FIRST_LOAD)
