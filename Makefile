@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: run test browser dev manifest bench docs clean help
+.PHONY: run test browser azurite dev manifest bench docs clean help
 
 help:
 	@echo "make run    set up, generate the demo data and bill it on DuckDB, show the result"
@@ -19,7 +19,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,spark,s3,gcs]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,spark,s3,gcs,azure]"
 	touch $(STAMP)
 
 # dagster-dbt reads target/manifest.json when the definitions load: prepare it explicitly.
@@ -33,7 +33,7 @@ run: manifest
 	$(BIN)/meterline demo
 
 # The suite runs on every core, one test file per worker (files share their module fixtures).
-test: manifest browser
+test: manifest browser azurite
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # The revenue report's test renders it in a headless browser: Debian's Chromium, installed
@@ -45,6 +45,16 @@ browser:
 		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
 		  { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; } \
 		|| echo "No chromium and no way to install it: the browser test will skip"; }
+
+# The Azure events-lake test reads its bucket from Azurite, Microsoft's storage emulator (a
+# Node.js package): installed here, inside the virtual environment, when npm is available;
+# otherwise that test skips.
+AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
+azurite: $(STAMP)
+	@test -x $(AZURITE) || { command -v npm >/dev/null 2>&1 && \
+		{ echo "Installing Azurite (npm) for the Azure events-lake test"; \
+		  npm install --prefix $(VENV)/azurite --no-audit --no-fund --silent azurite@3.37.0; } \
+		|| echo "Azurite not installed (no npm, or its registry unreachable): the Azure events-lake test will skip"; }
 
 dev: manifest
 	mkdir -p $(DAGSTER_HOME)

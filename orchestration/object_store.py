@@ -9,7 +9,8 @@ a dbt-duckdb plugin named in profiles.yml). So the view over the lake works from
 Credentials and endpoints come from the environment, as each store's library reads them
 (s3fs: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ~/.aws; gcsfs:
 GOOGLE_APPLICATION_CREDENTIALS; adlfs: AZURE_STORAGE_*). Install the store's package
-(`pip install "meterline[s3]"` for s3fs, `"meterline[gcs]"` for gcsfs, adlfs by hand).
+(`pip install "meterline[s3]"` for s3fs, `"meterline[gcs]"` for gcsfs, `"meterline[azure]"`
+for adlfs).
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def list_files(root: str, extension: str) -> list[str]:
     path = fs._strip_protocol(root)
     if not fs.exists(path):
         raise FileNotFoundError(f"{root}: no such bucket or prefix")
-    return sorted(fs.unstrip_protocol(found) for found in fs.find(path) if found.endswith(extension))
+    # The root's own scheme, not fs.unstrip_protocol's: that names the store's first protocol
+    # (adlfs: abfs:// for an az:// lake), and a batch's file would not read as the lake's.
+    scheme = protocol(root)
+    return sorted(f"{scheme}://{found}" for found in fs.find(path) if found.endswith(extension))
 
 
 def open_binary(location: Location) -> IO[bytes]:

@@ -4,7 +4,11 @@ events ingested into the warehouse, incrementally, with rejects kept (orchestrat
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
+import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -171,19 +175,63 @@ def _gcs_server(patch):
     return fsspec.filesystem("gs", skip_instance_cache=True), server.stop
 
 
-@pytest.fixture(scope="module", params=["s3", "gs"])
+AZURITE = Path(__file__).resolve().parents[1] / ".venv" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+# Azurite's documented development account (not a secret: every Azurite has it).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def _azure_server(patch):
+    """A local Azure Blob Storage (Azurite, installed by `make test` when npm is there),
+    reached through AZURE_STORAGE_CONNECTION_STRING, as adlfs reads it."""
+    pytest.importorskip("adlfs")
+    binary = shutil.which("azurite-blob") or (str(AZURITE) if AZURITE.exists() else None)
+    if binary is None:
+        pytest.skip("Azurite is not installed (make test installs it with npm)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+                               "--skipApiVersionCheck", "--silent"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"Azurite did not start on port {port}")
+            time.sleep(0.1)
+    patch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                 f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                 f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
+    import fsspec
+
+    fs = fsspec.filesystem("az", skip_instance_cache=True)
+    fs.mkdir("events-lake")
+
+    def stop():  # in memory: nothing to flush, and Azurite lingers after a SIGTERM
+        server.kill()
+        server.wait(timeout=30)
+
+    return fs, stop
+
+
+@pytest.fixture(scope="module", params=["s3", "gs", "az"])
 def object_store(request):
     """An object store on this machine with a bucket `events-lake`: its scheme and its fsspec
     file system."""
     patch = pytest.MonkeyPatch()
-    fs, stop = {"s3": _s3_server, "gs": _gcs_server}[request.param](patch)
+    fs, stop = {"s3": _s3_server, "gs": _gcs_server, "az": _azure_server}[request.param](patch)
     yield request.param, fs
     patch.undo()
     stop()
 
 
 def test_object_store_lake_bills_like_warehouse_input(demo, ingested, object_store, tmp_path):
-    """The same lake in a bucket (s3://…, gs://…): listed, validated and read in place through
+    """The same lake in a bucket (s3://…, gs://…, az://…): listed, validated and read in place through
     fsspec, by the loaders and by dbt alike (orchestration/object_store.py)."""
     home, days = demo
     scheme, store = object_store
