@@ -11,7 +11,8 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 help:
 	@echo "make run    set up, generate the demo data and bill it on DuckDB, show the result"
-	@echo "make test   set up and run the test suite (starts its own PostgreSQL server)"
+	@echo "make test   set up and run the test suite (starts its own PostgreSQL server; installs"
+	@echo "            Chromium and Azurite, with npm, for two tests when it can)"
 	@echo "make dev    open the Dagster UI over the same warehouse"
 	@echo "make bench  benchmark 1M events (EVENTS=10000000 for more)"
 	@echo "make docs   dbt docs generate (catalog and lineage of every model)"
@@ -47,13 +48,18 @@ browser:
 		|| echo "No chromium and no way to install it: the browser test will skip"; }
 
 # The Azure events-lake test reads its bucket from Azurite, Microsoft's storage emulator (a
-# Node.js package): installed here, inside the virtual environment, when npm is available;
-# otherwise that test skips.
+# Node.js package; 3.35 is the last that runs on Node 20): installed here, inside the virtual
+# environment, when npm and its registry are there; otherwise that test skips.
 AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
+# In a clean environment npm's `cafile` setting alone did not get it past this machine's TLS
+# proxy (SELF_SIGNED_CERT_IN_CHAIN); the same bundle given to Node (NODE_EXTRA_CA_CERTS) does.
 azurite: $(STAMP)
 	@test -x $(AZURITE) || { command -v npm >/dev/null 2>&1 && \
 		{ echo "Installing Azurite (npm) for the Azure events-lake test"; \
-		  npm install --prefix $(VENV)/azurite --no-audit --no-fund --silent azurite@3.37.0; } \
+		  ca=$$(npm config get cafile 2>/dev/null); \
+		  if [ -z "$${NODE_EXTRA_CA_CERTS:-}" ] && [ -f "$$ca" ]; then export NODE_EXTRA_CA_CERTS="$$ca"; fi; \
+		  timeout 300 npm install --prefix $(VENV)/azurite --cache $(VENV)/azurite/.npm-cache \
+		    --no-audit --no-fund --silent azurite@3.35.0; } \
 		|| echo "Azurite not installed (no npm, or its registry unreachable): the Azure events-lake test will skip"; }
 
 dev: manifest

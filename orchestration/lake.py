@@ -14,7 +14,8 @@ query is planned. A daily run reads the day's files, not the lake.
 
 A file is identified by its path: lake files are immutable (a producer writes new files, it
 does not rewrite old ones). The folder may be local or an object-store prefix (`s3://bucket/events`,
-orchestration/object_store.py). DuckDB target only.
+orchestration/object_store.py), whose files are named by the store's first protocol whatever
+alias the prefix was given by (`abfs://` for `az://`). DuckDB target only.
 """
 
 from __future__ import annotations
@@ -120,28 +121,20 @@ def _branch(warehouse: DuckDBWarehouse, group: _ReadGroup, files: list[str]) -> 
     def clean(name: str) -> str:
         return text(name) if group.values_clean else f"nullif(trim({text(name)}), '')"
 
-    # The file's name as registered. Through fsspec, DuckDB names a file by its store's first
-    # protocol (adlfs: abfs://), not the scheme it was read by (az://): put the scheme back, or
-    # batch ids and the rejects would not match the registration's.
-    schemes = {object_store.protocol(file) for file in files}
-    if len(schemes) > 1:
-        raise LakeError(f"one load reads files of several stores: {', '.join(sorted(map(str, schemes)))}")
-    [scheme] = schemes
-    filename = "lake.filename" if scheme is None else f"regexp_replace(lake.filename, '^[^:]+://', '{scheme}://')"
     properties = (text("properties") if group.values_clean
                   else f"coalesce(nullif(trim({text('properties')}), ''), '{{}}')")
     # The same instant validation accepted (ingest.py VALIDATION_QUERY), checked per file.
     event_at = (f"cast({text('timestamp')} as timestamp)" if group.timestamps_cast_exactly
                 else PARSED_EVENT_AT.replace("$text", text("timestamp")))
-    rejects = ("" if not group.has_rejects else f"""
+    rejects = ("" if not group.has_rejects else """
         where not exists (
             select 1 from raw.event_rejects as rejects
-            where rejects.source_file = {filename} and rejects.source_row = lake.file_row_number + 1
+            where rejects.source_file = lake.filename and rejects.source_row = lake.file_row_number + 1
         )""")
     # event_id is "<batch_id>-<row>", as ingest.py names events: macro event_id relies on it.
     return f"""
         select
-            substr(md5({filename}), 1, 16) || '-' || cast(lake.file_row_number + 1 as varchar) as event_id,
+            substr(md5(lake.filename), 1, 16) || '-' || cast(lake.file_row_number + 1 as varchar) as event_id,
             {clean('transaction_id')} as transaction_id,
             {clean('external_subscription_id')} as external_subscription_id,
             {clean('external_customer_id')} as external_customer_id,
@@ -149,8 +142,8 @@ def _branch(warehouse: DuckDBWarehouse, group: _ReadGroup, files: list[str]) -> 
             {event_at} as event_at,
             {properties} as properties,
             cast('{group.loaded_at:%Y-%m-%d %H:%M:%S.%f}' as timestamp) as loaded_at,
-            substr(md5({filename}), 1, 16) as batch_id,
-            {filename} as source_file,
+            substr(md5(lake.filename), 1, 16) as batch_id,
+            lake.filename as source_file,
             cast(lake.file_row_number + 1 as bigint) as source_row
         from {scan} as lake{rejects}"""
 

@@ -58,10 +58,10 @@ def list_files(root: str, extension: str) -> list[str]:
     path = fs._strip_protocol(root)
     if not fs.exists(path):
         raise FileNotFoundError(f"{root}: no such bucket or prefix")
-    # The root's own scheme, not fs.unstrip_protocol's: that names the store's first protocol
-    # (adlfs: abfs:// for an az:// lake), and a batch's file would not read as the lake's.
-    scheme = protocol(root)
-    return sorted(f"{scheme}://{found}" for found in fs.find(path) if found.endswith(extension))
+    # Named by the store's first protocol, whichever alias the lake was given by (adlfs:
+    # abfs:// for az://): a file has one name, the one DuckDB reports when it reads it through
+    # fsspec, so batch ids and rejects match the view's rows (tests/test_events_lake.py).
+    return sorted(fs.unstrip_protocol(found) for found in fs.find(path) if found.endswith(extension))
 
 
 def open_binary(location: Location) -> IO[bytes]:
