@@ -51,7 +51,7 @@
 {%- endmacro %}
 
 {#- The key hashes that occur more than once among `key_hashes` (a subquery with a key_hash
-    column), each once. A full rebuild asks this of every event's hash. -#}
+    column), each once. A first build (no key index yet) asks this of every event's hash. -#}
 {% macro repeated_key_hashes(key_hashes) -%}
     {{ return(adapter.dispatch('repeated_key_hashes', 'meterline')(key_hashes)) }}
 {%- endmacro %}

@@ -2,8 +2,9 @@
 -- events loaded since the key index's newest load, and the indexed ones they may repeat. A
 -- hash only nominates; int_event_duplicates compares the keys themselves.
 -- A daily run groups the new events' hashes and looks them up in the index, so its cost
--- follows the new events (plus one scan of the index's hashes); a full refresh, or a first
--- build, finds the repeated hashes among all of them (repeated_key_hashes).
+-- follows the new events (plus one scan of the index's hashes); a full refresh adds the indexed
+-- events whose hash the index marked as repeated; a first build, with no index, finds the
+-- repeated hashes among all of them (repeated_key_hashes).
 {%- set index = event_key_index() %}
 {%- set indexed_through = event_key_index_through() %}
 {%- set new_only = index is not none and not flags.FULL_REFRESH
@@ -22,8 +23,9 @@ with new_events as (
     {%- endif %}
 ),
 
-{%- if new_only %}
--- A daily run: one pass over the index's hashes finds the indexed events a new one repeats.
+{%- if index is not none %}
+-- The new events' hashes looked up in the index: one pass over its hashes finds the indexed
+-- events a new one repeats.
 indexed_repeated as (
     select indexed.batch_id, indexed.source_row, indexed.loaded_at, indexed.key_hash
     from {{ index }} as indexed
@@ -50,20 +52,25 @@ final as (
 
     union all
 
+    {%- if new_only %}
     select * from indexed_repeated
+    {%- else %}
+    -- A full refresh judges the indexed events again: those a new one repeats, and those whose
+    -- hash the index marked as repeated when it took them (is_key_repeated), which spares the
+    -- sort of every hash that finding them again would take.
+    select indexed.batch_id, indexed.source_row, indexed.loaded_at, indexed.key_hash
+    from {{ index }} as indexed
+    where indexed.key_hash in (
+        select marked.key_hash from {{ index }} as marked where marked.is_key_repeated
+        union
+        select shared_hashes.key_hash from shared_hashes
+    )
+    {%- endif %}
 )
 {%- else %}
-{#- The index is read where it is used, not as a CTE: DuckDB materialises a CTE read twice, and
-    copying 100M index rows to scan them twice cost several times the lookups themselves. #}
-{%- set every_key %}(
-    select new_events.key_hash from new_events
-    {%- if index is not none %}
-    union all
-    select indexed.key_hash from {{ index }} as indexed
-    {%- endif %}
-){%- endset %}
+-- The first build (no index yet): the hashes that repeat among all the events.
 shared_hashes as (
-    {{ repeated_key_hashes(every_key) }}
+    {{ repeated_key_hashes('(select new_events.key_hash from new_events)') }}
 ),
 
 final as (
@@ -71,15 +78,6 @@ final as (
     from new_events
     inner join shared_hashes
         on new_events.key_hash = shared_hashes.key_hash
-    {%- if index is not none %}
-
-    union all
-
-    select indexed.batch_id, indexed.source_row, indexed.loaded_at, indexed.key_hash
-    from {{ index }} as indexed
-    inner join shared_hashes
-        on indexed.key_hash = shared_hashes.key_hash
-    {%- endif %}
 )
 {%- endif %}
 
