@@ -123,9 +123,18 @@ def _branch(warehouse: DuckDBWarehouse, group: _ReadGroup, files: list[str]) -> 
 
     properties = (text("properties") if group.values_clean
                   else f"coalesce(nullif(trim({text('properties')}), ''), '{{}}')")
-    # The same instant validation accepted (ingest.py VALIDATION_QUERY), checked per file.
-    event_at = (f"cast({text('timestamp')} as timestamp)" if group.timestamps_cast_exactly
-                else PARSED_EVENT_AT.replace("$text", text("timestamp")))
+    # The same instant validation accepted (ingest.py VALIDATION_QUERY), checked per file. A
+    # column the files already type as microsecond timestamps is that instant: validation read
+    # its text, which round-trips exactly (a naive one is UTC), so the view skips formatting
+    # and parsing it again (about 3 s per pass over 100M events on 2 cores).
+    if columns.get("timestamp") == "TIMESTAMP":
+        event_at = "lake.timestamp"
+    elif columns.get("timestamp") == "TIMESTAMP WITH TIME ZONE":
+        event_at = "cast(timezone('UTC', lake.timestamp) as timestamp)"
+    elif group.timestamps_cast_exactly:
+        event_at = f"cast({text('timestamp')} as timestamp)"
+    else:
+        event_at = PARSED_EVENT_AT.replace("$text", text("timestamp"))
     rejects = ("" if not group.has_rejects else """
         where not exists (
             select 1 from raw.event_rejects as rejects

@@ -17,6 +17,7 @@ import pytest
 from orchestration import pipeline
 from orchestration.demo.generator import generate_demo
 from orchestration.exports import fetch_invoices, reconciliation
+from orchestration.ingest import PARSED_EVENT_AT
 from orchestration.lake import LakeError
 from orchestration.settings import get_settings
 from orchestration.warehouse import connect
@@ -125,6 +126,44 @@ def test_lake_input_bills_like_warehouse_input(demo, ingested, tmp_path):
     for model in ("int_event_contenders.sql", "int_usage_increments.sql"):
         compiled = next((in_place.home / "dbt" / "target" / "compiled").rglob(model)).read_text()
         assert f"loaded_at > cast('{FIRST_LOAD}' as timestamp)" in compiled, model
+
+
+def test_a_lake_with_typed_timestamps_bills_like_warehouse_input(demo, ingested, tmp_path):
+    """Parquet written by Spark or pandas types its timestamps: the view reads them as they
+    are (no text round trip) and the invoices are those of the text timestamps ingested."""
+    home, days = demo
+    settings = get_settings(tmp_path / "typed")
+    shutil.copytree(home / "catalog", settings.catalog_dir)
+    settings.landing_dir.mkdir()
+    pipeline.read_and_load_catalog(settings, settings.catalog_dir)
+    lake = tmp_path / "lake"
+    # The instant validation reads from the text (ingest.PARSED_EVENT_AT): with a time zone in
+    # the first load's files, naive UTC in the second's.
+    instant = PARSED_EVENT_AT.replace("$text", '"timestamp"')
+    typed = {False: f"timezone('UTC', {instant})", True: instant}
+
+    def arrive(files, naive: bool):
+        for file in files:
+            partition = lake / f"date={file.stem.removeprefix('events-')}"
+            partition.mkdir(parents=True)
+            with duckdb.connect() as con:
+                con.execute("set TimeZone = 'UTC'")
+                con.execute(f"""copy (select * replace ({typed[naive]} as "timestamp")
+                                      from read_parquet('{file}'))
+                                to '{partition / "part-0.parquet"}' (format parquet)""")
+
+    arrive(days[:-LATE_DAYS], naive=False)
+    pipeline.register_lake(settings, lake, loaded_at=FIRST_LOAD)
+    pipeline.build(settings, FIRST_LOAD)
+    arrive(days[-LATE_DAYS:], naive=True)
+    pipeline.register_lake(settings, lake, loaded_at=SECOND_LOAD)
+    assert not pipeline.build(settings, AS_OF).full_refresh
+
+    assert _results(settings) == ingested
+    with connect(settings, read_only=True) as warehouse:
+        [[view]] = warehouse.query("select sql from duckdb_views() where schema_name = 'raw' and view_name = 'events'")
+    assert "timezone('UTC', lake.\"timestamp\")" in view and 'lake."timestamp" AS event_at' in view, view
+    assert 'CAST("timestamp" AS VARCHAR)' not in view, view
 
 
 def test_a_lake_cannot_join_a_warehouse_of_ingested_events(demo, tmp_path):
