@@ -15,6 +15,9 @@ depend on the machine; ratios travel):
   limit they ran under;
 - the same small workload on DuckDB, PostgreSQL and Spark, side by side.
 
+Every dbt stage's per-model timings are kept beside bench-N.json's data (run_results/STAGE.json
+in the bench's home): where a ratio comes from, model by model.
+
 Each measured step runs in a child process: its peak resident memory is its own (os.wait4), and
 dbt's start-up (parsing the project, a constant) is reported apart from the models' time.
 """
@@ -57,6 +60,9 @@ class Stage:
     """dbt only: from the first model's start to the last one's end (run_results.json)."""
     peak_memory_mib: float = 0.0
     slowest: list[dict[str, Any]] = field(default_factory=list)
+    run_results: str | None = None
+    """dbt only: every model's and test's timing in this stage, a copy of dbt's run_results.json
+    (relative to the bench's home; the next dbt command overwrites dbt's own)."""
 
 
 class BenchError(RuntimeError):
@@ -92,7 +98,7 @@ def _models_span(settings: Settings) -> tuple[float | None, list[dict[str, Any]]
                   for r in slowest]
 
 
-def dbt_stage(settings: Settings, name: str, args: list[str], as_of: datetime,
+def dbt_stage(settings: Settings, key: str, name: str, args: list[str], as_of: datetime,
               console: Console | None) -> Stage:
     command, env = pipeline.dbt_command(settings, args, as_of=as_of)
     with (console.status(name) if console else _quiet()):
@@ -100,7 +106,11 @@ def dbt_stage(settings: Settings, name: str, args: list[str], as_of: datetime,
     if code != 0:
         raise BenchError(f"{name}: dbt {' '.join(args)} failed:\n" + "\n".join(output.splitlines()[-30:]))
     span, slowest = _models_span(settings)
-    stage = Stage(name, round(wall, 3), round(span, 3) if span is not None else None, round(peak, 1), slowest)
+    kept = Path("run_results") / f"{key}.json"
+    (settings.home / kept).parent.mkdir(exist_ok=True)
+    shutil.copyfile(settings.home / "dbt" / "target" / "run_results.json", settings.home / kept)
+    stage = Stage(name, round(wall, 3), round(span, 3) if span is not None else None, round(peak, 1), slowest,
+                  str(kept))
     if console:
         console.print(f"{name}: {stage.models_seconds:.2f} s of models ({wall:.2f} s with dbt's start-up), "
                       f"peak {peak:,.0f} MiB")
@@ -213,10 +223,13 @@ def run_benchmark(out: Path, *, events: int, customers: int = 200, seed: int = 7
     next_day_events = write_next_day(days[-1], next_day)
 
     child_env = {**os.environ, **settings.dbt_env()}
+
+    def dbt(key: str, name: str, args: list[str], as_of: datetime) -> None:
+        stages[key] = dbt_stage(settings, key, name, args, as_of, console)
+
     stages["register"], _ = python_stage("register the lake (validate every file once)", "register", console,
                                          env=child_env, home=str(home), lake=str(lake))
-    stages["first_build"] = dbt_stage(settings, "first build: every model and test, key index included",
-                                      ["build", "--full-refresh"], AS_OF, console)
+    dbt("first_build", "first build: every model and test, key index included", ["build", "--full-refresh"], AS_OF)
     with pipeline.connect(settings) as warehouse:
         pipeline.record_run(warehouse, AS_OF, True, pipeline.utc_now(), None,
                             pipeline.key_index_fingerprint(settings))
@@ -224,10 +237,10 @@ def run_benchmark(out: Path, *, events: int, customers: int = 200, seed: int = 7
     floor = measure_floor(lake, memory_limit)
     if console:
         console.print(f"floor (bare group-by over the lake's files): {floor:.2f} s")
-    stages["full_rebuild"] = dbt_stage(settings, "full rebuild from the raw files (deduplication included)",
-                                       ["run", "--full-refresh", "--select", *METERING_SELECT], AS_OF, console)
-    stages["rating"] = dbt_stage(settings, "rating every period from the deduplicated events",
-                                 ["run", "--full-refresh", "--select", *RATING_SELECT], AS_OF, console)
+    dbt("full_rebuild", "full rebuild from the raw files (deduplication included)",
+        ["run", "--full-refresh", "--select", *METERING_SELECT], AS_OF)
+    dbt("rating", "rating every period from the deduplicated events",
+        ["run", "--full-refresh", "--select", *RATING_SELECT], AS_OF)
     floor_after = measure_floor(lake, memory_limit)
 
     # One more day: registered, then metered incrementally (the same models).
@@ -237,10 +250,9 @@ def run_benchmark(out: Path, *, events: int, customers: int = 200, seed: int = 7
     stages["register_day"], _ = python_stage("register the new day", "register", console, env=child_env,
                                              home=str(home), lake=str(lake))
     next_as_of = AS_OF + timedelta(days=1)
-    stages["incremental_day"] = dbt_stage(settings, "incremental day (metering and rating)",
-                                          ["run", "--select", *METERING_SELECT], next_as_of, console)
-    stages["daily_build"] = dbt_stage(settings, "the rest of the daily build: invoices, taxes, revenue, tests",
-                                      [*pipeline.BUILD_COMMAND], next_as_of, console)
+    dbt("incremental_day", "incremental day (metering and rating)", ["run", "--select", *METERING_SELECT], next_as_of)
+    dbt("daily_build", "the rest of the daily build: invoices, taxes, revenue, tests", [*pipeline.BUILD_COMMAND],
+        next_as_of)
 
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         raw_events = con.execute("select count(*) from raw.events").fetchone()[0]
