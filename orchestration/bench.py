@@ -83,9 +83,9 @@ def _measured(command: list[str], env: dict[str, str] | None = None) -> tuple[in
     return proc.returncode, output, wall, usage.ru_maxrss / 1024
 
 
-def _models_span(settings: Settings) -> tuple[float | None, list[dict[str, Any]]]:
-    """First model start to last model end, and the slowest models, of the last dbt command."""
-    results = json.loads((settings.home / "dbt" / "target" / "run_results.json").read_text())["results"]
+def _models_span(run_results: Path) -> tuple[float | None, list[dict[str, Any]]]:
+    """First model start to last model end, and the slowest models, of one dbt command."""
+    results = json.loads(run_results.read_text())["results"]
     starts, ends = [], []
     for result in results:
         for step in result.get("timing", []):
@@ -105,10 +105,10 @@ def dbt_stage(settings: Settings, key: str, name: str, args: list[str], as_of: d
         code, output, wall, peak = _measured(command, env)
     if code != 0:
         raise BenchError(f"{name}: dbt {' '.join(args)} failed:\n" + "\n".join(output.splitlines()[-30:]))
-    span, slowest = _models_span(settings)
     kept = Path("run_results") / f"{key}.json"
     (settings.home / kept).parent.mkdir(exist_ok=True)
     shutil.copyfile(settings.home / "dbt" / "target" / "run_results.json", settings.home / kept)
+    span, slowest = _models_span(settings.home / kept)
     stage = Stage(name, round(wall, 3), round(span, 3) if span is not None else None, round(peak, 1), slowest,
                   str(kept))
     if console:
