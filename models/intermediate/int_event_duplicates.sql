@@ -23,8 +23,9 @@ with contenders as (
     select * from {{ ref('int_event_contenders') }}
 ),
 
--- The event_id is the contender's (macro event_id), not read from the raw events: a lake
--- computes it from the file name, for every event it scans (all 100M on a full rebuild).
+-- The event_id and event_at are the contender's (macro event_id; the key index keeps event_at),
+-- not read from the raw events: a lake computes them from the file name and the timestamp's
+-- text for every event it scans, before the join keeps a few (all 100M on a full rebuild).
 contender_events as (
     select
         {{ event_id('contenders.batch_id', 'contenders.source_row') }} as event_id,
@@ -37,7 +38,7 @@ contender_events as (
         events.external_customer_id,
         events.event_owner_key,
         events.metric_code,
-        events.event_at,
+        contenders.event_at,
         events.properties
     from {{ ref('stg_raw__events') }} as events
     inner join contenders

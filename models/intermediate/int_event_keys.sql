@@ -6,8 +6,9 @@
     )
 }}
 -- depends_on: {{ ref('int_event_duplicates') }}
--- One row per accepted raw event: the hash of its deduplication key (macros/event_keys.sql) and
--- where it came from. The index that int_event_contenders looks new events up in. It takes the
+-- One row per accepted raw event: the hash of its deduplication key (macros/event_keys.sql),
+-- where it came from and when it happened (event_at: the deduplication reads an indexed
+-- contender's time here rather than parse every raw event's timestamp to find a few). The index that int_event_contenders looks new events up in. It takes the
 -- new loads after the deduplication has judged them, so both read the same loads.
 -- is_key_repeated: when the event was indexed, its hash was already shared, with an indexed
 -- event or another new one (it was a contender). The hashes with such a row are exactly those
@@ -30,6 +31,7 @@ keyed as (
         events.batch_id,
         events.source_row,
         events.loaded_at,
+        events.event_at,
         {{ event_key_hash('events.external_subscription_id', 'events.external_customer_id', 'events.transaction_id') }}
             as key_hash
     from events
@@ -45,6 +47,7 @@ final as (
         keyed.batch_id,
         keyed.source_row,
         keyed.loaded_at,
+        keyed.event_at,
         keyed.key_hash,
         contender_hashes.key_hash is not null as is_key_repeated
     from keyed
