@@ -15,10 +15,12 @@
                    filter_metrics {key: [metrics with a filter on it]}
     group_keys     [every pricing-group key], group_metrics {key: [metrics grouped by it]}
     itemised       [metrics whose events are aggregated or priced one at a time: max, latest,
-                   unique_count and weighted_sum, and those with a percentage or in-advance charge] -#}
+                   unique_count and weighted_sum, and those with a percentage or in-advance charge]
+    in_advance     [metrics with a charge paid in advance: each event is a line of its own,
+                   named by its transaction_id (invoice_line_id)] -#}
 {% macro metering_catalog() -%}
     {%- set catalog = {'metrics': [], 'keys': {}, 'filter_keys': [], 'filter_values': {}, 'filter_metrics': {},
-                       'group_keys': [], 'group_metrics': {}, 'itemised': []} -%}
+                       'group_keys': [], 'group_metrics': {}, 'itemised': [], 'in_advance': []} -%}
     {%- if not execute -%}
         {{ return(catalog) }}
     {%- endif -%}
@@ -26,7 +28,8 @@
                                     ~ source('catalog', 'billable_metrics') ~ " order by metric_code").rows -%}
     {%- set charge_rows = run_query(
         "select metric_code, max(case when charge_model = 'percentage' or coalesce(is_pay_in_advance, false)"
-        ~ " then 1 else 0 end) from " ~ source('catalog', 'charges') ~ " group by 1").rows -%}
+        ~ " then 1 else 0 end), max(case when coalesce(is_pay_in_advance, false) then 1 else 0 end) from "
+        ~ source('catalog', 'charges') ~ " group by 1 order by 1").rows -%}
     {%- set filter_rows = run_query(
         "select distinct charges.metric_code, filter_values.filter_key, filter_values.filter_value from "
         ~ source('catalog', 'charge_filter_values') ~ " as filter_values inner join "
@@ -40,6 +43,7 @@
         ~ ") as grouped where group_key is not null order by 2, 1").rows -%}
     {%- set priced_one_by_one = [] -%}
     {%- for row in charge_rows if row[1] == 1 -%}{%- do priced_one_by_one.append(row[0]) -%}{%- endfor -%}
+    {%- for row in charge_rows if row[2] == 1 -%}{%- do catalog['in_advance'].append(row[0]) -%}{%- endfor -%}
     {%- for row in metric_rows -%}
         {%- do catalog['metrics'].append({'code': row[0], 'aggregation': row[1], 'field': row[2]}) -%}
         {%- do catalog['keys'].update({row[0]: ([row[2]] if row[2] and row[1] != 'count' else [])}) -%}

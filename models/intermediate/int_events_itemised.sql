@@ -18,6 +18,13 @@
 {%- set watermarks = metering_watermarks() if is_incremental() else {'loaded_through': '', 'metered_through': ''} %}
 {%- set event_columns = 'event_id, transaction_id, external_subscription_id, external_customer_id, metric_code, '
                         ~ 'event_at, loaded_at, properties, batch_id, source_file, source_row' %}
+{#- transaction_id is kept for the events of metrics with an in-advance charge, whose line it
+    names (invoice_line_id), and is null for the others: nothing else here needs it, and it is
+    the widest column a scan of the raw events decodes (every event's, though few are kept).
+    A price book change rebuilds this table (pipeline.needs_full_refresh). -#}
+{%- set read_columns = event_columns | replace('transaction_id',
+        ('case when metric_code in (' ~ sql_text_list(catalog['in_advance']) ~ ') then transaction_id end as transaction_id')
+        if catalog['in_advance'] else 'cast(null as ' ~ dbt.type_string() ~ ') as transaction_id') %}
 {#- The batches that may hold an event after the as_of: their latest event is not earlier
     (or unknown: a batch loaded by an earlier version). Read as constants, so the other
     batches are not read at all. -#}
@@ -28,7 +35,7 @@
 {%- endif %}
 
 with itemised_events as (
-    select {{ event_columns }}
+    select {{ read_columns }}
     from {{ ref('int_events_deduplicated') }}
     where metric_code in ({{ sql_text_list(catalog['itemised']) if catalog['itemised'] else "''" }})
     {%- if watermarks['loaded_through'] %}
@@ -37,7 +44,7 @@ with itemised_events as (
 ),
 
 late_events as (
-    select {{ event_columns }}
+    select {{ read_columns }}
     from {{ ref('int_events_deduplicated') }}
     where {% if late_batches %}batch_id in ({{ sql_text_list(late_batches) }}){% else %}1 = 0{% endif %}
         and event_at >= {{ as_of_timestamp() }}
