@@ -8,8 +8,9 @@
 -- depends_on: {{ ref('int_event_duplicates') }}
 -- One row per accepted raw event: the hash of its deduplication key (macros/event_keys.sql),
 -- where it came from and when it happened (event_at: the deduplication reads an indexed
--- contender's time here rather than parse every raw event's timestamp to find a few). The index that int_event_contenders looks new events up in. It takes the
--- new loads after the deduplication has judged them, so both read the same loads.
+-- contender's time here rather than parse every raw event's timestamp to find a few). The
+-- index that int_event_contenders looks new events up in. It takes the new loads after the
+-- deduplication has judged them, so both read the same loads.
 -- is_key_repeated: when the event was indexed, its hash was already shared, with an indexed
 -- event or another new one (it was a contender). The hashes with such a row are exactly those
 -- that occur more than once, so a full refresh finds its contenders here instead of sorting

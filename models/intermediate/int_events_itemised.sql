@@ -16,15 +16,16 @@
 -- and the held-back events, matched again from the fields kept here.
 {%- set catalog = metering_catalog() %}
 {%- set watermarks = metering_watermarks() if is_incremental() else {'loaded_through': '', 'metered_through': ''} %}
-{%- set event_columns = 'event_id, transaction_id, external_subscription_id, external_customer_id, metric_code, '
+{%- set other_columns = 'external_subscription_id, external_customer_id, metric_code, '
                         ~ 'event_at, loaded_at, properties, batch_id, source_file, source_row' %}
-{#- transaction_id is kept for the events of metrics with an in-advance charge, whose line it
-    names (invoice_line_id), and is null for the others: nothing else here needs it, and it is
-    the widest column a scan of the raw events decodes (every event's, though few are kept).
-    A price book change rebuilds this table (pipeline.needs_full_refresh). -#}
-{%- set read_columns = event_columns | replace('transaction_id',
-        ('case when metric_code in (' ~ sql_text_list(catalog['in_advance']) ~ ') then transaction_id end as transaction_id')
-        if catalog['in_advance'] else 'cast(null as ' ~ dbt.type_string() ~ ') as transaction_id') %}
+{%- set event_columns = 'event_id, transaction_id, ' ~ other_columns %}
+{#- What the raw events are read for: transaction_id only for the events of metrics with an
+    in-advance charge, whose line it names (invoice_line_id), null for the others. Nothing else
+    here needs it, and it is the widest column a scan of the raw events decodes (every event's,
+    though few are kept). A price book change rebuilds this table (pipeline.needs_full_refresh). -#}
+{%- set transaction_id = ('case when metric_code in (' ~ sql_text_list(catalog['in_advance']) ~ ') then transaction_id end')
+                         if catalog['in_advance'] else 'cast(null as ' ~ dbt.type_string() ~ ')' %}
+{%- set read_columns = 'event_id, ' ~ transaction_id ~ ' as transaction_id, ' ~ other_columns %}
 {#- The batches that may hold an event after the as_of: their latest event is not earlier
     (or unknown: a batch loaded by an earlier version). Read as constants, so the other
     batches are not read at all. -#}
