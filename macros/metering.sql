@@ -340,6 +340,8 @@ split_hours as (
     where pieces.piece_end_at <> {{ dbt.date_trunc('hour', 'pieces.piece_end_at') }}
 ),
 
+-- event_at of an hourly row: the hour's start, which every event of an hour nothing splits
+-- matches and classifies alike, or the event's own time in an hour something splits.
 hourly as (
     select
         valued.owner_kind,
@@ -355,11 +357,10 @@ hourly as (
                 {%- endfor %}
                 then valued.event_at
             else {{ dbt.date_trunc('hour', 'valued.event_at') }}
-        end as time_bucket,
+        end as event_at,
         {{ metering_value_columns('valued', catalog) }}
         count(*) as event_count,
-        sum(valued.units) as units,
-        min(valued.event_at) as event_at
+        sum(valued.units) as units
     from valued
     left join split_hours
         on split_hours.owner_kind = valued.owner_kind
