@@ -313,8 +313,8 @@ from valued
 
 {#- The events of `relation` metered in bulk, counted and summed before they are matched: one
     row per owner, metric, load, hour of the events and their values (filter and group values),
-    with event_count, units (their sum) and event_at (the first event's time), joined to the
-    piece and price that bill them and classified like single events (match_events).
+    with event_count, units (their sum) and event_at (the hour's start), joined to the piece
+    and price that bill them and classified like single events (match_events).
     lookback_days: calendar_lookback_days().
     Exact, because every event of such an hour is matched alike: an hour holding anything that
     may split it (a piece's start or end that is not on the hour, the as_of, the look-back
@@ -340,8 +340,8 @@ split_hours as (
     where pieces.piece_end_at <> {{ dbt.date_trunc('hour', 'pieces.piece_end_at') }}
 ),
 
--- event_at of an hourly row: the hour's start, which every event of an hour nothing splits
--- matches and classifies alike, or the event's own time in an hour something splits.
+-- An hourly row's event_at is the hour's start: every event of an hour nothing splits matches
+-- and classifies as that instant would. In an hour something splits, it is the event's own time.
 hourly as (
     select
         valued.owner_kind,
