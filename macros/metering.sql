@@ -313,8 +313,9 @@ from valued
 
 {#- The events of `relation` metered in bulk, counted and summed before they are matched: one
     row per owner, metric, load, hour of the events and their values (filter and group values),
-    with event_count, units (their sum) and event_at (the hour's start), joined to the piece
-    and price that bill them and classified like single events (match_events).
+    with event_count, units (their sum) and event_at (the hour's start, or in an hour something
+    splits the events' own time), joined to the piece and price that bill them and classified
+    like single events (match_events).
     lookback_days: calendar_lookback_days().
     Exact, because every event of such an hour is matched alike: an hour holding anything that
     may split it (a piece's start or end that is not on the hour, the as_of, the look-back
