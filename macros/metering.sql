@@ -341,8 +341,6 @@ split_hours as (
     where pieces.piece_end_at <> {{ dbt.date_trunc('hour', 'pieces.piece_end_at') }}
 ),
 
--- An hourly row's event_at is the hour's start: every event of an hour nothing splits matches
--- and classifies as that instant would. In an hour something splits, it is the event's own time.
 hourly as (
     select
         valued.owner_kind,
