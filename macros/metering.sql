@@ -164,7 +164,7 @@ select
     events_read.batch_id,
     events_read.source_file,
     events_read.source_row,
-    case when events_read.external_subscription_id is null then 'customer' else 'subscription' end as owner_kind,
+    {{ owner_kind_of('events_read.external_subscription_id is null') }} as owner_kind,
     coalesce(events_read.external_subscription_id, events_read.external_customer_id) as owner_id,
     {%- for key in catalog['filter_keys'] %}
     case when {{ event_property('events_read', catalog, key, catalog['filter_metrics'][key]) }}
@@ -203,6 +203,12 @@ select
     cast(null as {{ dbt.type_string() }}) as operation_type
     {%- endif %}
 from events_read
+{%- endmacro %}
+
+{#- Who owns an event, named: 'customer' when `is_customer_owned` (the event names no
+    subscription), else 'subscription'. -#}
+{% macro owner_kind_of(is_customer_owned) -%}
+    case when {{ is_customer_owned }} then 'customer' else 'subscription' end
 {%- endmacro %}
 
 {#- What matching reads besides the events: the calendar's pieces and the plans' default prices
@@ -374,7 +380,7 @@ hourly_grouped as (
 
 hourly as (
     select
-        case when hourly_grouped.is_customer_owned then 'customer' else 'subscription' end as owner_kind,
+        {{ owner_kind_of('hourly_grouped.is_customer_owned') }} as owner_kind,
         hourly_grouped.*
     from hourly_grouped
 )
